@@ -1,0 +1,193 @@
+"""Backend registry and selection.
+
+Every backend is a module (``vbkernels.numpy_baseline``, ``vbkernels.reference``,
+``vbkernels.triton``, ``vbkernels.cuda``, ``vbkernels.cpu``) that exposes ``load()``:
+it returns a :class:`Backend` or raises ``BackendUnavailable`` with a sentence saying why
+and what to install. The public functions in ``vbkernels._api`` validate arguments,
+allocate outputs and then call one *kernel op* of the chosen backend. Adding a backend
+means adding a module and a line to ``_BACKEND_MODULES``; callers do not change.
+
+Kernel ops (destination passing; the front end has already validated everything)
+------------------------------------------------------------------------------
+All tensors are torch tensors on one device. ``rgb`` is a view of shape ``(N, H, W, 3)``
+with *arbitrary strides* (a channels-first input arrives as ``x.movedim(-3, -1)``); dtype
+uint8, float16, bfloat16, float32 or float64. Outputs are preallocated views of shape
+``(N, H, W)`` or ``(N, H, W, 3)``, also with arbitrary strides; ops write every element.
+Values are in "0..255 units" (SPEC §1): uint8 ``v`` is ``v``, float ``x`` is
+``255 * clamp(x, 0, 1)``; a NaN channel makes the pixel's output NaN / ``ignore_index``.
+
+``hilbert_project(rgb, t)``
+    t: (N, H, W) float32 or float64.
+``decode_depth(rgb, depth, distance, lam, c, max_depth)``
+    depth: (N, H, W) float32/float64; distance: (N, H, W) float32 or None;
+    lam, c: Python floats (validated); max_depth: float or None (clamp from above).
+``decode_normals(rgb, normals, norm, flip_yz, eps)``
+    normals: (N, H, W, 3) float16/bfloat16/float32/float64 view; norm: (N, H, W) float32
+    or None; flip_yz: True for the OpenCV convention (negate y and z).
+``decode_segmentation(rgb, palette, labels, distance, max_dist2, ignore_index)``
+    palette: (K, 3) contiguous float32 (float64 for float64 rgb) in 0..255 units;
+    labels: (N, H, W) uint8/int16/int32/int64; distance: (N, H, W) float32 or None;
+    max_dist2: float threshold (pixel ignored when ``dist2 > max_dist2``) or None.
+    For uint8 rgb and an integer palette the front end passes ``floor(r*r)`` so integer
+    distances compare exactly in any float width.
+``hilbert_walk(t, rgb)``
+    t: (N, H, W) float tensor, clamped to [0, 1] by the op; rgb: (N, H, W, 3) view,
+    uint8 (0..255, rounded half to even) or float (0..1).
+``encode_depth(depth, rgb, lam, c)``
+    depth: (N, H, W) float, finite non-negative or +inf (checked by the front end);
+    rgb as for hilbert_walk. Equals ``hilbert_walk(power_transform(depth))``.
+``encode_normals(normals, rgb, flip_yz)``
+    normals: (N, H, W, 3) float view; rgb: (N, H, W, 3) view uint8 or float.
+``encode_segmentation(labels, palette, rgb, ignore_color)``
+    labels: (N, H, W) integer; palette: (K, 3) uint8 contiguous; ignore_color: (3,) uint8
+    tensor; labels outside [0, K) get ignore_color; rgb: (N, H, W, 3) uint8 view.
+
+A backend may leave an op out of ``ops``: the front end then runs the torch reference for
+it when ``backend="auto"`` and raises ``RuntimeError`` when the op was asked of that
+backend by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+OP_NAMES = (
+    "hilbert_project",
+    "decode_depth",
+    "decode_normals",
+    "decode_segmentation",
+    "hilbert_walk",
+    "encode_depth",
+    "encode_normals",
+    "encode_segmentation",
+)
+
+# Import path of each backend, in the order "auto" prefers them per device.
+_BACKEND_MODULES = {
+    "triton": "vbkernels.triton",
+    "cuda": "vbkernels.cuda",
+    "cpu": "vbkernels.cpu",
+    "torch": "vbkernels.reference",
+    "numpy": "vbkernels.numpy_baseline",
+}
+_AUTO_ORDER = {
+    "cuda": ("triton", "cuda", "torch"),
+    "cpu": ("cpu", "torch"),
+}
+BACKEND_NAMES = tuple(_BACKEND_MODULES)
+ENV_VAR = "VBKERNELS_BACKEND"
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised by a backend's ``load()``; the message says why and what to install."""
+
+
+@dataclass
+class Backend:
+    name: str
+    # Device types whose tensors the backend runs on ("cpu", "cuda").
+    devices: frozenset
+    ops: dict[str, Callable] = field(default_factory=dict)
+    # Input dtypes the kernels read; None means every dtype of SPEC §1.
+    dtypes: frozenset | None = None
+    # True when the backend runs on the CPU only through an interpreter (Triton's):
+    # usable when asked for by name, never picked by "auto".
+    interpreted_on_cpu: bool = False
+
+    def runs(self, device: torch.device, dtype: torch.dtype | None = None) -> bool:
+        if device.type not in self.devices:
+            return False
+        return dtype is None or self.dtypes is None or dtype in self.dtypes
+
+
+_loaded: dict[str, Backend] = {}
+_failed: dict[str, str] = {}
+
+
+def load_backend(name: str) -> Backend:
+    """Return the backend called ``name``; ``BackendUnavailable`` says why it cannot load."""
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failed:
+        raise BackendUnavailable(_failed[name])
+    if name not in _BACKEND_MODULES:
+        raise ValueError(f"backend must be one of {('auto',) + BACKEND_NAMES}, got {name!r}")
+    try:
+        module = importlib.import_module(_BACKEND_MODULES[name])
+        backend = module.load()
+    except BackendUnavailable as exc:
+        _failed[name] = str(exc)
+        raise
+    except ImportError as exc:
+        _failed[name] = f"backend {name!r} could not be imported ({exc})"
+        raise BackendUnavailable(_failed[name]) from exc
+    _loaded[name] = backend
+    return backend
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that load on this machine (each may still need a device)."""
+    names = []
+    for name in BACKEND_NAMES:
+        try:
+            load_backend(name)
+        except BackendUnavailable:
+            continue
+        names.append(name)
+    return names
+
+
+def select(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> Callable:
+    """The kernel op to run for a tensor on ``device`` of input dtype ``dtype``.
+
+    An explicit backend that cannot run the op raises ``RuntimeError`` saying why; "auto"
+    takes the first backend in ``_AUTO_ORDER`` that loads and runs the op there, so it never
+    hides an error the user asked for and never picks an interpreter.
+    """
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend == "auto":
+        backend = os.environ.get(ENV_VAR, "auto") or "auto"
+    if backend == "auto":
+        return _select_auto(op, device, dtype)
+    return _select_named(op, backend, device, dtype)
+
+
+def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) -> Callable:
+    if name not in _BACKEND_MODULES:
+        raise ValueError(f"backend must be one of {('auto',) + BACKEND_NAMES}, got {name!r}")
+    try:
+        chosen = load_backend(name)
+    except BackendUnavailable as exc:
+        raise RuntimeError(str(exc)) from None
+    if device.type not in chosen.devices:
+        raise RuntimeError(
+            f"backend {name!r} runs on {sorted(chosen.devices)} tensors, but the input is on "
+            f"{device}; move the tensor or pick another backend (available: {available_backends()})"
+        )
+    if chosen.dtypes is not None and dtype not in chosen.dtypes:
+        raise RuntimeError(
+            f"backend {name!r} does not read {dtype} images; it reads "
+            f"{sorted(str(d) for d in chosen.dtypes)}"
+        )
+    if op not in chosen.ops:
+        raise RuntimeError(f"backend {name!r} does not implement {op}")
+    return chosen.ops[op]
+
+
+def _select_auto(op: str, device: torch.device, dtype: torch.dtype) -> Callable:
+    for name in _AUTO_ORDER.get(device.type, ("torch",)):
+        try:
+            candidate = load_backend(name)
+        except BackendUnavailable:
+            continue
+        if device.type == "cpu" and candidate.interpreted_on_cpu:
+            continue
+        if candidate.runs(device, dtype) and op in candidate.ops:
+            return candidate.ops[op]
+    return load_backend("torch").ops[op]
