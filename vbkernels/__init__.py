@@ -1,0 +1,36 @@
+"""vbkernels: decode "perception as image generation" outputs into depth, normals and labels.
+
+Public API (SPEC.md §5). Every decoder takes uint8 or float images in channels-last
+``(..., H, W, 3)`` or channels-first ``(..., 3, H, W)`` layout, as torch tensors (any device,
+any strides) or NumPy arrays, and returns the same kind of object.
+"""
+
+from ._api import (
+    decode_depth,
+    decode_normals,
+    decode_segmentation,
+    encode_depth,
+    encode_normals,
+    encode_segmentation,
+    hilbert_project,
+    hilbert_walk,
+    inverse_power_transform,
+    power_transform,
+)
+from ._dispatch import available_backends
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_backends",
+    "decode_depth",
+    "decode_normals",
+    "decode_segmentation",
+    "encode_depth",
+    "encode_normals",
+    "encode_segmentation",
+    "hilbert_project",
+    "hilbert_walk",
+    "inverse_power_transform",
+    "power_transform",
+]

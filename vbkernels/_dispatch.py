@@ -98,6 +98,9 @@ class Backend:
     # True when the backend runs on the CPU only through an interpreter (Triton's):
     # usable when asked for by name, never picked by "auto".
     interpreted_on_cpu: bool = False
+    # True when hilbert_project / decode_depth write float64 for float64 input (SPEC §5:
+    # the torch and numpy backends do; the fast backends write float32).
+    float64_outputs: bool = False
 
     def runs(self, device: torch.device, dtype: torch.dtype | None = None) -> bool:
         if device.type not in self.devices:
@@ -123,8 +126,8 @@ def load_backend(name: str) -> Backend:
     except BackendUnavailable as exc:
         _failed[name] = str(exc)
         raise
-    except ImportError as exc:
-        _failed[name] = f"backend {name!r} could not be imported ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a broken backend must not break the others
+        _failed[name] = f"backend {name!r} failed to load: {type(exc).__name__}: {exc}"
         raise BackendUnavailable(_failed[name]) from exc
     _loaded[name] = backend
     return backend
@@ -142,8 +145,8 @@ def available_backends() -> list[str]:
     return names
 
 
-def select(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> Callable:
-    """The kernel op to run for a tensor on ``device`` of input dtype ``dtype``.
+def select(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
+    """The backend and kernel op to run for a tensor on ``device`` of input dtype ``dtype``.
 
     An explicit backend that cannot run the op raises ``RuntimeError`` saying why; "auto"
     takes the first backend in ``_AUTO_ORDER`` that loads and runs the op there, so it never
@@ -158,7 +161,7 @@ def select(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> C
     return _select_named(op, backend, device, dtype)
 
 
-def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) -> Callable:
+def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
     if name not in _BACKEND_MODULES:
         raise ValueError(f"backend must be one of {('auto',) + BACKEND_NAMES}, got {name!r}")
     try:
@@ -177,10 +180,10 @@ def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) 
         )
     if op not in chosen.ops:
         raise RuntimeError(f"backend {name!r} does not implement {op}")
-    return chosen.ops[op]
+    return chosen, chosen.ops[op]
 
 
-def _select_auto(op: str, device: torch.device, dtype: torch.dtype) -> Callable:
+def _select_auto(op: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
     for name in _AUTO_ORDER.get(device.type, ("torch",)):
         try:
             candidate = load_backend(name)
@@ -189,5 +192,6 @@ def _select_auto(op: str, device: torch.device, dtype: torch.dtype) -> Callable:
         if device.type == "cpu" and candidate.interpreted_on_cpu:
             continue
         if candidate.runs(device, dtype) and op in candidate.ops:
-            return candidate.ops[op]
-    return load_backend("torch").ops[op]
+            return candidate, candidate.ops[op]
+    reference = load_backend("torch")
+    return reference, reference.ops[op]

@@ -1,0 +1,36 @@
+"""Surface normals from linearly mapped RGB, and back, in plain torch (SPEC §3)."""
+
+from __future__ import annotations
+
+import torch
+
+from ._common import chunk_pixels, iter_chunks, to_units
+
+
+def _flip(n: torch.Tensor, flip_yz: bool) -> torch.Tensor:
+    """OpenGL (+y up, +z toward the camera) <-> OpenCV (+y down, +z forward)."""
+    if not flip_yz:
+        return n
+    sign = torch.tensor([1.0, -1.0, -1.0], dtype=n.dtype, device=n.device)
+    return n * sign
+
+
+def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
+    for imgs, rows in iter_chunks(rgb.shape, chunk_pixels(rgb.device)):
+        n = to_units(rgb[imgs, rows]) * (2.0 / 255.0) - 1.0
+        norm = torch.linalg.vector_norm(n, dim=-1)
+        # `norm < eps` is False for NaN, so a NaN pixel stays NaN instead of becoming zero.
+        unit = torch.where((norm < eps).unsqueeze(-1), 0.0, n / norm.unsqueeze(-1))
+        normals_out[imgs, rows] = _flip(unit, flip_yz)
+        if norm_out is not None:
+            norm_out[imgs, rows] = norm
+
+
+def encode_normals(normals, rgb_out, flip_yz) -> None:
+    for imgs, rows in iter_chunks(normals.shape, chunk_pixels(normals.device)):
+        n = _flip(normals[imgs, rows].to(torch.float64), flip_yz)
+        units = (255.0 * (n + 1.0) / 2.0).clamp(0.0, 255.0)  # SPEC §3: p = round(255*(n+1)/2)
+        if rgb_out.dtype == torch.uint8:
+            rgb_out[imgs, rows] = torch.round(units).to(torch.uint8)
+        else:
+            rgb_out[imgs, rows] = (units / 255.0).to(rgb_out.dtype)
