@@ -1,0 +1,20 @@
+"""Evaluation metrics for decoded depth, normals and segmentation.
+
+Each family has a stateful accumulator (``update`` / ``compute`` / ``reset``) and a one-shot
+function. ``update`` only launches work on the tensors' device and never reads a value back
+to the host, so it can sit inside a GPU evaluation loop; ``compute()`` does the one read-back
+and returns Python numbers. The definitions are in each module's docstring.
+"""
+
+from .depth import DepthMetrics, depth_metrics
+from .normals import NormalMetrics, normal_metrics
+from .segmentation import SegmentationMetrics, segmentation_metrics
+
+__all__ = [
+    "DepthMetrics",
+    "depth_metrics",
+    "NormalMetrics",
+    "normal_metrics",
+    "SegmentationMetrics",
+    "segmentation_metrics",
+]
