@@ -1,0 +1,67 @@
+"""The ``numpy`` backend: the vectorised NumPy baseline every benchmark compares against.
+
+Its ops are written against NumPy arrays; ``load()`` wraps each one so that the front end's
+torch views reach it as arrays sharing the same memory (bfloat16, which NumPy lacks, goes
+through a float32 copy, which is exact).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from .._dispatch import Backend
+from . import depth, normals, segmentation
+
+
+def _as_array(x):
+    if isinstance(x, torch.Tensor):
+        if x.dtype == torch.bfloat16:
+            x = x.to(torch.float32)
+        return x.numpy()
+    return x
+
+
+def _numpy_op(fn):
+    """Call ``fn`` on arrays; outputs NumPy cannot view (bfloat16) are filled by copy-back."""
+
+    @functools.wraps(fn)
+    def run(*args):
+        copy_back = []
+        arrays = []
+        for arg in args:
+            if isinstance(arg, torch.Tensor) and arg.dtype == torch.bfloat16:
+                scratch = arg.to(torch.float32)
+                copy_back.append((arg, scratch))
+                arrays.append(scratch.numpy())
+            else:
+                arrays.append(_as_array(arg))
+        fn(*arrays)
+        for target, scratch in copy_back:
+            target.copy_(scratch)
+
+    return run
+
+
+def load() -> Backend:
+    ops = {
+        "hilbert_project": depth.hilbert_project,
+        "decode_depth": depth.decode_depth,
+        "hilbert_walk": depth.hilbert_walk,
+        "encode_depth": depth.encode_depth,
+        "decode_normals": normals.decode_normals,
+        "encode_normals": normals.encode_normals,
+        "decode_segmentation": segmentation.decode_segmentation,
+        "encode_segmentation": segmentation.encode_segmentation,
+    }
+    return Backend(
+        name="numpy",
+        devices=frozenset({"cpu"}),
+        float64_outputs=True,
+        ops={name: _numpy_op(fn) for name, fn in ops.items()},
+    )
+
+
+__all__ = ["load"]

@@ -1,0 +1,36 @@
+"""Normals from linearly mapped RGB, and back, in vectorised NumPy (the baseline)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import CHUNK, iter_chunks, to_units
+
+_OPENCV_SIGN = np.array([1.0, -1.0, -1.0])
+
+
+def decode_normals(rgb, normals_out, norm_out, flip_yz, eps):
+    for imgs, rows in iter_chunks(rgb.shape, CHUNK):
+        p = to_units(rgb[imgs, rows])
+        dt = p.dtype.type
+        n = p * dt(2.0 / 255.0) - dt(1.0)
+        norm = np.sqrt(np.sum(n * n, axis=-1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unit = np.where((norm < eps)[..., None], dt(0.0), n / norm[..., None])
+        if flip_yz:
+            unit = unit * _OPENCV_SIGN.astype(p.dtype)
+        normals_out[imgs, rows] = unit
+        if norm_out is not None:
+            norm_out[imgs, rows] = norm
+
+
+def encode_normals(normals, rgb_out, flip_yz):
+    for imgs, rows in iter_chunks(normals.shape, CHUNK):
+        n = normals[imgs, rows].astype(np.float64)
+        if flip_yz:
+            n = n * _OPENCV_SIGN
+        units = np.clip(255.0 * (n + 1.0) / 2.0, 0.0, 255.0)
+        if rgb_out.dtype == np.uint8:
+            rgb_out[imgs, rows] = np.round(units).astype(np.uint8)
+        else:
+            rgb_out[imgs, rows] = units / 255.0
