@@ -1,0 +1,102 @@
+// Depth kernels (SPEC §2): cube-walk projection, decode to metric depth, and the encoders.
+// One thread per pixel in a grid-stride loop; views of any strides (element strides per
+// dim, 64-bit), one extern "C" kernel per (input dtype, output dtype) pair.
+#include "vbk_cuda.cuh"
+
+using namespace vbk;
+
+template <class T, class TO>
+__device__ void hilbert_project_body(const T* rgb, i64 r0, i64 r1, i64 r2, i64 r3, i64 N, i64 H,
+                                     i64 W, TO* t, i64 t0, i64 t1, i64 t2) {
+    typedef typename Work<T>::type F;
+    for (i64 i = first_index(); i < N * H * W; i += grid_stride()) {
+        Pixel p = pixel_at(i, H, W);
+        const T* px = rgb + offset3(p, r0, r1, r2);
+        F pr = units<F>(px[0]), pg = units<F>(px[r3]), pb = units<F>(px[2 * r3]);
+        Projection<F> proj = project(pr, pg, pb);
+        bool nan = is_nan(pr) || is_nan(pg) || is_nan(pb);
+        put(t + offset3(p, t0, t1, t2), nan ? quiet_nan<F>() : walk_t(proj.k, proj.s));
+    }
+}
+
+template <class T, class TO>
+__device__ void decode_depth_body(const T* rgb, i64 r0, i64 r1, i64 r2, i64 r3, i64 N, i64 H,
+                                  i64 W, TO* depth, i64 d0, i64 d1, i64 d2, float* distance,
+                                  i64 e0, i64 e1, i64 e2, double neg_lam_c, double lam1,
+                                  int has_max, double max_depth) {
+    typedef typename Work<T>::type F;
+    for (i64 i = first_index(); i < N * H * W; i += grid_stride()) {
+        Pixel p = pixel_at(i, H, W);
+        const T* px = rgb + offset3(p, r0, r1, r2);
+        F pr = units<F>(px[0]), pg = units<F>(px[r3]), pb = units<F>(px[2 * r3]);
+        Projection<F> proj = project(pr, pg, pb);
+        bool nan = is_nan(pr) || is_nan(pg) || is_nan(pb);
+        F t = walk_t(proj.k, proj.s), u = walk_u(proj.k, proj.r);
+        F d = inverse_power(t, u, (F)neg_lam_c, (F)lam1);
+        if (has_max) d = clamp_max(d, (F)max_depth);
+        put(depth + offset3(p, d0, d1, d2), nan ? quiet_nan<F>() : d);
+        if (distance) put(distance + offset3(p, e0, e1, e2), nan ? quiet_nan<F>() : vsqrt(proj.d2));
+    }
+}
+
+template <class TO>
+__device__ void store_walk_point(const WalkPoint& w, TO* px, i64 c) {
+    for (int ch = 0; ch < 3; ++ch) put(px + ch * c, w.v[ch]);
+}
+
+__device__ void store_walk_point(const WalkPoint& w, u8* px, i64 c) {
+    for (int ch = 0; ch < 3; ++ch) px[ch * c] = unit_to_u8(w.v[ch]);
+}
+
+template <class T, class TO>
+__device__ void hilbert_walk_body(const T* t, i64 t0, i64 t1, i64 t2, i64 N, i64 H, i64 W,
+                                  TO* rgb, i64 r0, i64 r1, i64 r2, i64 r3) {
+    for (i64 i = first_index(); i < N * H * W; i += grid_stride()) {
+        Pixel p = pixel_at(i, H, W);
+        double value = (double)widen(t[offset3(p, t0, t1, t2)]);
+        store_walk_point(walk_point(value), rgb + offset3(p, r0, r1, r2), r3);
+    }
+}
+
+template <class T, class TO>
+__device__ void encode_depth_body(const T* depth, i64 d0, i64 d1, i64 d2, i64 N, i64 H, i64 W,
+                                  TO* rgb, i64 r0, i64 r1, i64 r2, i64 r3, double neg_lam_c,
+                                  double lam1) {
+    for (i64 i = first_index(); i < N * H * W; i += grid_stride()) {
+        Pixel p = pixel_at(i, H, W);
+        double d = (double)widen(depth[offset3(p, d0, d1, d2)]);
+        store_walk_point(walk_point(power_transform(d, neg_lam_c, lam1)),
+                         rgb + offset3(p, r0, r1, r2), r3);
+    }
+}
+
+#define VBK_PROJECT(TN, T, ON, TO)                                                             \
+    extern "C" __global__ void hilbert_project_##TN##_##ON(                                    \
+        const T* rgb, i64 r0, i64 r1, i64 r2, i64 r3, i64 N, i64 H, i64 W, TO* t, i64 t0,      \
+        i64 t1, i64 t2) {                                                                      \
+        hilbert_project_body<T, TO>(rgb, r0, r1, r2, r3, N, H, W, t, t0, t1, t2);               \
+    }                                                                                          \
+    extern "C" __global__ void decode_depth_##TN##_##ON(                                       \
+        const T* rgb, i64 r0, i64 r1, i64 r2, i64 r3, i64 N, i64 H, i64 W, TO* depth, i64 d0,  \
+        i64 d1, i64 d2, float* distance, i64 e0, i64 e1, i64 e2, double neg_lam_c,             \
+        double lam1, int has_max, double max_depth) {                                          \
+        decode_depth_body<T, TO>(rgb, r0, r1, r2, r3, N, H, W, depth, d0, d1, d2, distance,    \
+                                 e0, e1, e2, neg_lam_c, lam1, has_max, max_depth);             \
+    }
+#define VBK_PROJECT_OUTPUTS(TN, T, _) VBK_PROJECT(TN, T, f32, float) VBK_PROJECT(TN, T, f64, double)
+VBK_IMAGE_TYPES(VBK_PROJECT_OUTPUTS, )
+
+#define VBK_WALK(TN, T, ON, TO)                                                                \
+    extern "C" __global__ void hilbert_walk_##TN##_##ON(const T* t, i64 t0, i64 t1, i64 t2,   \
+                                                        i64 N, i64 H, i64 W, TO* rgb, i64 r0,  \
+                                                        i64 r1, i64 r2, i64 r3) {              \
+        hilbert_walk_body<T, TO>(t, t0, t1, t2, N, H, W, rgb, r0, r1, r2, r3);                 \
+    }                                                                                          \
+    extern "C" __global__ void encode_depth_##TN##_##ON(                                       \
+        const T* depth, i64 d0, i64 d1, i64 d2, i64 N, i64 H, i64 W, TO* rgb, i64 r0, i64 r1,  \
+        i64 r2, i64 r3, double neg_lam_c, double lam1) {                                       \
+        encode_depth_body<T, TO>(depth, d0, d1, d2, N, H, W, rgb, r0, r1, r2, r3, neg_lam_c,   \
+                                 lam1);                                                        \
+    }
+#define VBK_WALK_INPUTS(ON, TO, _) VBK_FLOAT_TYPES(VBK_WALK, ON, TO)
+VBK_IMAGE_TYPES(VBK_WALK_INPUTS, )
