@@ -1,0 +1,187 @@
+"""Jit helpers and launch plumbing shared by the Triton kernels.
+
+Every kernel walks an (N, H, W[, 3]) view with arbitrary strides on a 2-D grid: axis 0 is
+the image row ``n * H + h`` (up to 2^31 - 1 rows), axis 1 a block of ``BLOCK_W`` pixels of
+that row. Row and column indices are cast to int64 *before* they meet a stride, so views
+with more than 2^31 elements (a 128 x 3840 x 2160 x 3 batch) address correctly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels through its NumPy interpreter (CPU tensors)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+# Under the interpreter every config would be benchmarked in Python, so it gets one small
+# block; 32 pixels still splits the prime test widths (37, ...) over several programs and
+# so exercises the tail masks.
+INTERPRETER_BLOCK_W = 32
+
+
+def row_configs(block_ws=(128, 256, 512, 1024), warps=(2, 4, 8)) -> list[triton.Config]:
+    if interpreting():
+        return [triton.Config({"BLOCK_W": INTERPRETER_BLOCK_W}, num_warps=1)]
+    return [
+        triton.Config({"BLOCK_W": bw}, num_warps=nw)
+        for bw in block_ws
+        for nw in warps
+        if nw * 32 <= bw
+    ]
+
+
+def prune_wide_blocks(configs, named_args, **kwargs):
+    """Drop configs whose block is far wider than the image row (wasted lanes)."""
+    limit = max(128, named_args["W_BUCKET"])
+    kept = [cfg for cfg in configs if cfg.kwargs["BLOCK_W"] <= limit]
+    return kept or configs[:1]
+
+
+# Autotune keys: a coarse width bucket and whether channels are adjacent in memory, plus
+# the dtypes Triton's autotuner adds itself, so a video of any frame size tunes once per
+# (bucket, layout, dtype), never per resolution.
+TUNE_KEY = ["W_BUCKET", "CH_CONTIG"]
+
+
+def width_bucket(width: int) -> int:
+    return min(triton.next_power_of_2(max(int(width), 1)), 4096)
+
+
+def channel_contiguous(view: torch.Tensor) -> int:
+    return int(view.dim() == 4 and view.stride(-1) == 1)
+
+
+def row_grid(n: int, h: int, w: int):
+    return lambda meta: (n * h, triton.cdiv(w, meta["BLOCK_W"]))
+
+
+def strides3(view: torch.Tensor) -> tuple[int, int, int]:
+    """(n, h, w) strides of an (N, H, W) or (N, H, W, 3) view."""
+    return view.stride(0), view.stride(1), view.stride(2)
+
+
+def split_f64(value: float) -> tuple[float, float]:
+    """``value`` as float32 hi + lo: Triton passes Python floats as float32, and the float64
+    kernels rebuild ``hi + lo`` (48 bits) so their constants match the reference's."""
+    hi = float(torch.tensor(value, dtype=torch.float32))
+    lo = float(torch.tensor(value - hi, dtype=torch.float32))
+    return hi, lo
+
+
+def empty(view: torch.Tensor) -> bool:
+    return view.shape[0] * view.shape[1] * view.shape[2] == 0
+
+
+@triton.jit
+def pixel_offsets(H, W, s_n, s_h, s_w, BLOCK_W: tl.constexpr):
+    """int64 element offsets of this program's pixels in one view, and the tail mask."""
+    row = tl.program_id(0)
+    n = row // H
+    h = row - n * H
+    w = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    mask = w < W
+    offsets = n.to(tl.int64) * s_n + h.to(tl.int64) * s_h + w.to(tl.int64) * s_w
+    return offsets, mask
+
+
+@triton.jit
+def load_units(p_rgb, offsets, s_c, mask, IS_U8: tl.constexpr, IS_F64: tl.constexpr):
+    """One pixel block in 0..255 units plus its NaN flag (SPEC §1).
+
+    uint8 stays integer (int32), so squared distances are exact; float input becomes
+    ``255 * clamp(x, 0, 1)`` in float32 (float64 for float64 input). The NaN flag is
+    computed before the clamp because min/max drop NaN on some targets.
+    """
+    x_r = tl.load(p_rgb + offsets, mask=mask, other=0)
+    x_g = tl.load(p_rgb + offsets + s_c, mask=mask, other=0)
+    x_b = tl.load(p_rgb + offsets + 2 * s_c, mask=mask, other=0)
+    if IS_U8:
+        r = x_r.to(tl.int32)
+        g = x_g.to(tl.int32)
+        b = x_b.to(tl.int32)
+        nan = r < 0  # uint8 has no NaN: an all-False flag of the block's shape
+    else:
+        if IS_F64:
+            r = x_r.to(tl.float64)
+            g = x_g.to(tl.float64)
+            b = x_b.to(tl.float64)
+        else:
+            r = x_r.to(tl.float32)
+            g = x_g.to(tl.float32)
+            b = x_b.to(tl.float32)
+        nan = (r != r) | (g != g) | (b != b)
+        r = tl.minimum(tl.maximum(r, 0.0), 1.0) * 255.0
+        g = tl.minimum(tl.maximum(g, 0.0), 1.0) * 255.0
+        b = tl.minimum(tl.maximum(b, 0.0), 1.0) * 255.0
+    return r, g, b, nan
+
+
+@triton.jit
+def to_float(x, IS_F64: tl.constexpr):
+    if IS_F64:
+        return x.to(tl.float64)
+    return x.to(tl.float32)
+
+
+@triton.jit
+def log1p_small(x):
+    """log(1 + x) for |x| <= 0.5 to a few ulps, with no cancellation near x = 0.
+
+    2*atanh(z) with z = x / (2 + x), |z| <= 1/3; the series is cut where the next term is
+    below float32 resolution. Written out so the interpreter and every Triton version agree
+    (libdevice's log1p is not reachable everywhere).
+    """
+    z = x / (2.0 + x)
+    z2 = z * z
+    p = 0.05263157894736842  # 1/19
+    p = p * z2 + 0.058823529411764705  # 1/17
+    p = p * z2 + 0.06666666666666667  # 1/15
+    p = p * z2 + 0.07692307692307693  # 1/13
+    p = p * z2 + 0.09090909090909091  # 1/11
+    p = p * z2 + 0.1111111111111111  # 1/9
+    p = p * z2 + 0.14285714285714285  # 1/7
+    p = p * z2 + 0.2
+    p = p * z2 + 0.3333333333333333
+    p = p * z2 + 1.0
+    return 2.0 * z * p
+
+
+@triton.jit
+def log1p(x):
+    """log(1 + x) for x >= -0.5 (accurate near 0, plain log elsewhere)."""
+    small = tl.abs(x) <= 0.5
+    big = tl.log(tl.where(small, 1.0, 1.0 + x))
+    return tl.where(small, log1p_small(tl.where(small, x, 0.0)), big)
+
+
+@triton.jit
+def expm1(x):
+    """exp(x) - 1 without cancellation for |x| < 0.5 (Taylor to x^12); +inf stays +inf."""
+    small = tl.abs(x) < 0.5
+    xs = tl.where(small, x, 0.0)
+    p = 2.08767569878681e-09  # 1/12!
+    p = p * xs + 2.505210838544172e-08  # 1/11!
+    p = p * xs + 2.755731922398589e-07
+    p = p * xs + 2.7557319223985893e-06
+    p = p * xs + 2.48015873015873e-05
+    p = p * xs + 0.0001984126984126984
+    p = p * xs + 0.001388888888888889
+    p = p * xs + 0.008333333333333333
+    p = p * xs + 0.041666666666666664
+    p = p * xs + 0.16666666666666666
+    p = p * xs + 0.5
+    p = p * xs + 1.0
+    return tl.where(small, xs * p, tl.exp(tl.where(small, 0.0, x)) - 1.0)
+
+
+@triton.jit
+def round_half_even_f64(x):
+    """Round a float64 in [0, 2^52) to the nearest integer, ties to even (torch.round)."""
+    return (x + 4503599627370496.0) - 4503599627370496.0

@@ -1,0 +1,287 @@
+"""Nearest-palette labels (SPEC §4) and palette painting.
+
+Decoding scans the palette in tiles of up to 64 colours held in registers: a K <= 64
+palette (binary masks, Cityscapes' 19) is one tile loaded once per program; larger
+palettes loop over tiles. Within a tile ``tl.argmin`` keeps the leftmost minimum and tiles
+merge with a strict ``<``, so ties go to the lowest palette index, as in the reference.
+Distances are ``(dr^2 + dg^2) + db^2`` in float32 (float64 for float64 input): exact for
+uint8 images and integer palettes (every value < 2^24).
+
+For uint8 images and large palettes on CUDA, ``decode_segmentation`` can instead build a
+2^24-entry table "colour -> nearest label" once per palette (cached) and gather from it;
+see ``use_label_table`` for when.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import _common as cm
+
+MAX_TILE_K = 64
+
+
+@triton.jit
+def _nearest_colour(b_r, b_g, b_b, p_pal, K, BLOCK_K: tl.constexpr):
+    """Index of and squared distance to the nearest palette colour, per pixel of a block."""
+    o_k = tl.arange(0, BLOCK_K)
+    best = tl.full(b_r.shape, float("inf"), b_r.dtype)
+    label = tl.zeros(b_r.shape, tl.int32)
+    for k0 in range(0, K, BLOCK_K):
+        o_pal = k0 + o_k
+        m_pal = o_pal < K
+        c_r = tl.load(p_pal + o_pal * 3, mask=m_pal, other=0).to(b_r.dtype)
+        c_g = tl.load(p_pal + o_pal * 3 + 1, mask=m_pal, other=0).to(b_r.dtype)
+        c_b = tl.load(p_pal + o_pal * 3 + 2, mask=m_pal, other=0).to(b_r.dtype)
+        d_r = b_r[:, None] - c_r[None, :]
+        d_g = b_g[:, None] - c_g[None, :]
+        d_b = b_b[:, None] - c_b[None, :]
+        dist2 = (d_r * d_r + d_g * d_g) + d_b * d_b
+        dist2 = tl.where(m_pal[None, :], dist2, float("inf"))
+        tile_best = tl.min(dist2, axis=1)
+        tile_label = tl.argmin(dist2, axis=1, tie_break_left=True).to(tl.int32) + k0
+        better = tile_best < best
+        best = tl.where(better, tile_best, best)
+        label = tl.where(better, tile_label, label)
+    return label, best
+
+
+@triton.jit
+def _finish_labels(
+    label, dist2, nan, p_labels, o_labels, p_dist, o_dist, mask, max_dist2, ignore_index,
+    HAS_MAX: tl.constexpr, HAS_DIST: tl.constexpr,
+):
+    """Apply NaN / max-distance dropping and store labels (and distances)."""
+    drop = nan
+    if HAS_MAX:
+        drop = drop | (dist2 > max_dist2)
+    label = tl.where(drop, ignore_index, label)
+    tl.store(p_labels + o_labels, label.to(p_labels.dtype.element_ty), mask=mask)
+    if HAS_DIST:
+        dist = tl.where(nan, float("nan"), tl.sqrt(dist2.to(tl.float32)))
+        tl.store(p_dist + o_dist, dist.to(p_dist.dtype.element_ty), mask=mask)
+
+
+def _seg_configs():
+    # Each program holds BLOCK_W x BLOCK_K distances, so blocks stay narrower than for the
+    # purely elementwise kernels.
+    return cm.row_configs(block_ws=(64, 128, 256), warps=(2, 4))
+
+
+@triton.autotune(
+    configs=_seg_configs(),
+    key=cm.TUNE_KEY + ["BLOCK_K"],
+    prune_configs_by={"early_config_prune": cm.prune_wide_blocks},
+)
+@triton.jit
+def _decode_segmentation_kernel(
+    p_rgb, p_pal, p_labels, p_dist, H, W, K,
+    sr_n, sr_h, sr_w, sr_c,
+    sl_n, sl_h, sl_w,
+    sd_n, sd_h, sd_w,
+    max_dist2, ignore_index,
+    W_BUCKET, CH_CONTIG,
+    IS_U8: tl.constexpr, IS_F64: tl.constexpr, HAS_MAX: tl.constexpr,
+    HAS_DIST: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    o_rgb, m_pix = cm.pixel_offsets(H, W, sr_n, sr_h, sr_w, BLOCK_W)
+    b_r, b_g, b_b, m_nan = cm.load_units(p_rgb, o_rgb, sr_c, m_pix, IS_U8, IS_F64)
+    label, dist2 = _nearest_colour(
+        cm.to_float(b_r, IS_F64), cm.to_float(b_g, IS_F64), cm.to_float(b_b, IS_F64),
+        p_pal, K, BLOCK_K,
+    )
+    o_labels, _ = cm.pixel_offsets(H, W, sl_n, sl_h, sl_w, BLOCK_W)
+    o_dist, _ = cm.pixel_offsets(H, W, sd_n, sd_h, sd_w, BLOCK_W)
+    _finish_labels(
+        label, dist2, m_nan, p_labels, o_labels, p_dist, o_dist, m_pix, max_dist2,
+        ignore_index, HAS_MAX, HAS_DIST,
+    )
+
+
+def _tile_k(k: int) -> int:
+    return min(MAX_TILE_K, max(16, triton.next_power_of_2(k)))
+
+
+def _decode_by_distance(rgb, palette, labels, distance, max_dist2, ignore_index) -> None:
+    n, h, w, _ = rgb.shape
+    dist = labels if distance is None else distance
+    _decode_segmentation_kernel[cm.row_grid(n, h, w)](
+        rgb, palette, labels, dist, h, w, palette.shape[0],
+        *rgb.stride(),
+        *cm.strides3(labels),
+        *cm.strides3(dist),
+        0.0 if max_dist2 is None else float(max_dist2), int(ignore_index),
+        cm.width_bucket(w), cm.channel_contiguous(rgb),
+        IS_U8=rgb.dtype == torch.uint8, IS_F64=rgb.dtype == torch.float64,
+        HAS_MAX=max_dist2 is not None, HAS_DIST=distance is not None,
+        BLOCK_K=_tile_k(palette.shape[0]),
+    )
+
+
+def decode_segmentation(rgb, palette, labels, distance, max_dist2, ignore_index) -> None:
+    if cm.empty(rgb):
+        return
+    if use_label_table(rgb, palette):
+        _decode_by_table(rgb, palette, labels, distance, max_dist2, ignore_index)
+    else:
+        _decode_by_distance(rgb, palette, labels, distance, max_dist2, ignore_index)
+
+
+# --- 2^24-entry label table for uint8 images -------------------------------------------
+
+# A table costs 2^24 * K distance evaluations to build, once per palette; a direct decode
+# costs pixels * K. Below this K the direct scan is already close to memory speed.
+TABLE_MIN_K = 65
+# Don't build a table for a batch much smaller than the table itself.
+TABLE_MIN_PIXELS = 1 << 20
+_TABLES: dict = {}
+_TABLES_MAX = 4
+
+
+def use_label_table(rgb: torch.Tensor, palette: torch.Tensor) -> bool:
+    """Table path: uint8 CUDA image, large palette, big batch, not inside graph capture.
+
+    Looking a palette up in the cache compares its contents on the device (a sync), which
+    CUDA graph capture forbids; captured calls take the distance scan instead.
+    """
+    if rgb.dtype != torch.uint8 or rgb.device.type != "cuda" or cm.interpreting():
+        return False
+    if palette.shape[0] < TABLE_MIN_K:
+        return False
+    if rgb.shape[0] * rgb.shape[1] * rgb.shape[2] < TABLE_MIN_PIXELS:
+        return False
+    return not torch.cuda.is_current_stream_capturing()
+
+
+def _table_dtype(k: int) -> torch.dtype:
+    return torch.uint8 if k <= 256 else torch.int16 if k <= 32768 else torch.int32
+
+
+@triton.jit
+def _build_table_kernel(p_pal, p_table, K, first, count, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Nearest label of every colour index in [first, first + count), index = r<<16|g<<8|b."""
+    o_idx = first + tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m_idx = o_idx < first + count
+    b_r = ((o_idx >> 16) & 255).to(tl.float32)
+    b_g = ((o_idx >> 8) & 255).to(tl.float32)
+    b_b = (o_idx & 255).to(tl.float32)
+    label, _ = _nearest_colour(b_r, b_g, b_b, p_pal, K, BLOCK_K)
+    tl.store(p_table + o_idx, label.to(p_table.dtype.element_ty), mask=m_idx)
+
+
+def build_label_table(palette: torch.Tensor, first: int = 0, count: int = 1 << 24,
+                      table: torch.Tensor | None = None) -> torch.Tensor:
+    """Fill ``table[first:first+count]`` with nearest labels (the whole table by default)."""
+    k = palette.shape[0]
+    if table is None:
+        table = torch.empty(1 << 24, dtype=_table_dtype(k), device=palette.device)
+    block = cm.INTERPRETER_BLOCK_W if cm.interpreting() else 256
+    _build_table_kernel[(triton.cdiv(count, block),)](
+        palette, table, k, first, count, BLOCK=block, BLOCK_K=_tile_k(k),
+        num_warps=1 if cm.interpreting() else 4,
+    )
+    return table
+
+
+def _cached_table(palette: torch.Tensor) -> torch.Tensor:
+    key = (palette.device, palette.shape[0])
+    for cached_palette, table in _TABLES.get(key, ()):
+        if torch.equal(cached_palette, palette):
+            return table
+    table = build_label_table(palette)
+    entries = _TABLES.setdefault(key, [])
+    entries.insert(0, (palette.clone(), table))
+    del entries[_TABLES_MAX:]
+    return table
+
+
+@triton.autotune(
+    configs=cm.row_configs(),
+    key=cm.TUNE_KEY,
+    prune_configs_by={"early_config_prune": cm.prune_wide_blocks},
+)
+@triton.jit
+def _lookup_kernel(
+    p_rgb, p_table, p_pal, p_labels, p_dist, H, W,
+    sr_n, sr_h, sr_w, sr_c,
+    sl_n, sl_h, sl_w,
+    sd_n, sd_h, sd_w,
+    max_dist2, ignore_index,
+    W_BUCKET, CH_CONTIG,
+    HAS_MAX: tl.constexpr, HAS_DIST: tl.constexpr, BLOCK_W: tl.constexpr,
+):
+    """Labels of a uint8 image by table gather; dist2 recomputed from the chosen colour."""
+    o_rgb, m_pix = cm.pixel_offsets(H, W, sr_n, sr_h, sr_w, BLOCK_W)
+    b_r, b_g, b_b, m_nan = cm.load_units(p_rgb, o_rgb, sr_c, m_pix, True, False)
+    label = tl.load(p_table + ((b_r << 16) | (b_g << 8) | b_b), mask=m_pix, other=0).to(tl.int32)
+    d_r = b_r.to(tl.float32) - tl.load(p_pal + label * 3, mask=m_pix, other=0)
+    d_g = b_g.to(tl.float32) - tl.load(p_pal + label * 3 + 1, mask=m_pix, other=0)
+    d_b = b_b.to(tl.float32) - tl.load(p_pal + label * 3 + 2, mask=m_pix, other=0)
+    dist2 = (d_r * d_r + d_g * d_g) + d_b * d_b
+    o_labels, _ = cm.pixel_offsets(H, W, sl_n, sl_h, sl_w, BLOCK_W)
+    o_dist, _ = cm.pixel_offsets(H, W, sd_n, sd_h, sd_w, BLOCK_W)
+    _finish_labels(
+        label, dist2, m_nan, p_labels, o_labels, p_dist, o_dist, m_pix, max_dist2,
+        ignore_index, HAS_MAX, HAS_DIST,
+    )
+
+
+def lookup_labels(rgb, table, palette, labels, distance, max_dist2, ignore_index) -> None:
+    """Decode a uint8 image through a prebuilt label table (exposed for tests)."""
+    if cm.empty(rgb):
+        return
+    n, h, w, _ = rgb.shape
+    dist = labels if distance is None else distance
+    _lookup_kernel[cm.row_grid(n, h, w)](
+        rgb, table, palette, labels, dist, h, w,
+        *rgb.stride(),
+        *cm.strides3(labels),
+        *cm.strides3(dist),
+        0.0 if max_dist2 is None else float(max_dist2), int(ignore_index),
+        cm.width_bucket(w), cm.channel_contiguous(rgb),
+        HAS_MAX=max_dist2 is not None, HAS_DIST=distance is not None,
+    )
+
+
+def _decode_by_table(rgb, palette, labels, distance, max_dist2, ignore_index) -> None:
+    lookup_labels(rgb, _cached_table(palette), palette, labels, distance, max_dist2, ignore_index)
+
+
+# --- painting ---------------------------------------------------------------------------
+
+@triton.autotune(
+    configs=cm.row_configs(),
+    key=cm.TUNE_KEY,
+    prune_configs_by={"early_config_prune": cm.prune_wide_blocks},
+)
+@triton.jit
+def _encode_segmentation_kernel(
+    p_labels, p_pal, p_ignore, p_rgb, H, W, K,
+    sl_n, sl_h, sl_w,
+    so_n, so_h, so_w, so_c,
+    W_BUCKET, CH_CONTIG,
+    BLOCK_W: tl.constexpr,
+):
+    o_labels, m_pix = cm.pixel_offsets(H, W, sl_n, sl_h, sl_w, BLOCK_W)
+    label = tl.load(p_labels + o_labels, mask=m_pix, other=0).to(tl.int64)
+    valid = (label >= 0) & (label < K)
+    o_pal = tl.where(valid, label, 0) * 3
+    o_rgb, _ = cm.pixel_offsets(H, W, so_n, so_h, so_w, BLOCK_W)
+    for ch in tl.static_range(3):
+        colour = tl.load(p_pal + o_pal + ch, mask=m_pix & valid, other=0)
+        ignore = tl.load(p_ignore + ch)
+        tl.store(p_rgb + o_rgb + ch * so_c, tl.where(valid, colour, ignore), mask=m_pix)
+
+
+def encode_segmentation(labels, palette, rgb, ignore_color) -> None:
+    if cm.empty(labels):
+        return
+    n, h, w = labels.shape
+    _encode_segmentation_kernel[cm.row_grid(n, h, w)](
+        labels, palette, ignore_color, rgb, h, w, palette.shape[0],
+        *cm.strides3(labels),
+        *rgb.stride(),
+        cm.width_bucket(w), cm.channel_contiguous(rgb),
+    )
