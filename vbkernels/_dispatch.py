@@ -16,6 +16,13 @@ uint8, float16, bfloat16, float32 or float64. Outputs are preallocated views of 
 Values are in "0..255 units" (SPEC §1): uint8 ``v`` is ``v``, float ``x`` is
 ``255 * clamp(x, 0, 1)``; a NaN channel makes the pixel's output NaN / ``ignore_index``.
 
+Precision rules every backend follows (the torch reference shows them): segment choice by
+``dist2`` of the two fixed channels, strict ``<`` over ascending k (ties to the lowest);
+edge fractions ``up = p/255`` and ``down = (255-p)/255`` for uint8, ``up = x`` and
+``down = 1 - x`` for floats (x clamped), so ``s`` and ``r = 1 - s`` are both direct;
+``t = (k + s)/7``, ``u = 1 - t = (6 - k + r)/7``; depth ``-lam*c*expm1(log_u/(lam+1))``
+with ``log_u = log1p(-t)`` if ``t < 0.5`` else ``log(u)``.
+
 ``hilbert_project(rgb, t)``
     t: (N, H, W) float32 or float64.
 ``decode_depth(rgb, depth, distance, lam, c, max_depth)``

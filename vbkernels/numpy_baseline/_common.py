@@ -23,5 +23,15 @@ def to_units(rgb: np.ndarray) -> np.ndarray:
     return np.clip(rgb.astype(wdt), 0.0, 1.0) * wdt(255.0)
 
 
+def fractions(rgb: np.ndarray, units: np.ndarray):
+    """Per-channel edge fractions ``up`` and ``down = 1 - up``, each computed directly
+    (see vbkernels/reference/_common.py for why)."""
+    dt = units.dtype.type
+    if rgb.dtype == np.uint8:
+        return units / dt(255.0), (dt(255.0) - units) / dt(255.0)
+    x = np.clip(rgb.astype(units.dtype), 0.0, 1.0)
+    return x, dt(1.0) - x
+
+
 def nan_pixels(units: np.ndarray) -> np.ndarray:
     return np.isnan(units).any(axis=-1)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._walk import SEGMENTS, VERTICES
-from ._common import CHUNK, iter_chunks, nan_pixels, to_units
+from ._common import CHUNK, fractions, iter_chunks, nan_pixels, to_units
 
 
-def project_units(p: np.ndarray):
+def project_units(p: np.ndarray, up: np.ndarray, down: np.ndarray):
     """Segment ``k``, position ``s``, complement ``r = 1 - s`` and dist2; ties to lowest k."""
     dt = p.dtype.type
     shape = p.shape[:-1]
@@ -24,9 +24,8 @@ def project_units(p: np.ndarray):
         da = p[..., seg.fixed_a] - dt(seg.value_a)
         db = p[..., seg.fixed_b] - dt(seg.value_b)
         d2 = da * da + db * db
-        up = p[..., seg.varying] / dt(255.0)
-        down = (dt(255.0) - p[..., seg.varying]) / dt(255.0)
-        s, r = (up, down) if seg.rising else (down, up)
+        a_up, a_down = up[..., seg.varying], down[..., seg.varying]
+        s, r = (a_up, a_down) if seg.rising else (a_down, a_up)
         better = d2 < best_d2
         best_d2 = np.where(better, d2, best_d2)
         best_k = np.where(better, k, best_k)
@@ -52,7 +51,7 @@ def inverse_power_tu(t, u, lam, c):
 
 def _project_chunk(rgb):
     p = to_units(rgb)
-    k, s, r, d2 = project_units(p)
+    k, s, r, d2 = project_units(p, *fractions(rgb, p))
     t, u = walk_position(k, s, r)
     return t, u, d2, nan_pixels(p)
 

@@ -23,5 +23,18 @@ def to_units(rgb: torch.Tensor) -> torch.Tensor:
     return rgb.to(wdt).clamp(0.0, 1.0) * 255.0
 
 
+def fractions(rgb: torch.Tensor, units: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each channel's position along a walk edge, ``up = v/255``, and ``down = 1 - up``.
+
+    Both are computed directly from the input rather than one from the other: for uint8
+    ``(255 - p)/255``, for floats ``1 - clamp(x)`` (exact for x >= 0.5). That keeps the
+    distance to the end of a segment, and with it depth near white, at full precision.
+    """
+    if rgb.dtype == torch.uint8:
+        return units / 255.0, (255.0 - units) / 255.0
+    x = rgb.to(units.dtype).clamp(0.0, 1.0)
+    return x, 1.0 - x
+
+
 def nan_pixels(units: torch.Tensor) -> torch.Tensor:
     return torch.isnan(units).any(dim=-1)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import torch
 
 from .._walk import SEGMENTS, VERTICES
-from ._common import chunk_pixels, iter_chunks, nan_pixels, to_units
+from ._common import chunk_pixels, fractions, iter_chunks, nan_pixels, to_units
 
 
-def project_units(p: torch.Tensor):
-    """Nearest walk segment for (M, 3) pixels in 0..255 units.
+def project_units(p: torch.Tensor, up: torch.Tensor, down: torch.Tensor):
+    """Nearest walk segment for (M, 3) pixels ``p`` in 0..255 units.
 
+    ``up``/``down`` are the per-channel edge fractions from ``_common.fractions``.
     Returns ``(k, s, r, dist2)``: segment index (int64), local position ``s`` in [0, 1],
     its complement ``r = 1 - s`` computed directly (not as ``1 - s``, which cancels near
     the segment end and costs depth precision near white), and the squared distance.
@@ -26,9 +27,8 @@ def project_units(p: torch.Tensor):
     best_r = torch.ones_like(best_d2)
     for k, seg in enumerate(SEGMENTS):
         d2 = (p[..., seg.fixed_a] - seg.value_a) ** 2 + (p[..., seg.fixed_b] - seg.value_b) ** 2
-        up = p[..., seg.varying] / 255.0
-        down = (255.0 - p[..., seg.varying]) / 255.0
-        s, r = (up, down) if seg.rising else (down, up)
+        a_up, a_down = up[..., seg.varying], down[..., seg.varying]
+        s, r = (a_up, a_down) if seg.rising else (a_down, a_up)
         better = d2 < best_d2
         best_d2 = torch.where(better, d2, best_d2)
         best_k = torch.where(better, k, best_k)
@@ -57,7 +57,7 @@ def inverse_power_tu(t: torch.Tensor, u: torch.Tensor, lam: float, c: float) -> 
 
 def _project_chunk(rgb: torch.Tensor):
     p = to_units(rgb)
-    k, s, r, d2 = project_units(p)
+    k, s, r, d2 = project_units(p, *fractions(rgb, p))
     t, u = walk_position(k, s, r)
     nan = nan_pixels(p)
     return t, u, d2, nan
