@@ -1,0 +1,538 @@
+"""``decode_instances``: find each image's instance colours and label its pixels, batched.
+
+In the Vision Banana convention an instance map paints every object in its own,
+unannounced colour on a black background. The decoder finds the colours on a per-image
+colour histogram and then labels every pixel with the nearest one:
+
+1. **Histogram** (a kernel, one pass over the pixels): 5 bits per channel (32^3 bins per
+   image). Every pixel counts in ``count_all``; *flat* pixels (right and lower neighbours
+   within ``FLAT_TOLERANCE`` in every channel) also count in ``count_flat`` and add their
+   colour to ``sum_flat``. Anti-aliased or JPEG-smeared edges are mixtures of two
+   instances' colours and are not flat, so they cannot seed a spurious colour.
+2. **Candidates**: bins whose flat count is a maximum of their 3x3x3 neighbourhood and
+   whose neighbourhood holds at least ``FLAT_FRACTION * min_pixels`` flat pixels; the
+   colour is the mean of those neighbourhood pixels.
+3. **Merge**: greedily, strongest first, a candidate within ``merge_distance`` of a kept
+   one (or of ``background``) is dropped.
+4. **Refine** (on the histogram, not the pixels): ``ROUNDS`` times, every bin goes to its
+   nearest colour within ``max_distance`` and each colour becomes the mean of its flat
+   pixels; colours whose bins hold fewer than ``min_pixels`` pixels are dropped.
+5. **Label** (a kernel, one pass): the nearest colour (background = label 0) within
+   ``max_distance``; ties to the lower index. Instances left with fewer than
+   ``min_pixels`` pixels are dropped and those pixels relabelled (one more pass, rare).
+6. **Order**: ids by pixel count, descending, then colour (R, G, B) ascending.
+
+All colour arithmetic is integer fixed point (1/16 unit, ``reference/instances.py``), so the
+torch and Triton backends give identical results on every device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks as chk
+from ._dispatch import ENV_VAR
+from .reference import instances as ref
+
+# A pixel is flat when its right and lower neighbours differ by at most this (0..255 units)
+# in every channel. Interior JPEG noise at quality 75 stays well inside it; an edge between
+# two instance colours >= 60 apart, smeared over two or three pixels, does not.
+FLAT_TOLERANCE = 12.0
+# A candidate needs this fraction of min_pixels as flat pixels near its histogram peak.
+FLAT_FRACTION = 0.25
+# Refinement rounds on the histogram (bin -> nearest colour -> mean of its flat pixels).
+ROUNDS = 2
+# At most this many candidate colours per image enter the merge step (strongest first).
+MAX_CANDIDATES = 512
+# Bounds the (images x candidates x candidates) and (bins x colours) work tensors.
+PAIRS_PER_BLOCK = 1 << 21
+_INT32_MAX = torch.iinfo(torch.int32).max
+
+
+class Instances(NamedTuple):
+    """What ``decode_instances`` returns (a tuple: ``labels, palette, counts = ...``)."""
+
+    labels: Any  # (..., H, W) int32: 0 background, 1..counts[i] instances, -1 no colour
+    palette: Any  # (..., N_max, 3) float32 in 0..255 units; rows >= counts[i] are zero
+    counts: Any  # (...,) int64: instances found in each image
+
+
+class _Params(NamedTuple):
+    background_q: torch.Tensor | None  # (3,) int64 fixed point
+    max_dist2_q: int  # keep a pixel when its squared fixed-point distance is <= this
+    merge_dist2_q: int
+    min_pixels: int
+    min_flat: int
+
+
+def decode_instances(rgb, *, background=(0, 0, 0), max_distance=40.0, min_pixels=64,
+                     merge_distance=None, split_components=False, layout="auto",
+                     backend="auto") -> Instances:
+    """Discover the instance colours of each image and label its pixels.
+
+    rgb: ``(..., H, W, 3)`` or ``(..., 3, H, W)`` (``layout``), uint8 (0..255) or float
+    (0..1; values outside are clamped), torch tensor on any device (any strides) or NumPy
+    array. Colours, distances and ``background`` are in 0..255 units.
+
+    Returns ``Instances(labels, palette, counts)``:
+
+    - ``labels`` ``(..., H, W)`` int32: 0 for pixels nearest ``background``, ``1..counts[i]``
+      for the instances of image ``i``, -1 for pixels farther than ``max_distance`` from
+      every colour and for NaN pixels.
+    - ``palette`` ``(..., N_max, 3)`` float32: row ``k-1`` is the colour of instance ``k``
+      (the mean of its flat, i.e. interior, pixels, rounded to 1/16 unit); rows past
+      ``counts[i]`` are zero. ``N_max`` is the largest count in the batch.
+    - ``counts`` ``(...,)`` int64.
+
+    Ids are ordered by pixel count, descending, then by colour (R, then G, then B)
+    ascending; ``split_components`` pieces of one colour tie-break on their first pixel in
+    raster order. The same input always gives the same output, on every backend.
+
+    - ``background``: 3 values in 0..255, labelled 0 and never an instance; ``None`` makes
+      every colour (black included) an instance.
+    - ``max_distance``: a pixel farther than this from every colour gets -1; ``None``
+      labels every pixel with its nearest colour.
+    - ``min_pixels``: every instance has at least this many pixels (an image whose colours
+      are all smaller has no instances; their pixels go to the nearest remaining colour).
+    - ``merge_distance``: colours closer than this are one instance; default
+      ``max_distance / 2`` (20 when ``max_distance`` is None).
+    - ``split_components``: give each 8-connected region of one colour its own id, with
+      ``scipy.ndimage.label`` (CPU) or ``cupyx.scipy.ndimage.label`` (CUDA; without CuPy the
+      labels are split on the host with SciPy). SciPy/CuPy are optional: ``RuntimeError``
+      if neither is installed.
+    - ``backend``: ``"auto"`` (Triton on CUDA when it imports, else torch), ``"torch"``,
+      ``"triton"`` (CPU tensors only under ``TRITON_INTERPRET=1``).
+
+    Degenerate inputs: only background gives no instances (labels 0); an image where every
+    pixel has a different colour has no flat regions, hence no instances (pixels near the
+    background get 0, the rest -1); a single-pixel image is one instance only when
+    ``min_pixels == 1``; an empty batch or ``H == 0``/``W == 0`` gives empty outputs.
+    """
+    tensor, numpy_io = chk.as_tensor(rgb, "rgb")
+    chk.check_image_dtype(tensor)
+    layout = chk.resolve_layout(tuple(tensor.shape), layout)
+    view, batch = chk.image_view(tensor, layout)
+    params = _params(background, max_distance, min_pixels, merge_distance, tensor.device)
+    ops = _select(backend, tensor.device)
+    n, height, width = view.shape[:3]
+    if view.numel() == 0:
+        labels = torch.zeros((n, height, width), dtype=torch.int32, device=tensor.device)
+        palette = torch.zeros((n, 0, 3), dtype=torch.float32, device=tensor.device)
+        counts = torch.zeros((n,), dtype=torch.int64, device=tensor.device)
+    else:
+        labels, centres_q, counts = _decode(ops, view, params)
+        if split_components:
+            labels, centres_q, counts = _split_components(labels, centres_q, counts)
+        palette = centres_q.to(torch.float32) / ref.STEPS
+    result = Instances(
+        labels.reshape(batch + (height, width)),
+        palette.reshape(batch + tuple(palette.shape[1:])),
+        counts.reshape(batch),
+    )
+    if numpy_io:
+        return Instances(*(t.numpy() for t in result))
+    return result
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _params(background, max_distance, min_pixels, merge_distance, device) -> _Params:
+    background_q = None
+    if background is not None:
+        values = torch.as_tensor(background, dtype=torch.float64).reshape(-1).cpu()
+        if values.numel() != 3 or not torch.isfinite(values).all() or values.min() < 0 \
+                or values.max() > 255:
+            raise ValueError(
+                f"background must be None or 3 values in 0..255 units, got {background!r}")
+        background_q = torch.round(values * ref.STEPS).to(torch.int64).to(device)
+    max_distance = chk.optional_positive(max_distance, "max_distance")
+    if merge_distance is None:
+        merge_distance = 20.0 if max_distance is None else max_distance / 2
+    merge_distance = chk.optional_positive(merge_distance, "merge_distance")
+    if isinstance(min_pixels, bool) or not isinstance(min_pixels, int) or min_pixels < 1:
+        raise ValueError(f"min_pixels must be an integer >= 1, got {min_pixels!r}")
+    return _Params(
+        background_q=background_q,
+        max_dist2_q=_dist2_q(max_distance),
+        merge_dist2_q=_dist2_q(merge_distance),
+        min_pixels=min_pixels,
+        min_flat=max(1, math.ceil(FLAT_FRACTION * min_pixels)),
+    )
+
+
+def _dist2_q(distance: float | None) -> int:
+    """Threshold on squared fixed-point distances: d <= r  <=>  d2_q <= floor((16 r)^2)."""
+    if distance is None:
+        return _INT32_MAX
+    return min(_INT32_MAX, math.floor((distance * ref.STEPS) ** 2))
+
+
+def _select(backend: Any, device: torch.device):
+    """The module whose ``colour_histogram`` and ``assign_pixels`` run on ``device``."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend == "auto":
+        preferred = os.environ.get(ENV_VAR, "")
+        backend = preferred if preferred in ("torch", "triton") else "auto"
+    if backend == "auto":
+        if device.type == "cuda":
+            try:
+                return _triton_ops(device)
+            except RuntimeError:
+                pass
+        return ref
+    if backend == "torch":
+        return ref
+    if backend == "triton":
+        return _triton_ops(device)
+    if backend in ("numpy", "cuda", "cpu"):
+        raise RuntimeError(
+            f"decode_instances has no {backend!r} backend; use backend='torch' or 'triton'")
+    raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+
+
+def _triton_ops(device: torch.device):
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(
+            "backend='triton' needs a CUDA tensor, or TRITON_INTERPRET=1 set before triton is "
+            "imported to run on CPU tensors")
+    if device.type not in ("cpu", "cuda"):
+        raise RuntimeError(f"backend='triton' runs on CUDA tensors, got {device}")
+    try:
+        from .triton import instances as triton_instances
+    except ImportError as exc:
+        raise RuntimeError(
+            f"backend='triton' needs triton ({exc}); install it with pip install triton") from None
+    return triton_instances
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def _decode(ops, view: torch.Tensor, p: _Params):
+    """Histogram -> colours -> labels for a non-empty (N, H, W, 3) view."""
+    n, device = view.shape[0], view.device
+    count_all = torch.zeros((n, ref.BINS), dtype=torch.int64, device=device)
+    count_flat = torch.zeros_like(count_all)
+    sum_flat = torch.zeros((n, ref.BINS, 3), dtype=torch.int64, device=device)
+    tolerance_q = int(FLAT_TOLERANCE * ref.STEPS)
+    ops.colour_histogram(view, tolerance_q, count_all, count_flat, sum_flat)
+    bins = _Bins.gather(count_all, count_flat, sum_flat)
+    centres, live = _candidates(count_flat, sum_flat, p)
+    live = _suppress(centres, live, p)
+    centres, live = _refine(bins, centres, live, p)
+    return _label(ops, view, centres, live, p)
+
+
+class _Bins(NamedTuple):
+    """The non-empty histogram bins of the whole batch, as a flat list."""
+
+    image: torch.Tensor  # (M,) int64
+    colour: torch.Tensor  # (M, 3) int64: mean of the bin's flat pixels, else the bin centre
+    count_all: torch.Tensor  # (M,) int64
+    count_flat: torch.Tensor  # (M,) int64
+    sum_flat: torch.Tensor  # (M, 3) int64
+
+    @staticmethod
+    def gather(count_all, count_flat, sum_flat) -> "_Bins":
+        image, index = (count_all > 0).nonzero(as_tuple=True)
+        c_all, c_flat, s_flat = count_all[image, index], count_flat[image, index], sum_flat[image, index]
+        per_channel = torch.stack([index >> 10, (index >> 5) & 31, index & 31], dim=-1)
+        centre = ((per_channel << ref.BIN_SHIFT) + (1 << (ref.BIN_SHIFT - 1))).clamp(max=ref.Q_MAX)
+        mean = _round_div(s_flat, c_flat.clamp(min=1).unsqueeze(-1))
+        colour = torch.where((c_flat > 0).unsqueeze(-1), mean, centre)
+        return _Bins(image, colour, c_all, c_flat, s_flat)
+
+
+def _round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """Integer num / den rounded half up, for num >= 0 and den > 0."""
+    return torch.div(2 * num + den, 2 * den, rounding_mode="floor")
+
+
+def _candidates(count_flat, sum_flat, p: _Params):
+    """Histogram peaks: (N, C, 3) int64 colours, strongest first, and a (N, C) live mask."""
+    n, side = count_flat.shape[0], ref.BINS_PER_CHANNEL
+    flat = count_flat.view(n, 1, side, side, side).to(torch.float64)
+    # Sums of integers below 2^53 are exact in float64, so the pooling is exact.
+    peak = flat == F.max_pool3d(flat, 3, stride=1, padding=1)
+    near = F.avg_pool3d(flat, 3, stride=1, padding=1, divisor_override=1)
+    sums = sum_flat.view(n, side, side, side, 3).permute(0, 4, 1, 2, 3).to(torch.float64)
+    near_sums = F.avg_pool3d(sums, 3, stride=1, padding=1, divisor_override=1)
+    strength = near.view(n, -1).to(torch.int64)
+    is_candidate = (peak & (flat > 0)).view(n, -1) & (strength >= p.min_flat)
+    key = torch.where(is_candidate, strength, torch.full_like(strength, -1))
+    # Stable sort: equal strengths stay in bin order, so the order is deterministic.
+    key, order = torch.sort(key, dim=1, descending=True, stable=True)
+    width = min(MAX_CANDIDATES, int(is_candidate.sum(dim=1).max()))
+    order, live = order[:, :width], key[:, :width] >= 0
+    colour_sums = near_sums.view(n, 3, -1).transpose(1, 2).to(torch.int64)
+    picked_sums = torch.gather(colour_sums, 1, order.unsqueeze(-1).expand(-1, -1, 3))
+    picked_counts = torch.gather(strength, 1, order).clamp(min=1).unsqueeze(-1)
+    return _round_div(picked_sums, picked_counts), live
+
+
+def _pair_dist2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(n, P, 3) x (n, K, 3) int64 -> (n, P, K) squared distances (exact integers)."""
+    return ((a[:, :, None, :] - b[:, None, :, :]) ** 2).sum(dim=-1)
+
+
+def _suppress(centres: torch.Tensor, live: torch.Tensor, p: _Params) -> torch.Tensor:
+    """Greedy merge: keep a colour unless a kept stronger one (or the background) is close.
+
+    Colours are ordered strongest first. Instead of a loop over colours, each pass decides
+    every colour whose stronger close neighbours are all decided, so the number of passes
+    is the length of the longest chain of close colours (usually 1 or 2), not C.
+    """
+    n, c = live.shape
+    if c == 0:
+        return live
+    chunk = max(1, PAIRS_PER_BLOCK // (c * c))
+    return torch.cat([
+        _suppress_chunk(centres[i:i + chunk], live[i:i + chunk], p) for i in range(0, n, chunk)
+    ])
+
+
+def _suppress_chunk(centres, live, p: _Params):
+    c = live.shape[1]
+    stronger = torch.ones((c, c), dtype=torch.bool, device=live.device).tril(-1)
+    close = (_pair_dist2(centres, centres) <= p.merge_dist2_q) & stronger & live.unsqueeze(1)
+    undecided = live.clone()
+    if p.background_q is not None:
+        near_background = ((centres - p.background_q) ** 2).sum(-1) <= p.merge_dist2_q
+        undecided &= ~near_background
+    kept = torch.zeros_like(live)
+    while bool(undecided.any()):
+        blocked = (close & kept.unsqueeze(1)).any(-1)
+        waiting = (close & undecided.unsqueeze(1)).any(-1)
+        kept |= undecided & ~blocked & ~waiting
+        undecided &= ~blocked & waiting
+    return kept
+
+
+def _with_background(centres: torch.Tensor, live: torch.Tensor, p: _Params):
+    """Prepend the background as colour 0 (when there is one): it competes, never moves."""
+    if p.background_q is None:
+        return centres, live, 0
+    n = centres.shape[0]
+    bg = p.background_q.view(1, 1, 3).expand(n, 1, 3)
+    ones = torch.ones((n, 1), dtype=torch.bool, device=live.device)
+    return torch.cat([bg, centres], dim=1), torch.cat([ones, live], dim=1), 1
+
+
+def _nearest_bins(bins: _Bins, centres: torch.Tensor, live: torch.Tensor, p: _Params):
+    """Index of each bin's nearest live colour within max_distance, or -1."""
+    m, k = bins.image.shape[0], centres.shape[1]
+    nearest = torch.full((m,), -1, dtype=torch.int64, device=centres.device)
+    if k == 0:
+        return nearest
+    step = max(1, PAIRS_PER_BLOCK // k)
+    for start in range(0, m, step):
+        image = bins.image[start:start + step]
+        d2 = _pair_dist2(bins.colour[start:start + step].unsqueeze(1), centres[image])[:, 0]
+        d2 = d2.masked_fill(~live[image], torch.iinfo(torch.int64).max)
+        best_d2, best = d2.min(dim=-1)
+        nearest[start:start + step] = torch.where(best_d2 <= p.max_dist2_q, best, -1)
+    return nearest
+
+
+def _bin_stats(bins: _Bins, nearest: torch.Tensor, n: int, k: int):
+    """Per (image, colour): pixels, flat pixels and flat colour sums of its bins."""
+    slot = torch.where(nearest >= 0, bins.image * k + nearest, n * k)  # n*k: a dump slot
+    device = nearest.device
+    pixels = torch.zeros(n * k + 1, dtype=torch.int64, device=device).index_add_(0, slot, bins.count_all)
+    flat = torch.zeros(n * k + 1, dtype=torch.int64, device=device).index_add_(0, slot, bins.count_flat)
+    sums = torch.zeros((n * k + 1, 3), dtype=torch.int64, device=device).index_add_(0, slot, bins.sum_flat)
+    return pixels[:-1].view(n, k), flat[:-1].view(n, k), sums[:-1].view(n, k, 3)
+
+
+def _refine(bins: _Bins, centres, live, p: _Params):
+    """Move each colour to the mean of its bins' flat pixels; drop colours too small."""
+    n = centres.shape[0]
+    for round_ in range(ROUNDS + 1):
+        full, full_live, offset = _with_background(centres, live, p)
+        nearest = _nearest_bins(bins, full, full_live, p)
+        pixels, flat, sums = _bin_stats(bins, nearest, n, full.shape[1])
+        pixels, flat, sums = pixels[:, offset:], flat[:, offset:], sums[:, offset:]
+        live = live & (flat > 0)
+        centres = torch.where(live.unsqueeze(-1), _round_div(sums, flat.clamp(min=1).unsqueeze(-1)), centres)
+        if round_ == ROUNDS:
+            break
+        # Re-merge colours that moved together (strongest first), then drop small ones.
+        order = _order(pixels, centres, live)
+        centres, live = _take(centres, order), _take(live, order)
+        pixels, flat = _take(pixels, order), _take(flat, order)
+        live = _suppress(centres, live, p)
+        live &= (pixels >= p.min_pixels) & (flat >= p.min_flat)
+    return _compact(centres, live, _order(pixels, centres, live))
+
+
+def _take(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    if values.dim() == 3:
+        return torch.gather(values, 1, order.unsqueeze(-1).expand(-1, -1, values.shape[-1]))
+    return torch.gather(values, 1, order)
+
+
+def _order(counts: torch.Tensor, colours: torch.Tensor, live: torch.Tensor,
+           tiebreak: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image permutation: live first, by count descending, then colour R, G, B."""
+    key_colour = (colours[..., 0] * (ref.Q_MAX + 1) + colours[..., 1]) * (ref.Q_MAX + 1) + colours[..., 2]
+    order = torch.arange(counts.shape[1], device=counts.device).expand_as(counts)
+    # Stable sorts from the least to the most significant key.
+    for key, descending in ((tiebreak, False), (key_colour, False),
+                            (torch.where(live, counts, -1), True)):
+        if key is None:
+            continue
+        _, idx = torch.sort(torch.gather(key, 1, order), dim=1, descending=descending, stable=True)
+        order = torch.gather(order, 1, idx)
+    return order
+
+
+def _compact(centres, live, order):
+    """Reorder by ``order`` and cut the padding to the largest live count in the batch."""
+    centres, live = _take(centres, order), _take(live, order)
+    width = int(live.sum(dim=1).max()) if live.numel() else 0
+    return centres[:, :width], live[:, :width]
+
+
+def _label(ops, view, centres, live, p: _Params):
+    """Label pixels; drop instances under min_pixels (then relabel); order by count."""
+    n = view.shape[0]
+    labels = torch.empty(view.shape[:3], dtype=torch.int32, device=view.device)
+    while True:  # dropping colours only grows the others: at most one relabel
+        _assign(ops, view, centres, live, p, labels)
+        pixels = _label_counts(labels, centres.shape[1])
+        small = live & (pixels < p.min_pixels)
+        if not bool(small.any()):
+            break
+        live = live & ~small
+        centres, live = _compact(centres, live, _order(live.to(torch.int64), centres, live))
+    order = _order(pixels, centres, live)
+    identity = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    if not torch.equal(order, identity):
+        labels = _relabel(labels, order)
+        centres, live, pixels = _take(centres, order), _take(live, order), _take(pixels, order)
+    counts = live.sum(dim=1)
+    return labels, torch.where(live.unsqueeze(-1), centres, 0), counts
+
+
+def _assign(ops, view, centres, live, p: _Params, labels) -> None:
+    full, full_live, offset = _with_background(centres, live, p)
+    num = full_live.sum(dim=1)  # live colours are packed first
+    ops.assign_pixels(view, full.to(torch.int32).contiguous(), num, p.max_dist2_q,
+                      1 - offset, labels)
+
+
+def _label_counts(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, K) pixels labelled 1..K in each image."""
+    n = labels.shape[0]
+    counts = torch.zeros((n, k + 2), dtype=torch.int64, device=labels.device)
+    per_image = labels.shape[1] * labels.shape[2]
+    step = max(1, PAIRS_PER_BLOCK // max(per_image, 1))
+    for start in range(0, n, step):
+        block = labels[start:start + step].reshape(labels[start:start + step].shape[0], -1)
+        slot = (block.to(torch.int64) + 1).clamp(max=k + 1)  # -1 -> 0, background -> 1
+        counts[start:start + step].scatter_add_(1, slot, torch.ones_like(slot))
+    return counts[:, 2:]
+
+
+def _relabel(labels: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Instance ``order[i, j] + 1`` becomes ``j + 1``; background and -1 stay."""
+    n, k = order.shape
+    lut = torch.empty((n, k + 2), dtype=torch.int32, device=labels.device)
+    lut[:, 0], lut[:, 1] = -1, 0
+    lut[:, 2:].scatter_(1, order, torch.arange(1, k + 1, dtype=torch.int32, device=labels.device).expand(n, k))
+    per_image = labels.shape[1] * labels.shape[2]
+    step = max(1, PAIRS_PER_BLOCK // max(per_image, 1))
+    for start in range(0, n, step):
+        block = labels[start:start + step]
+        labels[start:start + step] = torch.gather(
+            lut[start:start + step], 1, (block.reshape(block.shape[0], -1).to(torch.int64) + 1)
+        ).view_as(block)
+    return labels
+
+
+# --------------------------------------------------------------------------- components
+
+
+def _split_components(labels, centres_q, counts):
+    """Give each 8-connected region of one instance colour its own id (same ordering rule)."""
+    n = labels.shape[0]
+    pieces = [_split_image(labels[i], centres_q[i, :int(counts[i])]) for i in range(n)]
+    width = max((colours.shape[0] for _, colours in pieces), default=0)
+    new_centres = torch.zeros((n, width, 3), dtype=centres_q.dtype, device=labels.device)
+    for i, (image_labels, colours) in enumerate(pieces):
+        labels[i] = image_labels
+        new_centres[i, :colours.shape[0]] = colours
+    new_counts = torch.tensor([c.shape[0] for _, c in pieces], dtype=torch.int64, device=labels.device)
+    return labels, new_centres, new_counts
+
+
+def _split_image(labels: torch.Tensor, colours: torch.Tensor):
+    """(H, W) labels with instances 1..K -> split labels and (K', 3) colours."""
+    k = colours.shape[0]
+    if k == 0:
+        return labels, colours
+    piece_map, parent = _connected_components(labels, k)
+    pieces = piece_map.reshape(-1)
+    total = parent.shape[0]
+    sizes = torch.zeros(total + 1, dtype=torch.int64, device=labels.device)
+    sizes.index_add_(0, pieces, torch.ones_like(pieces))
+    raster = torch.arange(pieces.shape[0], device=labels.device)
+    first = torch.full((total + 1,), pieces.shape[0], dtype=torch.int64, device=labels.device)
+    first.scatter_reduce_(0, pieces, raster, reduce="amin")
+    piece_colours = colours[parent]
+    live = torch.ones((1, total), dtype=torch.bool, device=labels.device)
+    order = _order(sizes[1:].unsqueeze(0), piece_colours.unsqueeze(0), live, first[1:].unsqueeze(0))[0]
+    new_id = torch.empty(total + 1, dtype=torch.int32, device=labels.device)
+    new_id[0] = 0
+    new_id[1:][order] = torch.arange(1, total + 1, dtype=torch.int32, device=labels.device)
+    split = torch.where(pieces > 0, new_id[pieces], labels.reshape(-1)).view_as(labels)
+    return split, piece_colours[order]
+
+
+def _connected_components(labels: torch.Tensor, k: int):
+    """8-connected pieces of instances 1..k: (H, W) int64 piece ids (0 = none, 1..P) and
+    the (P,) instance index (0-based) each piece belongs to."""
+    ndimage, to_array, from_array, stream = _ndimage_for(labels.device)
+    array = to_array(labels)
+    structure = [[1, 1, 1], [1, 1, 1], [1, 1, 1]]
+    piece_map = torch.zeros(labels.shape, dtype=torch.int64, device=labels.device)
+    parents = []
+    with stream:
+        for instance in range(1, k + 1):
+            pieces, count = ndimage.label(array == instance, structure=structure)
+            pieces = from_array(pieces).to(torch.int64)
+            piece_map = torch.where(pieces > 0, pieces + len(parents), piece_map)
+            parents.extend([instance - 1] * int(count))
+    parent = torch.tensor(parents, dtype=torch.int64, device=labels.device)
+    return piece_map, parent
+
+
+def _ndimage_for(device: torch.device):
+    """``ndimage`` module and array converters for ``device``: CuPy on CUDA, else SciPy."""
+    import contextlib
+
+    if device.type == "cuda":
+        try:
+            import cupy
+            from cupyx.scipy import ndimage as cupy_ndimage
+        except ImportError:
+            pass
+        else:
+            stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
+            return (cupy_ndimage, cupy.asarray,
+                    lambda a: torch.as_tensor(a, device=device), stream)
+    try:
+        from scipy import ndimage
+    except ImportError:
+        raise RuntimeError(
+            "split_components=True needs scipy (pip install scipy), or cupy for CUDA tensors"
+        ) from None
+    return (ndimage, lambda t: t.cpu().numpy(),
+            lambda a: torch.from_numpy(a).to(device), contextlib.nullcontext())
