@@ -347,9 +347,10 @@ def _check_preview(preview: bool) -> None:
 
 def depth_to_png16(depth: np.ndarray, scale: float) -> np.ndarray:
     """uint16 ``round(depth * scale)``; 0 (invalid) for NaN, inf and values past 65535."""
-    scaled = np.asarray(depth, dtype=np.float64) * scale
-    valid = np.isfinite(scaled) & (scaled >= 0) & (scaled <= 65535.0)
-    return np.where(valid, np.rint(np.where(valid, scaled, 0)), 0).astype(np.uint16)
+    with np.errstate(invalid="ignore"):
+        rounded = np.rint(np.asarray(depth, dtype=np.float64) * scale)
+        valid = np.isfinite(rounded) & (rounded >= 0) & (rounded <= 65535)
+    return np.where(valid, rounded, 0).astype(np.uint16)
 
 
 def labels_to_png(labels: np.ndarray) -> np.ndarray:
