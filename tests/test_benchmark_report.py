@@ -1,0 +1,155 @@
+"""Smoke test of the benchmark report engine on tiny images: files, rows, columns, verdicts.
+
+Timings are never asserted (this machine is shared); only that the report is complete and
+consistent with what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vbkernels import benchmark
+from vbkernels.benchmark import providers, targets
+from vbkernels.benchmark.ops import OPS
+from vbkernels.benchmark.runner import Cell, Settings
+from vbkernels.benchmark.workloads import CPU_TARGET, GPU_TARGET, Workload
+
+TINY = [Workload("tiny-u8-nhwc", 2, 8, 12, "hwc", "uint8"),
+        Workload("tiny-f16-nchw", 1, 9, 7, "chw", "float16")]
+PROVIDERS = ["numpy", "hilbertmap", "torch", "triton"]
+COLUMNS = ("| workload | provider | measured | ms (IQR) | Mpx/s | frames/s | GB/s | % memcpy "
+           "| × numpy | peak MiB | target |")
+
+
+def _has_hilbertmap() -> bool:
+    return providers.unavailable(providers.PROVIDERS_BY_NAME["hilbertmap"],
+                                 torch.device("cpu")) is None
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    settings = Settings(device=torch.device("cpu"), workloads=TINY, ops=list(OPS),
+                        providers=[providers.PROVIDERS_BY_NAME[p] for p in PROVIDERS],
+                        repeats=2, min_repeats=1, cell_seconds=5.0, log=None)
+    data = benchmark.run_report(settings, out, "smoke", "smoke test")
+    return out, data
+
+
+def _expected_status(provider: str, op: str) -> str:
+    if provider == "triton":
+        return "not run"  # the interpreter is never timed
+    if provider == "hilbertmap":
+        depth_op = op in providers.HILBERTMAP_OPS
+        return "ok" if depth_op and _has_hilbertmap() else "not run"
+    return "ok"
+
+
+def test_json_has_one_result_per_cell_with_consistent_figures(report):
+    out, _ = report
+    data = json.loads((out / "smoke.json").read_text())
+    for key in ("device_name", "versions", "git_commit", "settings", "memcpy", "targets"):
+        assert key in data
+    assert data["versions"]["torch"] == torch.__version__
+    cells = {(c["workload"], c["op"], c["provider"]): c for c in data["results"]}
+    assert len(cells) == len(data["results"]) == len(TINY) * len(OPS) * len(PROVIDERS)
+    for (workload, op, provider), cell in cells.items():
+        assert cell["status"] == _expected_status(provider, op), cell
+        if cell["status"] != "ok":
+            assert cell["reason"]
+            continue
+        times = cell["times_s"]
+        assert len(times) == cell["repeats"] and min(times) > 0
+        assert cell["min_s"] <= cell["q1_s"] <= cell["median_s"] <= cell["q3_s"] <= cell["max_s"]
+        assert cell["mpx_s"] == pytest.approx(cell["pixels"] / cell["median_s"] / 1e6)
+        traffic = cell["bytes_read"] + cell["bytes_written"]
+        assert cell["gb_s"] == pytest.approx(traffic / cell["median_s"] / 1e9)
+        assert cell["pct_memcpy"] > 0 and cell["peak_extra_bytes"] >= 0
+        assert not cell["cropped"]
+        if provider == "numpy":
+            assert cell["speedup_vs_numpy"] == pytest.approx(1.0)
+
+
+def test_bytes_match_the_public_call():
+    # 2x8x12 uint8 NHWC: 576 bytes in; depth out as float32 (4 bytes/px), labels as int64.
+    from vbkernels.benchmark.ops import OPS_BY_NAME, build_case
+    from vbkernels.benchmark.workloads import make_images
+
+    w = TINY[0]
+    images = make_images(w, torch.device("cpu"))
+    depth = build_case(OPS_BY_NAME["decode_depth"], w, images)
+    assert (depth.bytes_read, depth.bytes_written) == (576, 192 * 4)
+    seg = build_case(OPS_BY_NAME["decode_segmentation_k19"], w, images)
+    assert (seg.bytes_read, seg.bytes_written) == (576 + 19 * 3, 192 * 8)
+    normals = build_case(OPS_BY_NAME["decode_normals"], w, images)
+    assert normals.bytes_written == 576 * 4
+    encode = build_case(OPS_BY_NAME["encode_depth"], w, images)
+    assert (encode.bytes_read, encode.bytes_written) == (192 * 4, 576)
+
+
+def test_markdown_lists_every_measured_cell_and_every_reason(report):
+    out, data = report
+    text = (out / "smoke.md").read_text()
+    assert text.count(COLUMNS) == len(OPS)
+    ok = [c for c in data["results"] if c["status"] == "ok"]
+    measured_rows = [line for line in text.splitlines()
+                     if line.startswith("| tiny-") and line.count("|") == COLUMNS.count("|")]
+    assert len(measured_rows) == len(ok)
+    assert "## Not run" in text and "interpreter" in text
+    assert "## Targets" in text  # CPU targets: not measured on these workloads
+    assert f"not measured: no CPU path measured decode_depth on {CPU_TARGET}" in text
+
+
+def test_png_is_written(report):
+    out, data = report
+    pytest.importorskip("matplotlib")
+    assert data["png"] == "smoke.png"
+    assert (out / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_slow_provider_is_timed_on_a_crop(tmp_path):
+    big = Workload("crop-u8-nhwc", 2, 64, 96, "hwc", "uint8")
+    settings = Settings(device=torch.device("cpu"), workloads=[big], ops=[OPS[0]],
+                        providers=[providers.PROVIDERS_BY_NAME["torch"]], repeats=1,
+                        min_repeats=1, cell_seconds=1e-9, log=None)
+    data = benchmark.run_report(settings, tmp_path, "crop", "crop test")
+    (cell,) = data["results"]
+    assert cell["status"] == "ok" and cell["cropped"]
+    assert cell["measured"] == "1x24x16"  # the probe: a quarter of one frame's height, width
+    assert "(cropped)" in (tmp_path / "crop.md").read_text()
+
+
+def test_cli_rejects_unknown_names(capsys):
+    with pytest.raises(SystemExit) as exc:
+        benchmark.main(["--ops", "decode_everything", "--device", "cpu"])
+    assert exc.value.code == 2
+    assert "decode_everything" in capsys.readouterr().err
+
+
+def _cell(op, workload, provider, mpx_s, frames_s=None, pct=None):
+    data = {"mpx_s": mpx_s, "frames_s": frames_s or mpx_s, "pct_memcpy": pct}
+    return Cell(op, workload, provider, "ok", "", data)
+
+
+def test_cpu_verdicts_pick_the_best_path_against_hilbertmap():
+    cells = [_cell("decode_depth", CPU_TARGET, "hilbertmap", 1.0, 0.5),
+             _cell("decode_depth", CPU_TARGET, "numpy", 20.0, 10.0),
+             _cell("decode_depth", CPU_TARGET, "cpu", 150.0, 72.0)]
+    fps, speed = targets.cpu_verdicts(cells)
+    assert (fps.provider, fps.verdict, speed.verdict) == ("cpu", "met", "met")
+    slow = targets.cpu_verdicts(cells[:2])
+    assert [v.verdict for v in slow] == ["missed", "missed"]
+
+
+def test_gpu_verdicts_judge_memcpy_share_and_ratios():
+    cells = [_cell("decode_depth", GPU_TARGET, "triton", 3000.0, pct=92.0),
+             _cell("decode_depth", GPU_TARGET, "torch_compile", 1000.0),
+             _cell("decode_depth", GPU_TARGET, "torch", 200.0)]
+    found = {(v.target, v.op, v.provider): v.verdict for v in targets.gpu_verdicts(cells)}
+    assert found[(">= 90% of memcpy", "decode_depth", "triton")] == "met"
+    assert found[(">= 1.5x torch_compile", "decode_depth", "triton")] == "met"
+    assert found[(">= 20x torch", "decode_depth", "triton")] == "missed"  # 15x
+    assert found[(">= 90% of memcpy", "decode_depth", "cuda")].startswith("not measured")

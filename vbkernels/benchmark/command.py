@@ -1,0 +1,200 @@
+"""``python -m bench`` / ``vbkernels bench``: run the report and write JSON, Markdown, PNG."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from . import output, providers, targets, workloads
+from .ops import OPS, OPS_BY_NAME
+from .runner import Runner, Settings, derive
+
+VERSIONED = ("numpy", "torch", "triton", "cupy", "hilbertmap", "matplotlib", "vbkernels")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vbkernels bench",
+        description="Time every vbkernels backend against the NumPy baseline, hilbertmap, "
+                    "torch eager, torch.compile and the memcpy ceiling; write JSON, Markdown "
+                    "and a PNG chart.")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="device of the torch/triton/cuda providers (auto: cuda if present)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer workloads, repeats and seconds per cell")
+    p.add_argument("--full", action="store_true",
+                   help="on CPU, run the GPU workloads (batches of 16 x 1080p, 8 x 4K) too")
+    p.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS_BY_NAME)}")
+    p.add_argument("--providers",
+                   help=f"comma-separated subset of {','.join(providers.PROVIDERS_BY_NAME)}")
+    p.add_argument("--workloads",
+                   help=f"comma-separated subset of {','.join(workloads.ALL_WORKLOADS)}")
+    p.add_argument("--repeats", type=int, help="timed calls per cell at most (default: cuda "
+                                               "20, cpu 5; with --quick 10 and 3)")
+    p.add_argument("--cell-seconds", type=float,
+                   help="time one cell may take before its workload is cropped "
+                        "(default: cuda 2, cpu 6; --quick halves them)")
+    p.add_argument("--max-seconds", type=float,
+                   help="stop measuring after this many seconds; later cells are 'not run'")
+    p.add_argument("--out", default="bench/results", help="output folder (default: %(default)s)")
+    p.add_argument("--name", help="file name stem (default: from the device name)")
+    p.add_argument("--quiet", action="store_true", help="no per-cell progress on stderr")
+    return p
+
+
+def _pick(text: str | None, known: dict, what: str, parser) -> list:
+    if text is None:
+        return list(known.values())
+    chosen = []
+    for name in (part.strip() for part in text.split(",") if part.strip()):
+        if name not in known:
+            parser.error(f"--{what}: unknown {name!r}; choose from {', '.join(known)}")
+        chosen.append(known[name])
+    if not chosen:
+        parser.error(f"--{what} names nothing")
+    return chosen
+
+
+def _device(name: str, parser) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    return torch.device(name)
+
+
+def _host_cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {_host_cpu()} ({os.cpu_count()} cores)"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "device"
+
+
+def _versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = importlib.import_module(name).__version__
+        except Exception:  # absent or broken: the report just leaves it out
+            found[name] = None
+    found["cuda"] = torch.version.cuda
+    return found
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                              cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
+
+
+def settings_from(args, parser) -> Settings:
+    device = _device(args.device, parser)
+    cuda = device.type == "cuda"
+    if args.workloads:
+        chosen = _pick(args.workloads, workloads.ALL_WORKLOADS, "workloads", parser)
+    else:
+        chosen = workloads.default_workloads(device.type, args.quick, args.full)
+    default_repeats = {(True, False): 20, (True, True): 10, (False, False): 5, (False, True): 3}
+    repeats = args.repeats or default_repeats[(cuda, args.quick)]
+    cell_seconds = args.cell_seconds or (2.0 if cuda else 6.0) / (2 if args.quick else 1)
+    if repeats < 1 or cell_seconds <= 0:
+        parser.error("--repeats and --cell-seconds must be positive")
+    return Settings(
+        device=device,
+        workloads=chosen,
+        ops=_pick(args.ops, OPS_BY_NAME, "ops", parser),
+        providers=_pick(args.providers, providers.PROVIDERS_BY_NAME, "providers", parser),
+        repeats=repeats,
+        min_repeats=min(3, repeats),
+        cell_seconds=cell_seconds,
+        max_seconds=args.max_seconds,
+        warmup=2 if cuda else 1,
+        log=None if args.quiet else sys.stderr,
+    )
+
+
+def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str) -> dict:
+    """Measure, derive, judge and write the three files; returns the JSON report."""
+    load_average = _load_average()
+    runner = Runner(settings)
+    cells = runner.run()
+    derive(cells)
+    verdicts = targets.verdicts(cells, settings.device.type)
+    device_name = _device_name(settings.device)
+    stem = stem or _slug(device_name)
+    report = {
+        "schema": 1,
+        "device_name": device_name,
+        "host_cpu": _host_cpu(),
+        "host_cpus": os.cpu_count(),
+        "load_average": load_average,
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "stem": stem,
+        "settings": settings.as_dict(),
+        "workload_shapes": {w.name: w.label for w in settings.workloads},
+        "memcpy": runner.memcpy_records(),
+        "results": [c.as_dict() for c in cells],
+        "targets": [v.as_dict() for v in verdicts],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png_problem = output.write_png(out_dir / f"{stem}.png", report)
+    report["png"] = None if png_problem else f"{stem}.png"
+    report["png_not_written"] = png_problem
+    output.write_json(out_dir / f"{stem}.json", report)
+    output.write_markdown(out_dir / f"{stem}.md", report, verdicts)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    settings = settings_from(args, parser)
+    out_dir = Path(args.out)
+    command = "vbkernels bench " + " ".join(shlex.quote(a) for a in argv)
+    report = run_report(settings, out_dir, args.name, command.strip())
+    written = [f"{report['stem']}.{ext}" for ext in ("json", "md")]
+    if report["png"]:
+        written.append(report["png"])
+    print(f"wrote {', '.join(str(out_dir / name) for name in written)}")
+    if report["png_not_written"]:
+        print(f"PNG not written: {report['png_not_written']}")
+    return 0

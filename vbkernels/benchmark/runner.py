@@ -1,0 +1,225 @@
+"""Measure every (workload, op, provider) cell of a run and derive the report figures.
+
+A cell is sized before it is timed: one call on a small crop (a quarter of the height and
+width of one frame) estimates the per-pixel cost, and a provider whose full-size calls
+would overrun ``cell_seconds`` is measured on the largest crop that fits (one frame first,
+then halved height and width). Rates are per pixel, so they stay comparable; the report
+marks every cropped cell.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from . import providers as prov
+from .ops import OpSpec, build_case, crop
+from .timing import MemcpyCeiling, PeakMemory, Timer
+from .workloads import DTYPES, Workload, make_images, smaller
+
+
+@dataclass
+class Settings:
+    device: torch.device
+    workloads: list[Workload]
+    ops: list[OpSpec]
+    providers: list[prov.Provider]
+    repeats: int
+    min_repeats: int = 3
+    cell_seconds: float = 6.0
+    max_seconds: float | None = None
+    warmup: int = 1
+    log: object = sys.stderr
+
+    def as_dict(self) -> dict:
+        return {
+            "device": str(self.device),
+            "workloads": [w.name for w in self.workloads],
+            "ops": [op.name for op in self.ops],
+            "providers": [p.name for p in self.providers],
+            "repeats": self.repeats,
+            "min_repeats": self.min_repeats,
+            "cell_seconds": self.cell_seconds,
+            "max_seconds": self.max_seconds,
+            "warmup_calls": self.warmup,
+            "torch_threads": torch.get_num_threads(),
+        }
+
+
+@dataclass
+class Cell:
+    """One measurement (or the reason there is none), as it goes into the JSON."""
+
+    op: str
+    workload: str
+    provider: str
+    status: str  # "ok", "not run" or "failed"
+    reason: str = ""
+    data: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"op": self.op, "workload": self.workload, "provider": self.provider,
+                "status": self.status, "reason": self.reason, **self.data}
+
+
+class Runner:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.started = time.perf_counter()
+        self._timers: dict[str, Timer] = {}
+        self._ceilings: dict[str, MemcpyCeiling] = {}
+        self._images: dict[tuple[str, str], torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- helpers
+
+    def _timer(self, device: torch.device) -> Timer:
+        if device.type not in self._timers:
+            self._timers[device.type] = Timer(device)
+            self._ceilings[device.type] = MemcpyCeiling(self._timers[device.type],
+                                                        max(self.s.repeats, 5))
+        return self._timers[device.type]
+
+    def _full_images(self, w: Workload, device: torch.device) -> torch.Tensor:
+        key = (w.name, device.type)
+        if key not in self._images:
+            source = self._images.get((w.name, self.s.device.type))
+            if source is not None and source.device != device:
+                self._images[key] = source.to(device)
+            else:
+                self._images[key] = make_images(w, device)
+        return self._images[key]
+
+    def _over_time(self) -> bool:
+        if self.s.max_seconds is None:
+            return False
+        return time.perf_counter() - self.started > self.s.max_seconds
+
+    def _say(self, text: str) -> None:
+        if self.s.log is not None:
+            print(text, file=self.s.log, flush=True)
+
+    # ----------------------------------------------------------------- sizing
+
+    def _probe_workload(self, w: Workload) -> Workload:
+        return w.scaled(1, max(1, w.height // 4), max(1, w.width // 4))
+
+    def _choose_size(self, provider, op, w, images, timer) -> tuple[Workload, float]:
+        """The largest crop of ``w`` whose timed calls fit the cell budget, and its estimate."""
+        probe = self._probe_workload(w)
+        case = build_case(op, probe, crop(images, probe))
+        call = prov.estimator(provider, case)
+        call()  # first call: imports, JIT compilation, autotuning
+        per_pixel = timer.once(call) / probe.pixels
+        calls = self.s.warmup + self.s.min_repeats
+        candidate = w
+        # Never below the probe: smaller crops would time call overhead, not pixels.
+        while candidate is not None and candidate.pixels > probe.pixels:
+            estimate = per_pixel * candidate.pixels
+            if estimate * calls <= self.s.cell_seconds:
+                return candidate, estimate
+            candidate = smaller(candidate)
+        return probe, per_pixel * probe.pixels
+
+    # ----------------------------------------------------------------- cells
+
+    def run(self) -> list[Cell]:
+        cells = []
+        for w in self.s.workloads:
+            for op in self.s.ops:
+                for provider in self.s.providers:
+                    cells.append(self._cell(w, op, provider))
+                self._release()
+        return cells
+
+    def _release(self) -> None:
+        if self.s.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _cell(self, w: Workload, op: OpSpec, provider: prov.Provider) -> Cell:
+        def note(status, reason="", **data):
+            cell = Cell(op.name, w.name, provider.name, status, reason, data)
+            shown = reason or f"{data.get('median_s', 0) * 1e3:.3f} ms"
+            self._say(f"[bench] {w.name:>20} {op.name:>26} {provider.name:>13}: "
+                      f"{status} {shown}")
+            return cell
+
+        reason = prov.unavailable(provider, self.s.device)
+        if reason is None:
+            reason = prov.skip_reason(provider, op, DTYPES[w.dtype])
+        if reason is not None:
+            return note("not run", reason)
+        if self._over_time():
+            return note("not run", f"time budget used up (--max-seconds {self.s.max_seconds:g})")
+        try:
+            return note("ok", **self._measure(w, op, provider))
+        except Exception as exc:  # a failing provider must not stop the report
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            return note("failed", f"{type(exc).__name__}: {first_line}")
+
+    def _measure(self, w: Workload, op: OpSpec, provider: prov.Provider) -> dict:
+        device = provider.device(self.s.device)
+        timer = self._timer(device)
+        images = self._full_images(w, device)
+        measured, estimate = self._choose_size(provider, op, w, images, timer)
+        case = build_case(op, measured, crop(images, measured))
+        call = prov.bind(provider, case)
+        first_call_s = timer.once(call)
+        for _ in range(self.s.warmup):
+            timer.once(call)
+        budget_repeats = int(self.s.cell_seconds / max(estimate, 1e-9))
+        repeats = max(self.s.min_repeats, min(self.s.repeats, budget_repeats))
+        with PeakMemory(device) as memory:
+            samples = timer.samples(call, repeats)
+        traffic = case.bytes_read + case.bytes_written
+        ceiling = self._ceilings[device.type].samples(traffic)
+        return {
+            "measured_shape": list(measured.shape),
+            "measured": f"{measured.batch}x{measured.width}x{measured.height}",
+            "cropped": measured != w,
+            "device": str(device),
+            "repeats": repeats,
+            "first_call_s": first_call_s,
+            **samples.summary(),
+            "pixels": measured.pixels,
+            "frame_pixels": w.frame_pixels,
+            "bytes_read": case.bytes_read,
+            "bytes_written": case.bytes_written,
+            "memcpy_median_s": ceiling.median,
+            "peak_extra_bytes": memory.extra_bytes,
+            "peak_method": memory.method,
+        }
+
+    def memcpy_records(self) -> dict:
+        return {kind: c.records() for kind, c in self._ceilings.items()}
+
+
+def derive(cells: list[Cell]) -> None:
+    """Add rates, % of memcpy and the speed-up over numpy to every measured cell."""
+    numpy_rate = {(c.op, c.workload): c.data["mpx_s"] for c in _with_rates(cells)
+                  if c.provider == "numpy"}
+    for cell in cells:
+        if cell.status != "ok":
+            continue
+        base = numpy_rate.get((cell.op, cell.workload))
+        cell.data["speedup_vs_numpy"] = cell.data["mpx_s"] / base if base else None
+
+
+def _with_rates(cells: list[Cell]) -> list[Cell]:
+    done = [c for c in cells if c.status == "ok"]
+    for cell in done:
+        d = cell.data
+        if "mpx_s" in d:
+            continue
+        per_second = d["pixels"] / d["median_s"]
+        traffic = d["bytes_read"] + d["bytes_written"]
+        d["mpx_s"] = per_second / 1e6
+        d["frames_s"] = per_second / d["frame_pixels"]
+        d["gb_s"] = traffic / d["median_s"] / 1e9
+        d["memcpy_gb_s"] = traffic / d["memcpy_median_s"] / 1e9
+        d["pct_memcpy"] = 100.0 * d["memcpy_median_s"] / d["median_s"]
+    return done

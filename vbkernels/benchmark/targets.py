@@ -1,0 +1,111 @@
+"""The speed targets of issue 5, judged against a run's cells (reported, never asserted).
+
+GPU, 8 x 3840x2160 uint8 NHWC: decode_depth and decode_normals >= 90% of memcpy,
+decode_segmentation >= 80% (K = 19) and >= 60% (K = 150); triton and cuda each >= 1.5x
+torch.compile of the reference and >= 20x torch eager. CPU, one 1920x1080 uint8 frame: the
+best CPU path decodes depth >= 100x faster than hilbertmap and at >= 30 frames/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .runner import Cell
+from .workloads import CPU_TARGET, GPU_TARGET
+
+GPU_PROVIDERS = ("triton", "cuda")
+# Compiled or vectorised paths a CPU user can pick (hilbertmap is what they are compared with).
+CPU_PATHS = ("cpu", "numpy", "torch", "torch_compile")
+PCT_MEMCPY = {
+    "decode_depth": 90.0,
+    "decode_normals": 90.0,
+    "decode_segmentation_k19": 80.0,
+    "decode_segmentation_k150": 60.0,
+}
+GPU_RATIO_OPS = ("decode_depth", "hilbert_project", "decode_normals", "decode_segmentation_k19",
+                 "decode_segmentation_k150", "encode_depth")
+
+
+@dataclass
+class Verdict:
+    target: str
+    op: str
+    workload: str
+    provider: str  # the provider the target is about ("" when it picks the best one)
+    measured: str
+    verdict: str  # "met", "missed" or "not measured: <why>"
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def _index(cells: list[Cell]) -> dict:
+    return {(c.op, c.workload, c.provider): c for c in cells}
+
+
+def _missing(cell: Cell | None) -> str:
+    if cell is None:
+        return "not measured: not part of this run"
+    return f"not measured: {cell.status}" + (f" ({cell.reason})" if cell.reason else "")
+
+
+def _judge(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def gpu_verdicts(cells: list[Cell]) -> list[Verdict]:
+    at = _index(cells)
+    out = []
+    for op, floor in PCT_MEMCPY.items():
+        for provider in GPU_PROVIDERS:
+            cell = at.get((op, GPU_TARGET, provider))
+            name = f">= {floor:g}% of memcpy"
+            if cell is None or cell.status != "ok":
+                out.append(Verdict(name, op, GPU_TARGET, provider, "", _missing(cell)))
+                continue
+            pct = cell.data["pct_memcpy"]
+            out.append(Verdict(name, op, GPU_TARGET, provider, f"{pct:.1f}%", _judge(pct >= floor)))
+    for op in GPU_RATIO_OPS:
+        for provider in GPU_PROVIDERS:
+            for base, factor in (("torch_compile", 1.5), ("torch", 20.0)):
+                out.append(_ratio(at, op, provider, base, factor))
+    return out
+
+
+def _ratio(at, op, provider, base, factor) -> Verdict:
+    name = f">= {factor:g}x {base}"
+    cell = at.get((op, GPU_TARGET, provider))
+    ref = at.get((op, GPU_TARGET, base))
+    for c in (cell, ref):
+        if c is None or c.status != "ok":
+            return Verdict(name, op, GPU_TARGET, provider, "", _missing(c))
+    ratio = cell.data["mpx_s"] / ref.data["mpx_s"]
+    return Verdict(name, op, GPU_TARGET, provider, f"{ratio:.1f}x", _judge(ratio >= factor))
+
+
+def cpu_verdicts(cells: list[Cell]) -> list[Verdict]:
+    at = _index(cells)
+    op = "decode_depth"
+    paths = [at[(op, CPU_TARGET, p)] for p in CPU_PATHS
+             if (op, CPU_TARGET, p) in at and at[(op, CPU_TARGET, p)].status == "ok"]
+    if not paths:
+        reason = "not measured: no CPU path measured decode_depth on " + CPU_TARGET
+        return [Verdict(">= 30 frames/s", op, CPU_TARGET, "best CPU path", "", reason),
+                Verdict(">= 100x hilbertmap", op, CPU_TARGET, "best CPU path", "", reason)]
+    best = max(paths, key=lambda c: c.data["mpx_s"])
+    fps = best.data["frames_s"]
+    out = [Verdict(">= 30 frames/s", op, CPU_TARGET, best.provider, f"{fps:.1f} frames/s",
+                   _judge(fps >= 30.0))]
+    ref = at.get((op, CPU_TARGET, "hilbertmap"))
+    if ref is None or ref.status != "ok":
+        out.append(Verdict(">= 100x hilbertmap", op, CPU_TARGET, best.provider, "", _missing(ref)))
+    else:
+        ratio = best.data["mpx_s"] / ref.data["mpx_s"]
+        out.append(Verdict(">= 100x hilbertmap", op, CPU_TARGET, best.provider, f"{ratio:.0f}x",
+                           _judge(ratio >= 100.0)))
+    return out
+
+
+def verdicts(cells: list[Cell], device_type: str) -> list[Verdict]:
+    """The targets that apply to a run on ``device_type``."""
+    return gpu_verdicts(cells) if device_type == "cuda" else cpu_verdicts(cells)
