@@ -378,15 +378,13 @@ def _notes(rows: list[dict]) -> list[str]:
     pairs = [("jpeg q95", "jpeg q95 4:4:4")]
     pairs += [(f"h264 yuv420p crf{crf}", f"h264 yuv444p crf{crf}") for crf in (0, 18, 28)]
     notes = []
+    compared = (("depth_abs_rel", "depth AbsRel {:.4f}"), ("depth_off_walk_pct", "off walk {:.2f}%"),
+                ("normals_mean_deg", "normals {:.2f}°"), ("seg_miou", "mIoU {:.4f}"))
     for sub, full in pairs:
         if sub in by_name and full in by_name:
             a, b = by_name[sub], by_name[full]
-            notes.append(
-                f"{sub} (4:2:0) vs {full} (4:4:4): depth AbsRel {a['depth_abs_rel']:.4f} vs {b['depth_abs_rel']:.4f}, "
-                f"off walk {a['depth_off_walk_pct']:.2f}% vs {b['depth_off_walk_pct']:.2f}%, normals "
-                f"{a['normals_mean_deg']:.2f}° vs {b['normals_mean_deg']:.2f}°, mIoU {a['seg_miou']:.4f} vs "
-                f"{b['seg_miou']:.4f}."
-            )
+            parts = [f"{text.format(a[key])} vs {text.format(b[key]).split(' ')[-1]}" for key, text in compared if key in a]
+            notes.append(f"{sub} (4:2:0) vs {full} (4:4:4): " + ", ".join(parts) + ".")
     if notes:
         notes.append(
             "Chroma subsampling (4:2:0) keeps one colour sample per 2x2 block, so wherever the colour "
@@ -402,7 +400,8 @@ def _notes(rows: list[dict]) -> list[str]:
 
 
 def plot_png(report: dict) -> bytes:
-    """A 2x2 bar chart (depth AbsRel, off-walk share, normals mean error, mIoU) per codec."""
+    """Bar charts per codec of depth AbsRel, off-walk share, normals mean error and mIoU
+    (those of the tasks scored)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -418,7 +417,8 @@ def plot_png(report: dict) -> bytes:
         ("normals_mean_deg", "normals mean angular error (°)"),
         ("seg_miou", "segmentation mIoU (nearest colour)"),
     )
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8), constrained_layout=True)
+    panels = [(key, title) for key, title in panels if key in rows[0]]  # tasks that were scored
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 5), constrained_layout=True, squeeze=False)
     for ax, (key, title) in zip(axes.flat, panels):
         ax.bar(range(len(rows)), [row[key] for row in rows], color=colours)
         ax.set_title(title)
