@@ -14,7 +14,7 @@ def decode_normals(rgb, normals_out, norm_out, flip_yz, eps):
         p = to_units(rgb[imgs, rows])
         dt = p.dtype.type
         n = p * dt(2.0 / 255.0) - dt(1.0)
-        norm = np.sqrt(np.sum(n * n, axis=-1))
+        norm = np.sqrt((n[..., 0] * n[..., 0] + n[..., 1] * n[..., 1]) + n[..., 2] * n[..., 2])
         with np.errstate(divide="ignore", invalid="ignore"):
             unit = np.where((norm < eps)[..., None], dt(0.0), n / norm[..., None])
         if flip_yz:

@@ -18,7 +18,9 @@ def _flip(n: torch.Tensor, flip_yz: bool) -> torch.Tensor:
 def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
     for imgs, rows in iter_chunks(rgb.shape, chunk_pixels(rgb.device)):
         n = to_units(rgb[imgs, rows]) * (2.0 / 255.0) - 1.0
-        norm = torch.linalg.vector_norm(n, dim=-1)
+        # A fixed summation order (not vector_norm, whose reduction order follows the
+        # strides) makes every layout of the same pixels give bit-identical normals.
+        norm = torch.sqrt((n[..., 0] * n[..., 0] + n[..., 1] * n[..., 1]) + n[..., 2] * n[..., 2])
         # `norm < eps` is False for NaN, so a NaN pixel stays NaN instead of becoming zero.
         unit = torch.where((norm < eps).unsqueeze(-1), 0.0, n / norm.unsqueeze(-1))
         normals_out[imgs, rows] = _flip(unit, flip_yz)

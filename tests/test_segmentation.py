@@ -1,0 +1,161 @@
+"""SPEC §4 on every backend: decode_segmentation / encode_segmentation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import vbkernels as vb
+from tests import truth
+from tests.conftest import is_interpreted, random_rgb
+
+
+def palette(k, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (k, 3), generator=gen, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("k", [1, 2, 19, 300])
+def test_uint8_labels_exact(backend_device, k):
+    backend, device = backend_device
+    shape = (2, 5, 9, 3) if is_interpreted(backend, device) else (3, 37, 41, 3)
+    rgb = random_rgb(shape, torch.uint8, seed=20 + k, device=device)
+    pal = palette(k, seed=k)
+    labels, dist = vb.decode_segmentation(rgb, pal, return_distance=True, ignore_index=-1,
+                                          backend=backend)
+    assert labels.dtype == torch.int64 and labels.shape == shape[:-1]
+    want, d2 = truth.nearest(rgb.cpu().numpy(), pal.numpy())
+    assert np.array_equal(labels.cpu().numpy().ravel(), want)
+    np.testing.assert_allclose(dist.cpu().numpy().ravel(), np.sqrt(d2), rtol=1e-6)
+
+
+def test_ties_go_to_the_lowest_index(backend_device):
+    backend, device = backend_device
+    # Each pixel is equidistant from several palette colours; duplicates included.
+    pal = torch.tensor([[0, 10, 10], [20, 10, 10], [10, 0, 10], [10, 10, 10], [10, 10, 10]])
+    rgb = torch.tensor([[[10, 10, 10], [10, 10, 0], [10, 5, 10], [5, 10, 10]]],
+                       dtype=torch.uint8, device=device)
+    labels = vb.decode_segmentation(rgb, pal, backend=backend).cpu()
+    assert labels.tolist() == [[3, 3, 2, 0]]
+    # Reversing the palette must still pick the lowest index of the tied set.
+    labels_rev = vb.decode_segmentation(rgb, pal.flip(0), backend=backend).cpu()
+    assert labels_rev.tolist() == [[0, 0, 0, 0]]
+
+
+def test_max_distance_keeps_equal_and_drops_farther(backend_device):
+    backend, device = backend_device
+    pal = torch.tensor([[0, 0, 0], [255, 255, 255]])
+    rgb = torch.tensor([[[10, 0, 0], [10, 1, 0], [6, 8, 0], [250, 255, 255]]], dtype=torch.uint8,
+                       device=device)
+    labels = vb.decode_segmentation(rgb, pal, max_distance=10, backend=backend).cpu()
+    assert labels.tolist() == [[0, 255, 0, 1]]
+    # sqrt(101) rounds either side of the integer 101 depending on float width; the
+    # threshold is exact anyway (integer distances compare against floor(r^2)).
+    r = math.sqrt(101)
+    labels = vb.decode_segmentation(rgb, pal, max_distance=r, ignore_index=-1,
+                                    out_dtype=torch.int16, backend=backend).cpu()
+    assert labels.dtype == torch.int16
+    assert labels.tolist() == [[0, (0 if r * r >= 101 else -1), 0, 1]]
+
+
+def test_float_input_and_float_palette(backend_device):
+    backend, device = backend_device
+    rgb = random_rgb((2, 6, 7, 3), torch.float32, seed=21)
+    pal = torch.rand((19, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 255
+    labels, dist = vb.decode_segmentation(rgb.to(device), pal, return_distance=True,
+                                          backend=backend)
+    want, d2 = truth.nearest(rgb.double().numpy(), pal.numpy())
+    assert np.array_equal(labels.cpu().numpy().ravel(), want)
+    np.testing.assert_allclose(dist.cpu().numpy().ravel(), np.sqrt(d2), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs(backend_device, dtype):
+    backend, device = backend_device
+    rgb = random_rgb((1, 5, 11, 3), dtype, seed=22)
+    pal = palette(19, seed=3)
+    labels = vb.decode_segmentation(rgb.to(device), pal, backend=backend).cpu().numpy().ravel()
+    want, d2 = truth.nearest(rgb.double().numpy(), pal.numpy())
+    # Half inputs are exact in float32; only near-ties could differ, and random data has few.
+    assert (labels == want).mean() > 0.99
+
+
+def test_nan_pixel_gets_ignore_index(backend_device):
+    backend, device = backend_device
+    rgb = random_rgb((1, 3, 4, 3), torch.float32, seed=23)
+    rgb[0, 2, 1, 0] = float("nan")
+    labels, dist = vb.decode_segmentation(rgb.to(device), palette(5), ignore_index=-1,
+                                          return_distance=True, backend=backend)
+    labels, dist = labels.cpu(), dist.cpu()
+    assert labels[0, 2, 1] == -1 and (labels >= 0).sum() == 11
+    assert torch.isnan(dist[0, 2, 1]) and torch.isnan(dist).sum() == 1
+
+
+@pytest.mark.parametrize("out_dtype", [torch.uint8, torch.int16, torch.int32])
+def test_out_dtypes_and_out(backend_device, out_dtype):
+    backend, device = backend_device
+    rgb = random_rgb((2, 3, 5, 4), torch.uint8, seed=24, device=device)  # chw
+    pal = palette(19, seed=5)
+    labels = vb.decode_segmentation(rgb, pal, out_dtype=out_dtype, backend=backend)
+    assert labels.dtype == out_dtype and labels.shape == (2, 5, 4)
+    want = vb.decode_segmentation(rgb.cpu(), pal, backend="torch")
+    assert torch.equal(labels.cpu().to(torch.int64), want)
+    out = torch.full((2, 5, 4), 77, dtype=out_dtype, device=device)
+    assert vb.decode_segmentation(rgb, pal, out_dtype=out_dtype, out=out, backend=backend) is out
+    assert torch.equal(out.cpu().to(torch.int64), want)
+
+
+def test_labels_that_do_not_fit_raise():
+    rgb = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="do not fit"):
+        vb.decode_segmentation(rgb, palette(300), ignore_index=-1, out_dtype=torch.uint8)
+    with pytest.raises(ValueError, match="ignore_index=255 is a valid class"):
+        vb.decode_segmentation(rgb, palette(300))
+    with pytest.raises(ValueError, match="do not fit"):
+        vb.decode_segmentation(rgb, palette(3), max_distance=5, ignore_index=-1,
+                               out_dtype=torch.uint8)
+
+
+def test_binary_mask_is_the_two_colour_case(backend_device):
+    backend, device = backend_device
+    rgb = torch.tensor([[[0, 0, 0], [255, 255, 255], [200, 190, 230], [30, 60, 20]]],
+                       dtype=torch.uint8, device=device)
+    mask = vb.decode_segmentation(rgb, [[0, 0, 0], [255, 255, 255]], backend=backend).cpu()
+    assert mask.tolist() == [[0, 1, 1, 0]]
+
+
+def test_encode_segmentation(backend_device):
+    backend, device = backend_device
+    pal = palette(19, seed=6)
+    gen = torch.Generator().manual_seed(25)
+    labels = torch.randint(-2, 21, (2, 4, 5), generator=gen).to(device)
+    rgb = vb.encode_segmentation(labels, pal, ignore_color=(1, 2, 3), backend=backend).cpu()
+    assert rgb.shape == (2, 4, 5, 3) and rgb.dtype == torch.uint8
+    lab = labels.cpu()
+    valid = (lab >= 0) & (lab < 19)
+    assert torch.equal(rgb[valid], pal[lab[valid]].to(torch.uint8))
+    assert (rgb[~valid] == torch.tensor([1, 2, 3], dtype=torch.uint8)).all()
+    back = vb.decode_segmentation(rgb.to(device), pal, backend=backend).cpu()
+    unique = torch.unique(pal, dim=0).shape[0] == 19
+    if unique:
+        assert torch.equal(back[valid], lab[valid])
+    chw = vb.encode_segmentation(labels, pal, layout="chw", backend=backend).cpu()
+    assert chw.shape == (2, 3, 4, 5)
+
+
+@pytest.mark.slow
+def test_all_2_24_colours_numpy_equals_torch():
+    v = torch.arange(1 << 24, dtype=torch.int32)
+    rgb = torch.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], -1).to(torch.uint8)
+    rgb = rgb.reshape(256, 65536, 3)
+    pal = palette(19, seed=7)
+    ref = vb.decode_segmentation(rgb, pal, max_distance=60, ignore_index=-1, backend="torch")
+    got = torch.from_numpy(vb.decode_segmentation(rgb.numpy(), pal.numpy(), max_distance=60,
+                                                  ignore_index=-1, backend="numpy"))
+    assert torch.equal(ref, got)
+    if "cpu" in vb.available_backends():
+        assert torch.equal(ref, vb.decode_segmentation(rgb, pal, max_distance=60,
+                                                       ignore_index=-1, backend="cpu"))
