@@ -11,10 +11,9 @@ __device__ void hilbert_project_body(const T* rgb, i64 r0, i64 r1, i64 r2, i64 r
     typedef typename Work<T>::type F;
     for (i64 i = first_index(); i < N * H * W; i += grid_stride()) {
         Pixel p = pixel_at(i, H, W);
-        const T* px = rgb + offset3(p, r0, r1, r2);
-        F pr = units<F>(px[0]), pg = units<F>(px[r3]), pb = units<F>(px[2 * r3]);
-        Projection<F> proj = project(pr, pg, pb);
-        bool nan = is_nan(pr) || is_nan(pg) || is_nan(pb);
+        Rgb<F> px = load_rgb<F>(rgb + offset3(p, r0, r1, r2), r3);
+        Projection<F> proj = project(px);
+        bool nan = px.nan;
         put(t + offset3(p, t0, t1, t2), nan ? quiet_nan<F>() : walk_t(proj.k, proj.s));
     }
 }
@@ -27,10 +26,9 @@ __device__ void decode_depth_body(const T* rgb, i64 r0, i64 r1, i64 r2, i64 r3, 
     typedef typename Work<T>::type F;
     for (i64 i = first_index(); i < N * H * W; i += grid_stride()) {
         Pixel p = pixel_at(i, H, W);
-        const T* px = rgb + offset3(p, r0, r1, r2);
-        F pr = units<F>(px[0]), pg = units<F>(px[r3]), pb = units<F>(px[2 * r3]);
-        Projection<F> proj = project(pr, pg, pb);
-        bool nan = is_nan(pr) || is_nan(pg) || is_nan(pb);
+        Rgb<F> px = load_rgb<F>(rgb + offset3(p, r0, r1, r2), r3);
+        Projection<F> proj = project(px);
+        bool nan = px.nan;
         F t = walk_t(proj.k, proj.s), u = walk_u(proj.k, proj.r);
         F d = inverse_power(t, u, (F)neg_lam_c, (F)lam1);
         if (has_max) d = clamp_max(d, (F)max_depth);

@@ -179,20 +179,53 @@ template <class F> VBK_HD int nearest_segment(F pr, F pg, F pb, F* best_d2) {
     return k;
 }
 
-template <class F> VBK_HD void segment_position(int k, F pa, F* s, F* r) {
-    F up = pa / (F)255;
-    F down = ((F)255 - pa) / (F)255;
-    bool up_is_s = rising(k);
-    *s = up_is_s ? up : down;
-    *r = up_is_s ? down : up;
+// A pixel as the reference sees it: 0..255 units for distances, and per channel its
+// position along a walk edge, up = v/255 and down = 1 - up, each computed directly from the
+// input (uint8: p/255 and (255 - p)/255; float: clamp(x) and 1 - clamp(x)) so the distance
+// to the end of a segment, and with it depth near white, keeps full precision.
+template <class F> struct Rgb {
+    F p[3];
+    F up[3];
+    F down[3];
+    bool nan;
+};
+
+template <class F> VBK_HD void set_channel(Rgb<F>& px, int ch, u8 v) {
+    px.p[ch] = (F)v;
+    px.up[ch] = px.p[ch] / (F)255;
+    px.down[ch] = ((F)255 - px.p[ch]) / (F)255;
 }
 
-template <class F> VBK_HD Projection<F> project(F pr, F pg, F pb) {
+template <class F, class T> VBK_HD void set_channel(Rgb<F>& px, int ch, T v) {
+    F x = (F)widen(v);
+    x = x < (F)0 ? (F)0 : (x > (F)1 ? (F)1 : x);
+    px.p[ch] = x * (F)255;
+    px.up[ch] = x;
+    px.down[ch] = (F)1 - x;
+}
+
+// Channels at ptr[0], ptr[c], ptr[2c].
+template <class F, class T> VBK_HD Rgb<F> load_rgb(const T* ptr, i64 c) {
+    Rgb<F> px;
+    set_channel(px, 0, ptr[0]);
+    set_channel(px, 1, ptr[c]);
+    set_channel(px, 2, ptr[2 * c]);
+    px.nan = is_nan(px.p[0]) || is_nan(px.p[1]) || is_nan(px.p[2]);
+    return px;
+}
+
+// Local position s on segment k and its complement r, from the varying channel.
+template <class F> VBK_HD void edge_position(int k, const Rgb<F>& px, F* s, F* r) {
+    int channel = varying_channel(k);
+    bool up_is_s = rising(k);
+    *s = up_is_s ? px.up[channel] : px.down[channel];
+    *r = up_is_s ? px.down[channel] : px.up[channel];
+}
+
+template <class F> VBK_HD Projection<F> project(const Rgb<F>& px) {
     Projection<F> out;
-    out.k = nearest_segment(pr, pg, pb, &out.d2);
-    int channel = varying_channel(out.k);
-    F pa = channel == 0 ? pr : (channel == 1 ? pg : pb);
-    segment_position(out.k, pa, &out.s, &out.r);
+    out.k = nearest_segment(px.p[0], px.p[1], px.p[2], &out.d2);
+    edge_position(out.k, px, &out.s, &out.r);
     return out;
 }
 

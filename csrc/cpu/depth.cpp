@@ -21,8 +21,10 @@ WalkTable walk_table(Quantity q, float neg_lam_c, float lam1, bool has_max, floa
     WalkTable table;
     for (int k = 0; k < 7; ++k) {
         for (int pa = 0; pa < 256; ++pa) {
+            Rgb<float> px;
+            for (int ch = 0; ch < 3; ++ch) set_channel(px, ch, (u8)pa);
             float s, r;
-            segment_position(k, (float)pa, &s, &r);
+            edge_position(k, px, &s, &r);
             float t = walk_t(k, s), v = t;
             if (q == DEPTH_VALUE) {
                 v = inverse_power(t, walk_u(k, r), neg_lam_c, lam1);
@@ -89,10 +91,9 @@ void walk_rows_float(const T* rgb, const i64* rs, const i64* shape, Quantity q, 
         TO* orow = row_start(out, os, n, h);
         float* drow = distance ? row_start(distance, es, n, h) : nullptr;
         for (i64 w = 0; w < W; ++w) {
-            const T* px = row + w * rs[2];
-            F pr = units<F>(px[0]), pg = units<F>(px[rs[3]]), pb = units<F>(px[2 * rs[3]]);
-            Projection<F> proj = project(pr, pg, pb);
-            bool nan = is_nan(pr) || is_nan(pg) || is_nan(pb);
+            Rgb<F> px = load_rgb<F>(row + w * rs[2], rs[3]);
+            Projection<F> proj = project(px);
+            bool nan = px.nan;
             F v = walk_t(proj.k, proj.s);
             if (q == DEPTH_VALUE) {
                 v = inverse_power(v, walk_u(proj.k, proj.r), (F)neg_lam_c, (F)lam1);
