@@ -198,17 +198,21 @@ def _select(backend: Any, device: torch.device):
 
 
 def _triton_ops(device: torch.device):
-    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    if device.type == "cpu" and not interpreted:
         raise RuntimeError(
             "backend='triton' needs a CUDA tensor, or TRITON_INTERPRET=1 set before triton is "
             "imported to run on CPU tensors")
+    if device.type == "cuda" and interpreted:
+        # Like the rest of the triton backend: the interpreter is for CPU tensors only.
+        raise RuntimeError("backend='triton' under TRITON_INTERPRET=1 runs CPU tensors only")
     if device.type not in ("cpu", "cuda"):
         raise RuntimeError(f"backend='triton' runs on CUDA tensors, got {device}")
     try:
         from .triton import instances as triton_instances
     except ImportError as exc:
         raise RuntimeError(
-            f"backend='triton' needs triton ({exc}); install it with pip install triton") from None
+            f"backend='triton' needs Triton >= 3.0 ({exc}); pip install triton") from None
     return triton_instances
 
 

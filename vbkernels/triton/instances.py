@@ -1,0 +1,163 @@
+"""Triton kernels for the two per-pixel steps of ``decode_instances``.
+
+Same contract and the same integer fixed-point arithmetic as
+``vbkernels/reference/instances.py`` (read its docstring), so both backends give identical
+histograms and labels. One program handles ``BLOCK`` consecutive pixels of one image
+(grid: pixel blocks x images), so the image index and that image's colour list are scalars.
+This module imports Triton; ``vbkernels.instances`` imports it only when the Triton
+backend is asked for, keeping ``import vbkernels`` cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+
+from ..reference import instances as ref
+
+BLOCK = 1024
+# Under TRITON_INTERPRET=1 (CPU tensors) each program is a Python loop over numpy arrays:
+# big blocks mean few programs and a fast CI. Results do not depend on the block size.
+BLOCK_INTERPRETED = 16384
+# CUDA caps grid axis 1 at 65535: larger batches are launched in slices of images.
+MAX_IMAGES_PER_LAUNCH = 65535
+
+STEPS = tl.constexpr(ref.STEPS)
+BIN_SHIFT = tl.constexpr(ref.BIN_SHIFT)
+BINS = tl.constexpr(ref.BINS)
+BINS_PER_CHANNEL = tl.constexpr(ref.BINS_PER_CHANNEL)
+NO_CENTRE = tl.constexpr(ref.NO_CENTRE)
+
+
+@triton.jit
+def load_q(p_pixel, s_c, m_load, IS_FLOAT: tl.constexpr):
+    """Fixed-point colour of the pixels at ``p_pixel`` and whether each is valid."""
+    b_r = tl.load(p_pixel, mask=m_load, other=0)
+    b_g = tl.load(p_pixel + s_c, mask=m_load, other=0)
+    b_b = tl.load(p_pixel + 2 * s_c, mask=m_load, other=0)
+    if IS_FLOAT:
+        b_r, b_g, b_b = b_r.to(tl.float32), b_g.to(tl.float32), b_b.to(tl.float32)
+        m_valid = m_load & (b_r == b_r) & (b_g == b_g) & (b_b == b_b)
+        # NaN -> 0 before clamping: min/max propagate NaN differently across versions.
+        b_r = tl.minimum(tl.maximum(tl.where(b_r == b_r, b_r, 0.0), 0.0), 1.0)
+        b_g = tl.minimum(tl.maximum(tl.where(b_g == b_g, b_g, 0.0), 0.0), 1.0)
+        b_b = tl.minimum(tl.maximum(tl.where(b_b == b_b, b_b, 0.0), 0.0), 1.0)
+        # Same operations, same order as reference.instances.quantize: identical rounding.
+        q_r = tl.floor(b_r * 255.0 * STEPS + 0.5).to(tl.int32)
+        q_g = tl.floor(b_g * 255.0 * STEPS + 0.5).to(tl.int32)
+        q_b = tl.floor(b_b * 255.0 * STEPS + 0.5).to(tl.int32)
+    else:
+        m_valid = m_load
+        q_r, q_g, q_b = b_r.to(tl.int32) * STEPS, b_g.to(tl.int32) * STEPS, b_b.to(tl.int32) * STEPS
+    return q_r, q_g, q_b, m_valid
+
+
+@triton.jit
+def close_to(q_r, q_g, q_b, p_other, s_c, m_other, tolerance, IS_FLOAT: tl.constexpr):
+    """True where the neighbour at ``p_other`` is missing, or valid and within tolerance."""
+    n_r, n_g, n_b, m_ok = load_q(p_other, s_c, m_other, IS_FLOAT)
+    diff = tl.maximum(tl.maximum(tl.abs(q_r - n_r), tl.abs(q_g - n_g)), tl.abs(q_b - n_b))
+    return (m_other == 0) | (m_ok & (diff <= tolerance))
+
+
+@triton.jit
+def histogram_kernel(rgb, s_n, s_h, s_w, s_c, height, width, tolerance,
+                     count_all, count_flat, sum_flat,
+                     IS_FLOAT: tl.constexpr, BLOCK: tl.constexpr):
+    image = tl.program_id(1).to(tl.int64)
+    o_pix = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m_pix = o_pix < height * width
+    o_h = o_pix // width
+    o_w = o_pix % width
+    p_pixel = rgb + image * s_n + o_h * s_h + o_w * s_w
+    q_r, q_g, q_b, m_valid = load_q(p_pixel, s_c, m_pix, IS_FLOAT)
+    m_right = m_pix & (o_w + 1 < width)
+    m_down = m_pix & (o_h + 1 < height)
+    m_flat = m_valid & close_to(q_r, q_g, q_b, p_pixel + s_w, s_c, m_right, tolerance, IS_FLOAT)
+    m_flat = m_flat & close_to(q_r, q_g, q_b, p_pixel + s_h, s_c, m_down, tolerance, IS_FLOAT)
+    o_bin = ((q_r >> BIN_SHIFT) * BINS_PER_CHANNEL + (q_g >> BIN_SHIFT)) * BINS_PER_CHANNEL
+    o_bin = image * BINS + (o_bin + (q_b >> BIN_SHIFT)).to(tl.int64)
+    b_one = tl.full([BLOCK], 1, tl.int64)
+    tl.atomic_add(count_all + o_bin, b_one, mask=m_valid)
+    tl.atomic_add(count_flat + o_bin, b_one, mask=m_flat)
+    tl.atomic_add(sum_flat + o_bin * 3, q_r.to(tl.int64), mask=m_flat)
+    tl.atomic_add(sum_flat + o_bin * 3 + 1, q_g.to(tl.int64), mask=m_flat)
+    tl.atomic_add(sum_flat + o_bin * 3 + 2, q_b.to(tl.int64), mask=m_flat)
+
+
+@triton.jit
+def assign_kernel(rgb, s_n, s_h, s_w, s_c, height, width,
+                  centres, num_centres, centre_stride, max_dist2, first_label,
+                  labels, l_n, l_h, l_w,
+                  IS_FLOAT: tl.constexpr, BLOCK: tl.constexpr):
+    image = tl.program_id(1).to(tl.int64)
+    o_pix = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m_pix = o_pix < height * width
+    o_h = o_pix // width
+    o_w = o_pix % width
+    p_pixel = rgb + image * s_n + o_h * s_h + o_w * s_w
+    q_r, q_g, q_b, m_valid = load_q(p_pixel, s_c, m_pix, IS_FLOAT)
+    count = tl.load(num_centres + image)
+    p_centre = centres + image * centre_stride
+    best_d2 = tl.full([BLOCK], 2147483647, tl.int32)
+    best = tl.zeros([BLOCK], tl.int32)
+    for k in range(0, count):
+        d_r = q_r - tl.load(p_centre + 3 * k)
+        d_g = q_g - tl.load(p_centre + 3 * k + 1)
+        d_b = q_b - tl.load(p_centre + 3 * k + 2)
+        d2 = d_r * d_r + d_g * d_g + d_b * d_b
+        # Strict < keeps the first (lowest-index) colour on ties, like torch's min.
+        better = d2 < best_d2
+        best_d2 = tl.where(better, d2, best_d2)
+        best = tl.where(better, k, best)
+    m_keep = m_valid & (best_d2 <= max_dist2) & (count > 0)
+    label = tl.where(m_keep, best + first_label, NO_CENTRE)
+    tl.store(labels + image * l_n + o_h * l_h + o_w * l_w, label, mask=m_pix)
+
+
+def _image_slices(n: int):
+    for start in range(0, n, MAX_IMAGES_PER_LAUNCH):
+        yield slice(start, min(n, start + MAX_IMAGES_PER_LAUNCH))
+
+
+def colour_histogram(rgb, flat_tolerance_q, count_all, count_flat, sum_flat) -> None:
+    n, height, width = rgb.shape[:3]
+    block = _block(rgb.device)
+    with _on_device(rgb.device):
+        for imgs in _image_slices(n):
+            view = rgb[imgs]
+            grid = (triton.cdiv(height * width, block), view.shape[0])
+            histogram_kernel[grid](
+                view, *view.stride(), height, width, flat_tolerance_q,
+                count_all[imgs], count_flat[imgs], sum_flat[imgs],
+                IS_FLOAT=rgb.is_floating_point(), BLOCK=block,
+            )
+
+
+def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels) -> None:
+    n, height, width = rgb.shape[:3]
+    centres_q = centres_q.contiguous()
+    num_centres = num_centres.contiguous()
+    block = _block(rgb.device)
+    with _on_device(rgb.device):
+        for imgs in _image_slices(n):
+            view, out = rgb[imgs], labels[imgs]
+            grid = (triton.cdiv(height * width, block), view.shape[0])
+            assign_kernel[grid](
+                view, *view.stride(), height, width,
+                centres_q[imgs], num_centres[imgs], centres_q.shape[1] * 3, max_dist2_q,
+                first_label, out, *out.stride(),
+                IS_FLOAT=rgb.is_floating_point(), BLOCK=block,
+            )
+
+
+def _block(device: torch.device) -> int:
+    return BLOCK if device.type == "cuda" else BLOCK_INTERPRETED
+
+
+def _on_device(device: torch.device):
+    """Launch on the tensor's GPU (and torch's current stream there), not GPU 0."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
