@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ from PIL import Image
 import vbkernels
 from vbkernels import cli
 from vbkernels.cli import io as vio
-from vbkernels.cli.decode import depth_to_png16
+from vbkernels.cli.decode import depth_to_png16, load_decode_instances
 from vbkernels.palettes import load_palette
 from vbkernels.scenes import make_scenes
 
@@ -232,13 +233,20 @@ def test_instances_subcommand(tmp_path):
     result = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "out",
                      "--min-pixels", 4, "--quiet", "--preview")
     try:
-        from vbkernels import decode_instances
-    except ImportError:
+        decode_instances = load_decode_instances()
+    except click.ClickException:
         assert result.exit_code == 1 and "decode_instances" in result.output
         return
     assert result.exit_code == 0, result.output
-    labels, _, _ = decode_instances(image, min_pixels=4)
-    assert np.array_equal(np.load(tmp_path / "out" / "img0.instances.npy"), np.asarray(labels))
+    labels, colours, counts = decode_instances(image, min_pixels=4)
+    assert counts == 2  # the two squares
+    got = np.load(tmp_path / "out" / "img0.instances.npy")
+    assert got.dtype == np.int32 and np.array_equal(got, np.asarray(labels))
+    png = np.asarray(Image.open(tmp_path / "out" / "img0.instances.png"))
+    assert np.array_equal(png.astype(np.int64), np.asarray(labels).astype(np.int64) % 65536)
+    preview = _read(tmp_path / "out" / "img0.instances.preview.png")
+    assert np.array_equal(preview[labels == 1][0], np.rint(colours[0]).astype(np.uint8))
+    assert np.all(preview[labels == 0] == 0)
 
 
 def test_unavailable_command_explains(monkeypatch):
@@ -288,3 +296,17 @@ def test_python_dash_m_runs_the_cli():
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "412.49" in result.stdout
+
+
+def test_backend_is_passed_through_and_its_errors_are_messages(tmp_path, encoded):
+    _save_images(tmp_path / "in", encoded["depth"][:1])
+    result = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet",
+                     "--backend", "numpy", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    expected = vbkernels.decode_depth(encoded["depth"][0], backend="numpy")
+    assert np.array_equal(np.load(tmp_path / "out" / "img0.depth.npy"), expected)
+    # The CUDA backend never runs on CPU tensors: a message, not a traceback.
+    failed = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out2", "--quiet",
+                     "--backend", "cuda", "--device", "cpu")
+    assert failed.exit_code == 1 and "decoding failed" in failed.output
+    assert "Traceback" not in failed.output

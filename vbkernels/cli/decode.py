@@ -34,6 +34,8 @@ import torch
 
 from . import io as vio
 
+BACKEND_CHOICE = click.Choice(["auto", "torch", "triton", "cuda", "cpu", "numpy"])
+
 
 @dataclass
 class Task:
@@ -59,8 +61,8 @@ def common_options(func):
         click.option("-o", "--output", "outdir", required=True,
                      type=click.Path(file_okay=False, path_type=Path),
                      help="Directory for the outputs (created when missing)."),
-        click.option("--backend", default="auto", show_default=True,
-                     help="Kernel backend: auto, torch, triton, cuda, cpu or numpy."),
+        click.option("--backend", default="auto", show_default=True, type=BACKEND_CHOICE,
+                     help="Kernel backend (auto picks the fastest for the device)."),
         click.option("--device", default="auto", show_default=True,
                      help="auto (CUDA when available), cpu, cuda or cuda:N."),
         click.option("--batch-size", default=16, show_default=True,
@@ -199,12 +201,7 @@ def seg_command(inputs, outdir, backend, device, batch_size, preview, overwrite,
 def instances_command(inputs, outdir, backend, device, batch_size, preview, overwrite, quiet,
                       max_distance, min_pixels):
     """Instance masks: each image's own colours found by clustering (0 = background)."""
-    try:
-        from vbkernels import decode_instances
-    except ImportError:
-        raise click.ClickException(
-            "instance decoding (vbkernels.decode_instances) is not available in this "
-            "version of vbkernels") from None
+    decode_instances = load_decode_instances()
 
     def run(rgb):
         labels, colours, counts = decode_instances(
@@ -223,6 +220,20 @@ def instances_command(inputs, outdir, backend, device, batch_size, preview, over
         [".instances.preview.png"] if preview else [])
     _run(Task("instances", run, write, _outputs(suffixes)), inputs, outdir, backend, device,
          batch_size, overwrite, quiet)
+
+
+def load_decode_instances():
+    """``vbkernels.decode_instances`` (exported at the top level, or its module)."""
+    try:
+        from vbkernels import decode_instances
+    except ImportError:
+        try:
+            from vbkernels.instances import decode_instances
+        except ImportError as exc:
+            raise click.ClickException(
+                "instance decoding (vbkernels.decode_instances) is not available in this "
+                f"installation ({exc})") from None
+    return decode_instances
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -250,7 +261,10 @@ def _run(task: Task, inputs, outdir: Path, backend: str, device: str, batch_size
               desc=f"decode {task.name}") as progress:
         for batch in vio.batched(frames, batch_size):
             start = time.perf_counter()
-            outputs = _decode_batch(task, batch, torch_device)
+            try:
+                outputs = _decode_batch(task, batch, torch_device)
+            except (RuntimeError, ValueError) as exc:  # e.g. a backend that cannot run here
+                raise click.ClickException(f"decoding failed: {exc}") from None
             stats.seconds += time.perf_counter() - start
             for i, frame in enumerate(batch):
                 if str(frame.source.path) in stats.failed:
@@ -361,7 +375,8 @@ def depth_preview_png(depth: np.ndarray, cmap: str = "turbo") -> bytes:
     """A depth map drawn with a matplotlib colormap and a colourbar in metres.
 
     The colour range is the 1st..99th percentile of the finite depths, so one far pixel
-    (or +inf white) does not wash the image out.
+    (or +inf white) does not wash the image out; a range over a decade wide is drawn on a
+    log scale, so near structure stays visible beside a far background.
     """
     import io as _io
 
@@ -378,7 +393,7 @@ def depth_preview_png(depth: np.ndarray, cmap: str = "turbo") -> bytes:
                     dpi=dpi)
     FigureCanvasAgg(figure)
     axes = figure.add_axes((0.0, 0.0, 0.78, 1.0))
-    image = axes.imshow(np.ma.masked_invalid(depth), cmap=cmap, vmin=low, vmax=high,
+    image = axes.imshow(np.ma.masked_invalid(depth), cmap=cmap, norm=_depth_norm(low, high),
                         interpolation="nearest")
     axes.set_axis_off()
     colourbar = figure.colorbar(image, ax=axes, fraction=0.08, pad=0.02)
@@ -386,6 +401,14 @@ def depth_preview_png(depth: np.ndarray, cmap: str = "turbo") -> bytes:
     buffer = _io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()
+
+
+def _depth_norm(low: float, high: float):
+    from matplotlib.colors import LogNorm, Normalize
+
+    if low > 0 and high / low > 10:
+        return LogNorm(vmin=low, vmax=high)
+    return Normalize(vmin=low, vmax=high)
 
 
 def instance_colours(labels: np.ndarray, colours: np.ndarray) -> np.ndarray:

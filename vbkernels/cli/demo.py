@@ -15,6 +15,8 @@ import click
 import numpy as np
 import torch
 
+from .decode import BACKEND_CHOICE
+
 # Depth metrics use the KITTI cap: the sky plane (250 m) and anything past 80 m are left out.
 EVAL_MAX_DEPTH = 80.0
 
@@ -31,7 +33,8 @@ EVAL_MAX_DEPTH = 80.0
               help="Also pass the frames through H.264 (default: when PyAV is installed).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when available), cpu or cuda.")
-@click.option("--backend", default="auto", show_default=True, help="Kernel backend.")
+@click.option("--backend", default="auto", show_default=True, type=BACKEND_CHOICE,
+              help="Kernel backend.")
 @click.option("-o", "--output", "panel_path", default="vbkernels_demo.png", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where to write the panel.")
 @click.option("--no-panel", is_flag=True, help="Skip the PNG panel.")
