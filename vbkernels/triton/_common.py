@@ -20,10 +20,9 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-# Under the interpreter every config would be benchmarked in Python, so it gets one small
-# block; 32 pixels still splits the prime test widths (37, ...) over several programs and
-# so exercises the tail masks.
-INTERPRETER_BLOCK_W = 32
+# Under the interpreter every config would be benchmarked in Python, so it gets one. Its
+# cost is per program, not per pixel; tests split rows over blocks with widths > 128.
+INTERPRETER_BLOCK_W = 128
 
 
 def row_configs(block_ws=(128, 256, 512, 1024), warps=(2, 4, 8)) -> list[triton.Config]:
@@ -92,35 +91,37 @@ def pixel_offsets(H, W, s_n, s_h, s_w, BLOCK_W: tl.constexpr):
 
 
 @triton.jit
-def load_units(p_rgb, offsets, s_c, mask, IS_U8: tl.constexpr, IS_F64: tl.constexpr):
-    """One pixel block in 0..255 units plus its NaN flag (SPEC §1).
-
-    uint8 stays integer (int32), so squared distances are exact; float input becomes
-    ``255 * clamp(x, 0, 1)`` in float32 (float64 for float64 input). The NaN flag is
-    computed before the clamp because min/max drop NaN on some targets.
-    """
-    x_r = tl.load(p_rgb + offsets, mask=mask, other=0)
-    x_g = tl.load(p_rgb + offsets + s_c, mask=mask, other=0)
-    x_b = tl.load(p_rgb + offsets + 2 * s_c, mask=mask, other=0)
+def load_channel(p_rgb, offsets, mask, IS_U8: tl.constexpr, IS_F64: tl.constexpr):
+    """One channel of a pixel block: uint8 as int32 0..255 (exact integer arithmetic
+    downstream), float clamped to [0, 1] in float32 (float64 for float64 input), plus its
+    NaN flag, taken before the clamp because min/max drop NaN on some targets."""
+    x = tl.load(p_rgb + offsets, mask=mask, other=0)
     if IS_U8:
-        r = x_r.to(tl.int32)
-        g = x_g.to(tl.int32)
-        b = x_b.to(tl.int32)
-        nan = r < 0  # uint8 has no NaN: an all-False flag of the block's shape
+        v = x.to(tl.int32)
+        return v, v < 0  # uint8 has no NaN: an all-False flag of the block's shape
+    if IS_F64:
+        v = x.to(tl.float64)
     else:
-        if IS_F64:
-            r = x_r.to(tl.float64)
-            g = x_g.to(tl.float64)
-            b = x_b.to(tl.float64)
-        else:
-            r = x_r.to(tl.float32)
-            g = x_g.to(tl.float32)
-            b = x_b.to(tl.float32)
-        nan = (r != r) | (g != g) | (b != b)
-        r = tl.minimum(tl.maximum(r, 0.0), 1.0) * 255.0
-        g = tl.minimum(tl.maximum(g, 0.0), 1.0) * 255.0
-        b = tl.minimum(tl.maximum(b, 0.0), 1.0) * 255.0
-    return r, g, b, nan
+        v = x.to(tl.float32)
+    return tl.minimum(tl.maximum(v, 0.0), 1.0), v != v
+
+
+@triton.jit
+def to_units(x, IS_U8: tl.constexpr):
+    """SPEC §1 "0..255 units" of a value from ``load_channel``."""
+    if IS_U8:
+        return x
+    return x * 255.0
+
+
+@triton.jit
+def load_units(p_rgb, offsets, s_c, mask, IS_U8: tl.constexpr, IS_F64: tl.constexpr):
+    """A pixel block's three channels in 0..255 units, and its NaN flag."""
+    x_r, nan_r = load_channel(p_rgb, offsets, mask, IS_U8, IS_F64)
+    x_g, nan_g = load_channel(p_rgb, offsets + s_c, mask, IS_U8, IS_F64)
+    x_b, nan_b = load_channel(p_rgb, offsets + 2 * s_c, mask, IS_U8, IS_F64)
+    nan = nan_r | nan_g | nan_b
+    return to_units(x_r, IS_U8), to_units(x_g, IS_U8), to_units(x_b, IS_U8), nan
 
 
 @triton.jit
@@ -179,6 +180,16 @@ def expm1(x):
     p = p * xs + 0.5
     p = p * xs + 1.0
     return tl.where(small, xs * p, tl.exp(tl.where(small, 0.0, x)) - 1.0)
+
+
+@triton.jit
+def cast_for(value, p_out):
+    """``value`` in ``p_out``'s element type. bfloat16 goes through float32: the Triton
+    interpreter mangles a direct float64 -> bfloat16 cast."""
+    ty = p_out.dtype.element_ty
+    if ty == tl.bfloat16:
+        return value.to(tl.float32).to(ty)
+    return value.to(ty)
 
 
 @triton.jit

@@ -16,56 +16,48 @@ from . import _common as cm
 
 
 @triton.jit
-def _nearest_segment(r, g, b):
-    """Segment k, local position s, its complement 1 - s, and dist2 (SPEC §2 table).
+def _select(better, d, best, k, new_k, s, new_s, c, new_c):
+    return (tl.where(better, d, best), tl.where(better, new_k, k),
+            tl.where(better, new_s, s), tl.where(better, new_c, c))
 
-    ``r, g, b`` are 0..255 units (int32 for uint8 input: exact). ``s`` and ``1 - s`` are
-    returned as numerators over 255, each computed directly as the reference does.
+
+@triton.jit
+def _nearest_segment(r, g, b, up_r, dn_r, up_g, dn_g, up_b, dn_b):
+    """Segment k, local position s, its complement c = 1 - s, and dist2 (SPEC §2 table).
+
+    ``r, g, b`` are 0..255 units (int32 for uint8 input: exact); ``up_*``/``dn_*`` each
+    channel's edge fractions v/255 and 1 - v/255, both computed directly as the reference
+    does, so s and c keep full precision at either end of a segment.
     """
     rr = 255 - r
     gg = 255 - g
     bb = 255 - b
     best = g * g + b * b  # k=0: R rises, G=B=0
     k = tl.zeros_like(r).to(tl.int32)
-    s_num = r
-    c_num = rr
+    s = up_r
+    c = dn_r
     d = rr * rr + b * b  # k=1: G rises, R=255, B=0
-    better = d < best
-    best = tl.where(better, d, best)
-    k = tl.where(better, 1, k)
-    s_num = tl.where(better, g, s_num)
-    c_num = tl.where(better, gg, c_num)
+    best, k, s, c = _select(d < best, d, best, k, 1, s, up_g, c, dn_g)
     d = gg * gg + b * b  # k=2: R falls, G=255, B=0
-    better = d < best
-    best = tl.where(better, d, best)
-    k = tl.where(better, 2, k)
-    s_num = tl.where(better, rr, s_num)
-    c_num = tl.where(better, r, c_num)
+    best, k, s, c = _select(d < best, d, best, k, 2, s, dn_r, c, up_r)
     d = r * r + gg * gg  # k=3: B rises, R=0, G=255
-    better = d < best
-    best = tl.where(better, d, best)
-    k = tl.where(better, 3, k)
-    s_num = tl.where(better, b, s_num)
-    c_num = tl.where(better, bb, c_num)
+    best, k, s, c = _select(d < best, d, best, k, 3, s, up_b, c, dn_b)
     d = r * r + bb * bb  # k=4: G falls, R=0, B=255
-    better = d < best
-    best = tl.where(better, d, best)
-    k = tl.where(better, 4, k)
-    s_num = tl.where(better, gg, s_num)
-    c_num = tl.where(better, g, c_num)
+    best, k, s, c = _select(d < best, d, best, k, 4, s, dn_g, c, up_g)
     d = g * g + bb * bb  # k=5: R rises, G=0, B=255
-    better = d < best
-    best = tl.where(better, d, best)
-    k = tl.where(better, 5, k)
-    s_num = tl.where(better, r, s_num)
-    c_num = tl.where(better, rr, c_num)
+    best, k, s, c = _select(d < best, d, best, k, 5, s, up_r, c, dn_r)
     d = rr * rr + bb * bb  # k=6: G rises, R=B=255
-    better = d < best
-    best = tl.where(better, d, best)
-    k = tl.where(better, 6, k)
-    s_num = tl.where(better, g, s_num)
-    c_num = tl.where(better, gg, c_num)
-    return k, s_num, c_num, best
+    best, k, s, c = _select(d < best, d, best, k, 6, s, up_g, c, dn_g)
+    return k, s, c, best
+
+
+@triton.jit
+def _fractions(x, IS_U8: tl.constexpr, IS_F64: tl.constexpr):
+    """(v/255, 1 - v/255) of a ``load_channel`` value: for uint8 ``(255 - v)/255``, for
+    float ``1 - clamp(x)`` (exact for x >= 0.5), mirroring reference ``fractions``."""
+    if IS_U8:
+        return cm.to_float(x, IS_F64) / 255.0, cm.to_float(255 - x, IS_F64) / 255.0
+    return x, 1.0 - x
 
 
 @triton.jit
@@ -98,14 +90,22 @@ def _decode_depth_kernel(
     HAS_DIST: tl.constexpr, HAS_MAX: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     o_rgb, m_pix = cm.pixel_offsets(H, W, sr_n, sr_h, sr_w, BLOCK_W)
-    b_r, b_g, b_b, m_nan = cm.load_units(p_rgb, o_rgb, sr_c, m_pix, IS_U8, IS_F64)
-    k, s_num, c_num, dist2 = _nearest_segment(b_r, b_g, b_b)
+    x_r, nan_r = cm.load_channel(p_rgb, o_rgb, m_pix, IS_U8, IS_F64)
+    x_g, nan_g = cm.load_channel(p_rgb, o_rgb + sr_c, m_pix, IS_U8, IS_F64)
+    x_b, nan_b = cm.load_channel(p_rgb, o_rgb + 2 * sr_c, m_pix, IS_U8, IS_F64)
+    m_nan = nan_r | nan_g | nan_b
+    up_r, dn_r = _fractions(x_r, IS_U8, IS_F64)
+    up_g, dn_g = _fractions(x_g, IS_U8, IS_F64)
+    up_b, dn_b = _fractions(x_b, IS_U8, IS_F64)
+    k, s, c, dist2 = _nearest_segment(
+        cm.to_units(x_r, IS_U8), cm.to_units(x_g, IS_U8), cm.to_units(x_b, IS_U8),
+        up_r, dn_r, up_g, dn_g, up_b, dn_b,
+    )
     kf = cm.to_float(k, IS_F64)
-    s = cm.to_float(s_num, IS_F64) / 255.0
     t = (kf + s) / 7.0
     nan_value = float("nan")
     if WRITE_DEPTH:
-        u = ((6.0 - kf) + cm.to_float(c_num, IS_F64) / 255.0) / 7.0
+        u = ((6.0 - kf) + c) / 7.0
         out = _inverse_power(t, u, scale, expo)
         if HAS_MAX:
             out = tl.where(out > max_depth, max_depth, out)
@@ -168,7 +168,7 @@ def _store_walk_channel(p_rgb, offsets, value, nan, mask, OUT_U8: tl.constexpr):
         units = tl.where(nan, 0.0, units)  # NaN has no uint8 value; black, never garbage
         tl.store(p_rgb + offsets, units.to(tl.uint8), mask=mask)
     else:
-        tl.store(p_rgb + offsets, value.to(p_rgb.dtype.element_ty), mask=mask)
+        tl.store(p_rgb + offsets, cm.cast_for(value, p_rgb), mask=mask)
 
 
 @triton.autotune(

@@ -60,16 +60,16 @@ def close_to(q_r, q_g, q_b, p_other, s_c, m_other, tolerance, IS_FLOAT: tl.const
     """True where the neighbour at ``p_other`` is missing, or valid and within tolerance."""
     n_r, n_g, n_b, m_ok = load_q(p_other, s_c, m_other, IS_FLOAT)
     diff = tl.maximum(tl.maximum(tl.abs(q_r - n_r), tl.abs(q_g - n_g)), tl.abs(q_b - n_b))
-    return (m_other == 0) | (m_ok & (diff <= tolerance))
+    return (~m_other) | (m_ok & (diff <= tolerance))
 
 
 @triton.jit
-def histogram_kernel(rgb, s_n, s_h, s_w, s_c, height, width, tolerance,
+def histogram_kernel(rgb, s_n, s_h, s_w, s_c, height, width, n_pixels, tolerance,
                      count_all, count_flat, sum_flat,
                      IS_FLOAT: tl.constexpr, BLOCK: tl.constexpr):
     image = tl.program_id(1).to(tl.int64)
     o_pix = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m_pix = o_pix < height * width
+    m_pix = o_pix < n_pixels
     o_h = o_pix // width
     o_w = o_pix % width
     p_pixel = rgb + image * s_n + o_h * s_h + o_w * s_w
@@ -89,13 +89,13 @@ def histogram_kernel(rgb, s_n, s_h, s_w, s_c, height, width, tolerance,
 
 
 @triton.jit
-def assign_kernel(rgb, s_n, s_h, s_w, s_c, height, width,
+def assign_kernel(rgb, s_n, s_h, s_w, s_c, height, width, n_pixels,
                   centres, num_centres, centre_stride, max_dist2, first_label,
                   labels, l_n, l_h, l_w,
                   IS_FLOAT: tl.constexpr, BLOCK: tl.constexpr):
     image = tl.program_id(1).to(tl.int64)
     o_pix = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    m_pix = o_pix < height * width
+    m_pix = o_pix < n_pixels
     o_h = o_pix // width
     o_w = o_pix % width
     p_pixel = rgb + image * s_n + o_h * s_h + o_w * s_w
@@ -131,7 +131,7 @@ def colour_histogram(rgb, flat_tolerance_q, count_all, count_flat, sum_flat) -> 
             view = rgb[imgs]
             grid = (triton.cdiv(height * width, block), view.shape[0])
             histogram_kernel[grid](
-                view, *view.stride(), height, width, flat_tolerance_q,
+                view, *view.stride(), height, width, height * width, flat_tolerance_q,
                 count_all[imgs], count_flat[imgs], sum_flat[imgs],
                 IS_FLOAT=rgb.is_floating_point(), BLOCK=block,
             )
@@ -147,7 +147,7 @@ def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels)
             view, out = rgb[imgs], labels[imgs]
             grid = (triton.cdiv(height * width, block), view.shape[0])
             assign_kernel[grid](
-                view, *view.stride(), height, width,
+                view, *view.stride(), height, width, height * width,
                 centres_q[imgs], num_centres[imgs], centres_q.shape[1] * 3, max_dist2_q,
                 first_label, out, *out.stride(),
                 IS_FLOAT=rgb.is_floating_point(), BLOCK=block,

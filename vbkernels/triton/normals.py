@@ -26,9 +26,10 @@ def _decode_normals_kernel(
     HAS_NORM: tl.constexpr, BLOCK_W: tl.constexpr,
 ):
     o_rgb, m_pix = cm.pixel_offsets(H, W, sr_n, sr_h, sr_w, BLOCK_W)
-    b_r, b_g, b_b, _ = cm.load_units(p_rgb, o_rgb, sr_c, m_pix, IS_U8, IS_F64)
-    # n = units * (2/255) - 1 as the reference; NaN flows through (norm NaN, output NaN).
-    x = cm.to_float(b_r, IS_F64) * 0.00784313725490196 - 1.0
+    b_r, b_g, b_b, m_nan = cm.load_units(p_rgb, o_rgb, sr_c, m_pix, IS_U8, IS_F64)
+    # n = units * (2/255) - 1 as the reference. A NaN channel makes the whole pixel NaN
+    # (the clamp may have dropped it), and NaN then flows through norm and division.
+    x = tl.where(m_nan, float("nan"), cm.to_float(b_r, IS_F64) * 0.00784313725490196 - 1.0)
     y = cm.to_float(b_g, IS_F64) * 0.00784313725490196 - 1.0
     z = cm.to_float(b_b, IS_F64) * 0.00784313725490196 - 1.0
     norm = tl.sqrt(x * x + y * y + z * z)
@@ -42,10 +43,9 @@ def _decode_normals_kernel(
         y = -y
         z = -z
     o_out, _ = cm.pixel_offsets(H, W, so_n, so_h, so_w, BLOCK_W)
-    out_ty = p_out.dtype.element_ty
-    tl.store(p_out + o_out, x.to(out_ty), mask=m_pix)
-    tl.store(p_out + o_out + so_c, y.to(out_ty), mask=m_pix)
-    tl.store(p_out + o_out + 2 * so_c, z.to(out_ty), mask=m_pix)
+    tl.store(p_out + o_out, cm.cast_for(x, p_out), mask=m_pix)
+    tl.store(p_out + o_out + so_c, cm.cast_for(y, p_out), mask=m_pix)
+    tl.store(p_out + o_out + 2 * so_c, cm.cast_for(z, p_out), mask=m_pix)
     if HAS_NORM:
         o_norm, _ = cm.pixel_offsets(H, W, sm_n, sm_h, sm_w, BLOCK_W)
         tl.store(p_norm + o_norm, norm.to(p_norm.dtype.element_ty), mask=m_pix)
@@ -76,7 +76,7 @@ def _encode_channel(p_rgb, offsets, n, mask, OUT_U8: tl.constexpr):
         units = tl.where(units != units, 0.0, cm.round_half_even_f64(units))
         tl.store(p_rgb + offsets, units.to(tl.uint8), mask=mask)
     else:
-        tl.store(p_rgb + offsets, (units / 255.0).to(p_rgb.dtype.element_ty), mask=mask)
+        tl.store(p_rgb + offsets, cm.cast_for(units / 255.0, p_rgb), mask=mask)
 
 
 @triton.autotune(
