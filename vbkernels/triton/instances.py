@@ -100,7 +100,7 @@ def assign_kernel(rgb, s_n, s_h, s_w, s_c, height, width, n_pixels,
     o_w = o_pix % width
     p_pixel = rgb + image * s_n + o_h * s_h + o_w * s_w
     q_r, q_g, q_b, m_valid = load_q(p_pixel, s_c, m_pix, IS_FLOAT)
-    count = tl.load(num_centres + image)
+    count = tl.load(num_centres + image).to(tl.int32)
     p_centre = centres + image * centre_stride
     best_d2 = tl.full([BLOCK], 2147483647, tl.int32)
     best = tl.zeros([BLOCK], tl.int32)
