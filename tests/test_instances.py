@@ -60,9 +60,10 @@ def scenes():
 
 def _scores(images, rgbs):
     oracle, decoder = gen.MatchStats(), gen.MatchStats()
-    for image, rgb in zip(images, rgbs):
+    decoded = decode_instances(np.stack(rgbs), backend="torch").labels  # one batched call
+    for image, rgb, labels in zip(images, rgbs, decoded):
         oracle.add(gen.oracle_labels(rgb, image.colours), image.labels)
-        decoder.add(decode_instances(rgb, backend="torch").labels, image.labels)
+        decoder.add(labels, image.labels)
     return oracle, decoder
 
 
@@ -82,10 +83,10 @@ def test_quality_jpeg90_near_oracle(scenes):
 def test_clean_palette_close_to_true_colours(scenes):
     """On PNG input each true colour is found once, within 2 units (interior pixels are
     pure; only nearly pure edge pixels pass the flatness test and nudge the mean)."""
-    for scene in scenes:
-        result = decode_instances(scene.rgb)
-        assert int(result.counts) == len(scene.colours)
-        found = result.palette[:result.counts].astype(np.float64)
+    batch = decode_instances(np.stack([scene.rgb for scene in scenes]))
+    for scene, palette, count in zip(scenes, batch.palette, batch.counts):
+        assert count == len(scene.colours)
+        found = palette[:count].astype(np.float64)
         dist = np.sqrt(((found[:, None] - scene.colours[None].astype(np.float64)) ** 2).sum(-1))
         assert (dist.min(axis=0) <= 2.0).all() and (dist.min(axis=1) <= 2.0).all()
 
@@ -317,3 +318,14 @@ def test_triton_on_cpu_needs_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
         decode_instances(np.zeros((4, 4, 3), dtype=np.uint8), backend="triton")
+
+
+def test_split_components_without_scipy_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.ndimage", None)
+    rgb = _blocks(16, 16, [(0, 8, 0, 8, (200, 30, 30))])
+    assert decode_instances(rgb, min_pixels=16).counts == 1  # no scipy needed without split
+    with pytest.raises(RuntimeError, match="scipy"):
+        decode_instances(rgb, min_pixels=16, split_components=True)
