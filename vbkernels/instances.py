@@ -246,7 +246,8 @@ class _Bins(NamedTuple):
     @staticmethod
     def gather(count_all, count_flat, sum_flat) -> "_Bins":
         image, index = (count_all > 0).nonzero(as_tuple=True)
-        c_all, c_flat, s_flat = count_all[image, index], count_flat[image, index], sum_flat[image, index]
+        c_all, c_flat = count_all[image, index], count_flat[image, index]
+        s_flat = sum_flat[image, index]
         per_channel = torch.stack([index >> 10, (index >> 5) & 31, index & 31], dim=-1)
         centre = ((per_channel << ref.BIN_SHIFT) + (1 << (ref.BIN_SHIFT - 1))).clamp(max=ref.Q_MAX)
         mean = _round_div(s_flat, c_flat.clamp(min=1).unsqueeze(-1))
@@ -349,9 +350,10 @@ def _bin_stats(bins: _Bins, nearest: torch.Tensor, n: int, k: int):
     """Per (image, colour): pixels, flat pixels and flat colour sums of its bins."""
     slot = torch.where(nearest >= 0, bins.image * k + nearest, n * k)  # n*k: a dump slot
     device = nearest.device
-    pixels = torch.zeros(n * k + 1, dtype=torch.int64, device=device).index_add_(0, slot, bins.count_all)
-    flat = torch.zeros(n * k + 1, dtype=torch.int64, device=device).index_add_(0, slot, bins.count_flat)
-    sums = torch.zeros((n * k + 1, 3), dtype=torch.int64, device=device).index_add_(0, slot, bins.sum_flat)
+    zeros = torch.zeros(n * k + 1, dtype=torch.int64, device=device)
+    pixels = zeros.clone().index_add_(0, slot, bins.count_all)
+    flat = zeros.clone().index_add_(0, slot, bins.count_flat)
+    sums = zeros.view(-1, 1).repeat(1, 3).index_add_(0, slot, bins.sum_flat)
     return pixels[:-1].view(n, k), flat[:-1].view(n, k), sums[:-1].view(n, k, 3)
 
 
@@ -364,7 +366,8 @@ def _refine(bins: _Bins, centres, live, p: _Params):
         pixels, flat, sums = _bin_stats(bins, nearest, n, full.shape[1])
         pixels, flat, sums = pixels[:, offset:], flat[:, offset:], sums[:, offset:]
         live = live & (flat > 0)
-        centres = torch.where(live.unsqueeze(-1), _round_div(sums, flat.clamp(min=1).unsqueeze(-1)), centres)
+        means = _round_div(sums, flat.clamp(min=1).unsqueeze(-1))
+        centres = torch.where(live.unsqueeze(-1), means, centres)
         if round_ == ROUNDS:
             break
         # Re-merge colours that moved together (strongest first), then drop small ones.
@@ -385,7 +388,8 @@ def _take(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 def _order(counts: torch.Tensor, colours: torch.Tensor, live: torch.Tensor,
            tiebreak: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image permutation: live first, by count descending, then colour R, G, B."""
-    key_colour = (colours[..., 0] * (ref.Q_MAX + 1) + colours[..., 1]) * (ref.Q_MAX + 1) + colours[..., 2]
+    base = ref.Q_MAX + 1
+    key_colour = (colours[..., 0] * base + colours[..., 1]) * base + colours[..., 2]
     order = torch.arange(counts.shape[1], device=counts.device).expand_as(counts)
     # Stable sorts from the least to the most significant key.
     for key, descending in ((tiebreak, False), (key_colour, False),
@@ -450,7 +454,8 @@ def _relabel(labels: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     n, k = order.shape
     lut = torch.empty((n, k + 2), dtype=torch.int32, device=labels.device)
     lut[:, 0], lut[:, 1] = -1, 0
-    lut[:, 2:].scatter_(1, order, torch.arange(1, k + 1, dtype=torch.int32, device=labels.device).expand(n, k))
+    new_ids = torch.arange(1, k + 1, dtype=torch.int32, device=labels.device).expand(n, k)
+    lut[:, 2:].scatter_(1, order, new_ids)
     per_image = labels.shape[1] * labels.shape[2]
     step = max(1, PAIRS_PER_BLOCK // max(per_image, 1))
     for start in range(0, n, step):
@@ -473,7 +478,8 @@ def _split_components(labels, centres_q, counts):
     for i, (image_labels, colours) in enumerate(pieces):
         labels[i] = image_labels
         new_centres[i, :colours.shape[0]] = colours
-    new_counts = torch.tensor([c.shape[0] for _, c in pieces], dtype=torch.int64, device=labels.device)
+    new_counts = torch.tensor([c.shape[0] for _, c in pieces], dtype=torch.int64,
+                              device=labels.device)
     return labels, new_centres, new_counts
 
 
@@ -492,7 +498,8 @@ def _split_image(labels: torch.Tensor, colours: torch.Tensor):
     first.scatter_reduce_(0, pieces, raster, reduce="amin")
     piece_colours = colours[parent]
     live = torch.ones((1, total), dtype=torch.bool, device=labels.device)
-    order = _order(sizes[1:].unsqueeze(0), piece_colours.unsqueeze(0), live, first[1:].unsqueeze(0))[0]
+    order = _order(sizes[1:].unsqueeze(0), piece_colours.unsqueeze(0), live,
+                   first[1:].unsqueeze(0))[0]
     new_id = torch.empty(total + 1, dtype=torch.int32, device=labels.device)
     new_id[0] = 0
     new_id[1:][order] = torch.arange(1, total + 1, dtype=torch.int32, device=labels.device)
