@@ -7,6 +7,7 @@ error messages are the same whichever backend the user picks (SPEC §6).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,11 @@ def as_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
         if any(s < 0 for s in x.strides):
             # torch.from_numpy cannot view negative strides; one copy keeps the values.
             x = np.ascontiguousarray(x)
-        return torch.from_numpy(x), True
+        with warnings.catch_warnings():
+            # Read-only arrays (np.asarray of a PIL image) are fine: inputs are only read,
+            # and outputs are checked for writeability separately in check_out.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(x), True
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
