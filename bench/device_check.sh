@@ -151,7 +151,7 @@ bench() {
   else
     # Providers in priority order: if time runs out, the GPU kernels and their baselines
     # on the target workload (8 x 4K) are measured first.
-    args+=(--device cuda --providers triton,cuda,torch,torch_compile,numpy)
+    args+=(--device cuda --providers triton,cuda,torch,torch_compile,numpy,cpu)
   fi
   $PY -m bench "${args[@]}"
 }

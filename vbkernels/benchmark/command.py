@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                                                "20, cpu 5; with --quick 10 and 3)")
     p.add_argument("--cell-seconds", type=float,
                    help="time one cell may take before its workload is cropped "
-                        "(default: cuda 2, cpu 6; --quick halves them)")
+                        "(default: cuda 2, cpu 3; --quick halves them)")
     p.add_argument("--max-seconds", type=float,
                    help="stop measuring after this many seconds; later cells are 'not run'")
     p.add_argument("--out", default="bench/results", help="output folder (default: %(default)s)")
@@ -131,7 +131,10 @@ def settings_from(args, parser) -> Settings:
         chosen = workloads.default_workloads(device.type, args.quick, args.full)
     default_repeats = {(True, False): 20, (True, True): 10, (False, False): 5, (False, True): 3}
     repeats = args.repeats or default_repeats[(cuda, args.quick)]
-    cell_seconds = args.cell_seconds or (2.0 if cuda else 6.0) / (2 if args.quick else 1)
+    cell_seconds = args.cell_seconds or (2.0 if cuda else 3.0) / (2 if args.quick else 1)
+    compile_workloads = None
+    if not (cuda or args.full or args.workloads):
+        compile_workloads = frozenset({workloads.CPU_TARGET})
     if repeats < 1 or cell_seconds <= 0:
         parser.error("--repeats and --cell-seconds must be positive")
     return Settings(
@@ -144,6 +147,7 @@ def settings_from(args, parser) -> Settings:
         cell_seconds=cell_seconds,
         max_seconds=args.max_seconds,
         warmup=2 if cuda else 1,
+        compile_workloads=compile_workloads,
         log=None if args.quiet else sys.stderr,
     )
 

@@ -52,6 +52,11 @@ def _shape(cell: dict) -> str:
     return f"**{text}** (cropped)" if cell["cropped"] else text
 
 
+def _provider(cell: dict) -> str:
+    breaks = cell.get("graph_breaks")
+    return f"{cell['provider']} ({breaks} graph breaks)" if breaks else cell["provider"]
+
+
 def _target_text(cell: dict, verdicts: list[Verdict]) -> str:
     mine = [v for v in verdicts if (v.op, v.workload, v.provider)
             == (cell["op"], cell["workload"], cell["provider"])]
@@ -119,7 +124,7 @@ def _result_tables(report: dict, verdicts: list[Verdict]) -> list[str]:
             spread = f"{_ms(c['median_s'])} ({_ms(c['q1_s'])}–{_ms(c['q3_s'])})"
             speedup = c.get("speedup_vs_numpy")
             lines.append(
-                f"| {c['workload']} | {c['provider']} | {_shape(c)} | {spread} "
+                f"| {c['workload']} | {_provider(c)} | {_shape(c)} | {spread} "
                 f"| {_num(c['mpx_s'])} | {_num(c['frames_s'])} | {_num(c['gb_s'])} "
                 f"| {_pct(c['pct_memcpy'])} | {_num(speedup) if speedup else '–'} "
                 f"| {c['peak_extra_bytes'] / MIB:.1f} | {_target_text(c, verdicts)} |")
@@ -137,10 +142,21 @@ def _not_run_table(report: dict) -> list[str]:
         grouped.setdefault((c["provider"], c["status"], c["reason"]), []).append(c)
     lines = ["## Not run", "", "| provider | where | status | reason |", "|---|---|---|---|"]
     for (provider, status, reason), group in grouped.items():
-        where = ("all ops and workloads" if len(group) > 6 and len({c["op"] for c in group}) > 1
-                 else ", ".join(f"{c['op']} @ {c['workload']}" for c in group))
+        where = _where(group, report["settings"])
         lines.append(f"| {provider} | {where} | {status} | {reason.replace('|', '/')} |")
     return lines + [""]
+
+
+def _where(group: list[dict], settings: dict) -> str:
+    """'all ops @ <workloads>' when a reason covers whole workloads, else each cell."""
+    ops = {}
+    for c in group:
+        ops.setdefault(c["workload"], set()).add(c["op"])
+    if any(found != set(settings["ops"]) for found in ops.values()):
+        return ", ".join(f"{c['op']} @ {c['workload']}" for c in group)
+    if len(ops) == len(settings["workloads"]):
+        return "all ops, all workloads"
+    return "all ops @ " + ", ".join(ops)
 
 
 def markdown(report: dict, verdicts: list[Verdict]) -> str:

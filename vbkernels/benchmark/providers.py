@@ -13,6 +13,7 @@ CUDA run, so the speed-up over the NumPy baseline is always against the same bas
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -113,8 +114,11 @@ def _compiled_call(case: Case) -> Callable[[], object]:
     fn = getattr(vbkernels, case.op.api)
     kwargs = dict(case.kwargs, backend="torch")
     # A fresh compile per measurement: shapes are static, as in a fixed-size video loop,
-    # and no cache from another workload can leak in.
+    # and no cache from another workload can leak in. Graph breaks are counted into the
+    # report (see graph_breaks) instead of being logged at length.
     torch.compiler.reset()
+    torch._dynamo.utils.counters.clear()
+    logging.getLogger("torch._dynamo").setLevel(logging.ERROR)
     compiled = torch.compile(lambda *args: fn(*args, **kwargs), dynamic=False)
     args = case.args
     return lambda: compiled(*args)
@@ -158,3 +162,8 @@ def estimator(provider: Provider, case: Case) -> Callable[[], object]:
     if provider.compiles:
         return _api_call(case, "torch", use_out=False)
     return bind(provider, case)
+
+
+def graph_breaks() -> int:
+    """Graph breaks torch.compile hit since the last ``bind`` of a compiling provider."""
+    return sum(torch._dynamo.utils.counters["graph_break"].values())

@@ -32,6 +32,9 @@ class Settings:
     cell_seconds: float = 6.0
     max_seconds: float | None = None
     warmup: int = 1
+    # Workloads torch.compile is measured on (None: all). Each compile costs tens of seconds
+    # on a small CPU, so the default CPU run compiles for its target workload only.
+    compile_workloads: frozenset | None = None
     log: object = sys.stderr
 
     def as_dict(self) -> dict:
@@ -45,6 +48,8 @@ class Settings:
             "cell_seconds": self.cell_seconds,
             "max_seconds": self.max_seconds,
             "warmup_calls": self.warmup,
+            "compile_workloads": None if self.compile_workloads is None
+            else sorted(self.compile_workloads),
             "torch_threads": torch.get_num_threads(),
         }
 
@@ -142,13 +147,18 @@ class Runner:
         def note(status, reason="", **data):
             cell = Cell(op.name, w.name, provider.name, status, reason, data)
             shown = reason or f"{data.get('median_s', 0) * 1e3:.3f} ms"
-            self._say(f"[bench] {w.name:>20} {op.name:>26} {provider.name:>13}: "
-                      f"{status} {shown}")
+            elapsed = time.perf_counter() - self.started
+            self._say(f"[bench {elapsed:6.0f}s] {w.name:>20} {op.name:>24} "
+                      f"{provider.name:>13}: {status} {shown}")
             return cell
 
         reason = prov.unavailable(provider, self.s.device)
         if reason is None:
             reason = prov.skip_reason(provider, op, DTYPES[w.dtype])
+        if reason is None and provider.compiles and self.s.compile_workloads is not None \
+                and w.name not in self.s.compile_workloads:
+            reason = (f"compiled for {', '.join(sorted(self.s.compile_workloads))} only in this "
+                      "run (each compile takes tens of seconds here); pass --full for all")
         if reason is not None:
             return note("not run", reason)
         if self._over_time():
@@ -175,6 +185,7 @@ class Runner:
         repeats = max(self.s.min_repeats, min(self.s.repeats, budget_repeats))
         with PeakMemory(device) as memory:
             samples = timer.samples(call, repeats)
+        extra = {"graph_breaks": prov.graph_breaks()} if provider.compiles else {}
         traffic = case.bytes_read + case.bytes_written
         ceiling = self._ceilings[device.type].samples(traffic)
         return {
@@ -192,6 +203,7 @@ class Runner:
             "memcpy_median_s": ceiling.median,
             "peak_extra_bytes": memory.extra_bytes,
             "peak_method": memory.method,
+            **extra,
         }
 
     def memcpy_records(self) -> dict:
@@ -215,6 +227,8 @@ def _with_rates(cells: list[Cell]) -> list[Cell]:
         d = cell.data
         if "mpx_s" in d:
             continue
+        # A CUDA event pair resolves ~0.5 us; never divide by a zero median.
+        d["median_s"] = max(d["median_s"], 1e-9)
         per_second = d["pixels"] / d["median_s"]
         traffic = d["bytes_read"] + d["bytes_written"]
         d["mpx_s"] = per_second / 1e6
