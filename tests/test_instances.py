@@ -121,6 +121,48 @@ def test_backends_agree_exactly(small_batch, backend, device):
         assert got.labels.device.type == device, name
 
 
+def _ops(backend):
+    from vbkernels.reference import instances as reference
+
+    if backend == "torch":
+        return reference
+    from vbkernels.triton import instances as triton_ops
+
+    return triton_ops
+
+
+@pytest.mark.parametrize("backend,device", PAIRS, ids=PAIR_IDS)
+def test_kernel_ops_match_reference(small_batch, backend, device):
+    """Histogram and labels/counts of each backend's op equal the torch reference's, with
+    NaN pixels, odd sizes (partial tiles) and a colour list that differs per image."""
+    from vbkernels.reference import instances as reference
+
+    rgb = small_batch[:, :37, :53].float() / 255
+    rgb[0, 5, 7, 1] = float("nan")
+    rgb[2, 36, 52] = float("nan")  # the last pixel: no right or lower neighbour
+    results = []
+    for ops, dev in ((reference, "cpu"), (_ops(backend), device)):
+        x = rgb.to(dev)
+        hist = [torch.zeros((3, reference.BINS), dtype=torch.int64, device=dev) for _ in range(2)]
+        sums = torch.zeros((3, reference.BINS, 3), dtype=torch.int64, device=dev)
+        ops.colour_histogram(x, 192, hist[0], hist[1], sums)
+        centres = torch.tensor([[[0, 0, 0], [3200, 800, 800], [800, 3200, 800]],
+                                [[0, 0, 0], [800, 800, 3200], [0, 0, 0]],
+                                [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], dtype=torch.int32)
+        labels = torch.empty((3, 37, 53), dtype=torch.int32, device=dev)
+        counts = torch.zeros((3, 4), dtype=torch.int64, device=dev)
+        ops.assign_pixels(x, centres.to(dev), torch.tensor([3, 2, 0], device=dev), 640 ** 2, 0,
+                          labels, counts)
+        results.append([t.cpu() for t in (*hist, sums, labels, counts)])
+    for name, want, got in zip(("count_all", "count_flat", "sum_flat", "labels", "counts"),
+                               *results):
+        assert torch.equal(want, got), name
+    count_all, _, _, labels, counts = results[0]
+    assert count_all.sum(dim=1).tolist() == [37 * 53 - 1, 37 * 53, 37 * 53 - 1]
+    assert (labels[2] == -1).all() and counts[2].tolist() == [37 * 53, 0, 0, 0]
+    assert counts.sum(dim=1).tolist() == [37 * 53] * 3
+
+
 @pytest.mark.parametrize("backend,device", PAIRS, ids=PAIR_IDS)
 def test_split_components_on_backend(backend, device):
     red = (200, 30, 30)

@@ -410,11 +410,9 @@ def _compact(centres, live, order):
 
 def _label(ops, view, centres, live, p: _Params):
     """Label pixels; drop instances under min_pixels (then relabel); order by count."""
-    n = view.shape[0]
     labels = torch.empty(view.shape[:3], dtype=torch.int32, device=view.device)
     while True:  # dropping colours only grows the others: at most one relabel
-        _assign(ops, view, centres, live, p, labels)
-        pixels = _label_counts(labels, centres.shape[1])
+        pixels = _assign(ops, view, centres, live, p, labels)
         small = live & (pixels < p.min_pixels)
         if not bool(small.any()):
             break
@@ -424,29 +422,20 @@ def _label(ops, view, centres, live, p: _Params):
     identity = torch.arange(order.shape[1], device=order.device).expand_as(order)
     if not torch.equal(order, identity):
         labels = _relabel(labels, order)
-        centres, live, pixels = _take(centres, order), _take(live, order), _take(pixels, order)
+        centres, live = _take(centres, order), _take(live, order)
     counts = live.sum(dim=1)
     return labels, torch.where(live.unsqueeze(-1), centres, 0), counts
 
 
-def _assign(ops, view, centres, live, p: _Params, labels) -> None:
+def _assign(ops, view, centres, live, p: _Params, labels) -> torch.Tensor:
+    """Write labels; return the (N, K) pixel count of each instance colour."""
     full, full_live, offset = _with_background(centres, live, p)
     num = full_live.sum(dim=1)  # live colours are packed first
+    counts = torch.zeros((view.shape[0], full.shape[1] + 1), dtype=torch.int64,
+                         device=view.device)
     ops.assign_pixels(view, full.to(torch.int32).contiguous(), num, p.max_dist2_q,
-                      1 - offset, labels)
-
-
-def _label_counts(labels: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, K) pixels labelled 1..K in each image."""
-    n = labels.shape[0]
-    counts = torch.zeros((n, k + 2), dtype=torch.int64, device=labels.device)
-    per_image = labels.shape[1] * labels.shape[2]
-    step = max(1, PAIRS_PER_BLOCK // max(per_image, 1))
-    for start in range(0, n, step):
-        block = labels[start:start + step].reshape(labels[start:start + step].shape[0], -1)
-        slot = (block.to(torch.int64) + 1).clamp(max=k + 1)  # -1 -> 0, background -> 1
-        counts[start:start + step].scatter_add_(1, slot, torch.ones_like(slot))
-    return counts[:, 2:]
+                      1 - offset, labels, counts)
+    return counts[:, 1 + offset:]
 
 
 def _relabel(labels: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

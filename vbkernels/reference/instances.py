@@ -8,11 +8,13 @@ the pixels; the two steps that touch every pixel live here (and, as kernels, in
     rgb: (N, H, W, 3) view, any strides, uint8 or float. Adds into int64 accumulators:
     count_all (N, BINS) every non-NaN pixel; count_flat (N, BINS) "flat" pixels only;
     sum_flat (N, BINS, 3) the fixed-point colour sum of the flat pixels.
-``assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels)``
+``assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels, counts)``
     centres_q: (N, K, 3) int32 fixed-point colours, image n using its first
     ``num_centres[n]`` rows; labels: (N, H, W) int32 view written with
     ``first_label + index`` of the nearest centre (ties to the lowest index), or -1 for a
     NaN pixel, a pixel farther than ``max_dist2_q`` from every centre, or K == 0.
+    counts: (N, K + 1) int64 accumulator: slot 0 gains the -1 pixels, slot j + 1 the pixels
+    of centre j (the kernel counts as it labels, saving a second pass over the labels).
 
 Everything is integer arithmetic in fixed point (``STEPS`` per 0..255 unit), so every
 backend and device produces the same histogram and the same labels, bit for bit.
@@ -107,10 +109,12 @@ def _nearest(q: torch.Tensor, centres: torch.Tensor, count: torch.Tensor):
     return d2.min(dim=-1)
 
 
-def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels) -> None:
+def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels,
+                  counts) -> None:
     k = centres_q.shape[1]
     if k == 0:
         labels.fill_(NO_CENTRE)
+        counts[:, 0] += labels.shape[1] * labels.shape[2]
         return
     max_pixels = max(1, min(chunk_pixels(rgb.device), PAIRS_PER_BLOCK // k))
     for imgs, rows in iter_chunks(rgb.shape, max_pixels):
@@ -120,3 +124,5 @@ def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels)
         keep = valid & (d2.view(shape) <= max_dist2_q) & (num_centres[imgs].view(-1, 1, 1) > 0)
         label = (index.view(shape) + first_label).to(torch.int32)
         labels[imgs, rows] = label.masked_fill(~keep, NO_CENTRE)
+        slot = torch.where(keep, index.view(shape) + 1, 0).reshape(shape[0], -1)
+        counts[imgs].scatter_add_(1, slot, torch.ones_like(slot))
