@@ -36,8 +36,6 @@ BIN_SHIFT = 7
 BINS_PER_CHANNEL = 32
 BINS = BINS_PER_CHANNEL ** 3
 NO_CENTRE = -1
-# Pixels x centres held at once by ``assign_pixels`` (int32 distances: 16 MB).
-PAIRS_PER_BLOCK = 1 << 22
 
 
 def quantize(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,16 +95,27 @@ def colour_histogram(rgb, flat_tolerance_q, count_all, count_flat, sum_flat) -> 
 
 
 def _nearest(q: torch.Tensor, centres: torch.Tensor, count: torch.Tensor):
-    """Index of and squared distance to the nearest of each image's centres.
+    """Squared distance to and index of the nearest of each image's live centres.
 
-    q: (n, P, 3) int32; centres: (n, K, 3) int32; count: (n,) live centres per image.
-    ``min`` returns the first minimum, so ties go to the lowest index.
+    q: (n, P, 3) int32; centres: (n, K, 3) int32; count: (n,) live centres per image. One
+    pass per centre over (n, P) int32 planes: no (P, K, 3) temporaries. A strict ``<`` keeps
+    the first minimum, so ties go to the lowest index.
     """
-    k = centres.shape[1]
-    d2 = ((q[:, :, None, :] - centres[:, None, :, :]) ** 2).sum(dim=-1, dtype=torch.int32)
-    dead = torch.arange(k, device=q.device).view(1, 1, k) >= count.view(-1, 1, 1)
-    d2 = d2.masked_fill(dead, torch.iinfo(torch.int32).max)
-    return d2.min(dim=-1)
+    n, p, _ = q.shape
+    never = torch.iinfo(torch.int32).max
+    best_d2 = torch.full((n, p), never, dtype=torch.int32, device=q.device)
+    best = torch.zeros((n, p), dtype=torch.int64, device=q.device)
+    q_r, q_g, q_b = q.unbind(-1)
+    for k in range(centres.shape[1]):
+        colour = centres[:, k].unsqueeze(-1)
+        d2 = (q_r - colour[:, 0]).square_()
+        d2 += (q_g - colour[:, 1]).square_()
+        d2 += (q_b - colour[:, 2]).square_()
+        d2.masked_fill_((count <= k).view(-1, 1), never)
+        better = d2 < best_d2
+        best_d2 = torch.where(better, d2, best_d2)
+        best.masked_fill_(better, k)
+    return best_d2, best
 
 
 def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels,
@@ -116,8 +125,7 @@ def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels,
         labels.fill_(NO_CENTRE)
         counts[:, 0] += labels.shape[1] * labels.shape[2]
         return
-    max_pixels = max(1, min(chunk_pixels(rgb.device), PAIRS_PER_BLOCK // k))
-    for imgs, rows in iter_chunks(rgb.shape, max_pixels):
+    for imgs, rows in iter_chunks(rgb.shape, chunk_pixels(rgb.device)):
         q, valid = quantize(rgb[imgs, rows])
         shape = q.shape[:-1]
         d2, index = _nearest(q.reshape(shape[0], -1, 3), centres_q[imgs], num_centres[imgs])
