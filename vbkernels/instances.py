@@ -248,8 +248,11 @@ class _Bins(NamedTuple):
         image, index = (count_all > 0).nonzero(as_tuple=True)
         c_all, c_flat = count_all[image, index], count_flat[image, index]
         s_flat = sum_flat[image, index]
-        per_channel = torch.stack([index >> 10, (index >> 5) & 31, index & 31], dim=-1)
-        centre = ((per_channel << ref.BIN_SHIFT) + (1 << (ref.BIN_SHIFT - 1))).clamp(max=ref.Q_MAX)
+        side = ref.BINS_PER_CHANNEL
+        per_channel = torch.stack([index // (side * side), (index // side) % side, index % side],
+                                  dim=-1)
+        half_bin = 1 << (ref.BIN_SHIFT - 1)
+        centre = ((per_channel << ref.BIN_SHIFT) + half_bin).clamp(max=ref.Q_MAX)
         mean = _round_div(s_flat, c_flat.clamp(min=1).unsqueeze(-1))
         colour = torch.where((c_flat > 0).unsqueeze(-1), mean, centre)
         return _Bins(image, colour, c_all, c_flat, s_flat)
