@@ -96,22 +96,28 @@ def load_channel(p_rgb, offsets, mask, IS_U8: tl.constexpr, IS_F64: tl.constexpr
     downstream), float clamped to [0, 1] in float32 (float64 for float64 input), plus its
     NaN flag, taken before the clamp because min/max drop NaN on some targets."""
     x = tl.load(p_rgb + offsets, mask=mask, other=0)
+    # One return per function: Triton type-checks every return, even in a dead branch.
     if IS_U8:
-        v = x.to(tl.int32)
-        return v, v < 0  # uint8 has no NaN: an all-False flag of the block's shape
-    if IS_F64:
-        v = x.to(tl.float64)
+        value = x.to(tl.int32)
+        nan = value < 0  # uint8 has no NaN: an all-False flag of the block's shape
     else:
-        v = x.to(tl.float32)
-    return tl.minimum(tl.maximum(v, 0.0), 1.0), v != v
+        if IS_F64:
+            v = x.to(tl.float64)
+        else:
+            v = x.to(tl.float32)
+        nan = v != v
+        value = tl.minimum(tl.maximum(v, 0.0), 1.0)
+    return value, nan
 
 
 @triton.jit
 def to_units(x, IS_U8: tl.constexpr):
     """SPEC §1 "0..255 units" of a value from ``load_channel``."""
     if IS_U8:
-        return x
-    return x * 255.0
+        units = x
+    else:
+        units = x * 255.0
+    return units
 
 
 @triton.jit
@@ -127,8 +133,10 @@ def load_units(p_rgb, offsets, s_c, mask, IS_U8: tl.constexpr, IS_F64: tl.conste
 @triton.jit
 def to_float(x, IS_F64: tl.constexpr):
     if IS_F64:
-        return x.to(tl.float64)
-    return x.to(tl.float32)
+        y = x.to(tl.float64)
+    else:
+        y = x.to(tl.float32)
+    return y
 
 
 @triton.jit
@@ -188,8 +196,10 @@ def cast_for(value, p_out):
     interpreter mangles a direct float64 -> bfloat16 cast."""
     ty = p_out.dtype.element_ty
     if ty == tl.bfloat16:
-        return value.to(tl.float32).to(ty)
-    return value.to(ty)
+        out = value.to(tl.float32).to(ty)
+    else:
+        out = value.to(ty)
+    return out
 
 
 @triton.jit

@@ -56,8 +56,12 @@ def _fractions(x, IS_U8: tl.constexpr, IS_F64: tl.constexpr):
     """(v/255, 1 - v/255) of a ``load_channel`` value: for uint8 ``(255 - v)/255``, for
     float ``1 - clamp(x)`` (exact for x >= 0.5), mirroring reference ``fractions``."""
     if IS_U8:
-        return cm.to_float(x, IS_F64) / 255.0, cm.to_float(255 - x, IS_F64) / 255.0
-    return x, 1.0 - x
+        up = cm.to_float(x, IS_F64) / 255.0
+        down = cm.to_float(255 - x, IS_F64) / 255.0
+    else:
+        up = x
+        down = 1.0 - x
+    return up, down
 
 
 @triton.jit
@@ -148,15 +152,16 @@ def decode_depth(rgb, depth, distance, lam, c, max_depth) -> None:
 
 # Vertex bits of the walk, one byte per channel: bit k is that channel of vertex k
 # (vbkernels._walk.VERTICES: R is 1 at k = 1, 2, 6, 7; G at 2, 3, 4, 7; B at 4, 5, 6, 7).
-_R_BITS = 0b11000110
-_G_BITS = 0b10011100
-_B_BITS = 0b11110000
+_R_BITS = tl.constexpr(0b11000110)
+_G_BITS = tl.constexpr(0b10011100)
+_B_BITS = tl.constexpr(0b11110000)
 
 
 @triton.jit
 def _walk_channel(k, s, BITS: tl.constexpr):
-    start = ((BITS >> k) & 1).to(tl.float64)
-    end = ((BITS >> (k + 1)) & 1).to(tl.float64)
+    bits = tl.zeros_like(k) + BITS  # a tensor: the interpreter cannot shift a constexpr
+    start = ((bits >> k) & 1).to(tl.float64)
+    end = ((bits >> (k + 1)) & 1).to(tl.float64)
     return start + s * (end - start)
 
 

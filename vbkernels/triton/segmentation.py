@@ -2,7 +2,7 @@
 
 Decoding scans the palette in tiles of up to 64 colours held in registers: a K <= 64
 palette (binary masks, Cityscapes' 19) is one tile loaded once per program; larger
-palettes loop over tiles. Within a tile ``tl.argmin`` keeps the leftmost minimum and tiles
+palettes loop over tiles. Within a tile the lowest index among the minima wins and tiles
 merge with a strict ``<``, so ties go to the lowest palette index, as in the reference.
 Distances are ``(dr^2 + dg^2) + db^2`` in float32 (float64 for float64 input): exact for
 uint8 images and integer palettes (every value < 2^24).
@@ -41,7 +41,10 @@ def _nearest_colour(b_r, b_g, b_b, p_pal, K, BLOCK_K: tl.constexpr):
         dist2 = (d_r * d_r + d_g * d_g) + d_b * d_b
         dist2 = tl.where(m_pal[None, :], dist2, float("inf"))
         tile_best = tl.min(dist2, axis=1)
-        tile_label = tl.argmin(dist2, axis=1, tie_break_left=True).to(tl.int32) + k0
+        # Lowest index among the tile's minima, spelled out rather than tl.argmin: its tie
+        # order is a flag the interpreter ignores, so CI could not catch a wrong one.
+        is_min = dist2 == tile_best[:, None]
+        tile_label = tl.min(tl.where(is_min, o_pal[None, :], 2147483647), axis=1)
         better = tile_best < best
         best = tl.where(better, tile_best, best)
         label = tl.where(better, tile_label, label)
