@@ -185,3 +185,26 @@ GOOD = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
 def test_bad_input_names_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_decoders_trace_into_one_graph(backend):
+    """torch.compile(fullgraph=True) must see no graph break in the front end. The "eager"
+    compiler backend checks the capture without paying for code generation."""
+    palette = torch.randint(0, 256, (19, 3), generator=torch.Generator().manual_seed(0))
+    calls = {
+        "depth": lambda x: vb.decode_depth(x, max_depth=50.0, return_distance=True,
+                                           backend=backend),
+        "t": lambda x: vb.hilbert_project(x, backend=backend),
+        "normals": lambda x: vb.decode_normals(x, return_norm=True, backend=backend),
+        "labels": lambda x: vb.decode_segmentation(x, palette, max_distance=20,
+                                                   out_dtype=torch.int32, backend=backend),
+    }
+    rgb = random_rgb((2, 6, 5, 3), torch.uint8, seed=33)
+    for name, call in calls.items():
+        torch._dynamo.reset()
+        compiled = torch.compile(call, fullgraph=True, backend="eager")
+        got, want = compiled(rgb), call(rgb)
+        for g, w in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,)):
+            assert torch.equal(g, w), name

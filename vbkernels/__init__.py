@@ -17,7 +17,12 @@ from ._api import (
     inverse_power_transform,
     power_transform,
 )
+from . import _dispatch
 from ._dispatch import available_backends
+
+# Load the backends now rather than at the first call: torch.compile cannot trace imports.
+# Set TRITON_INTERPRET=1 before importing vbkernels to run the Triton kernels on CPU.
+_dispatch.load_all()
 
 __version__ = "0.1.0"
 

@@ -338,6 +338,10 @@ def _palette_for(rgb_dtype: torch.dtype, palette: Any, device: torch.device):
     tensor = chk.check_palette(palette, device)
     work = torch.float64 if rgb_dtype == torch.float64 else torch.float32
     as_work = tensor.to(work).contiguous()
+    if torch.compiler.is_compiling():
+        # Under torch.compile only the dtype is known: pass an integer palette there to get
+        # the exact integer threshold for max_distance.
+        return as_work, not tensor.is_floating_point()
     integral = bool((tensor.to(torch.float64) == tensor.to(torch.float64).round()).all())
     return as_work, integral
 

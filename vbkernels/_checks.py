@@ -158,6 +158,9 @@ def check_palette(palette: Any, device: torch.device, name: str = "palette") -> 
         raise ValueError(f"{name} must have shape (K, 3), got {tuple(tensor.shape)}")
     if not 1 <= tensor.shape[0] <= 65535:
         raise ValueError(f"{name} must have 1 <= K <= 65535 colours, got K={tensor.shape[0]}")
+    if torch.compiler.is_compiling():
+        # Reading values back would break the graph; shapes and dtypes are checked above.
+        return tensor.to(device)
     values = tensor.detach().to("cpu", torch.float64)
     if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 255:
         raise ValueError(f"{name} values must be finite and in 0..255 units")

@@ -140,6 +140,28 @@ def load_backend(name: str) -> Backend:
     return backend
 
 
+def load_all() -> None:
+    """Try every backend once, now, so that dispatch later is plain dictionary lookups.
+
+    ``vbkernels`` calls this at import: ``torch.compile`` cannot trace an import, so a
+    backend first loaded inside a compiled function would break the graph.
+    """
+    for name in BACKEND_NAMES:
+        try:
+            load_backend(name)
+        except BackendUnavailable:
+            pass
+
+
+def _loaded_backend(name: str) -> Backend | None:
+    if name not in _loaded and name not in _failed:
+        try:
+            load_backend(name)
+        except BackendUnavailable:
+            pass
+    return _loaded.get(name)
+
+
 def available_backends() -> list[str]:
     """Names of the backends that load on this machine (each may still need a device)."""
     names = []
@@ -171,10 +193,9 @@ def select(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> t
 def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
     if name not in _BACKEND_MODULES:
         raise ValueError(f"backend must be one of {('auto',) + BACKEND_NAMES}, got {name!r}")
-    try:
-        chosen = load_backend(name)
-    except BackendUnavailable as exc:
-        raise RuntimeError(str(exc)) from None
+    chosen = _loaded_backend(name)
+    if chosen is None:
+        raise RuntimeError(_failed[name])
     if device.type not in chosen.devices:
         raise RuntimeError(
             f"backend {name!r} runs on {sorted(chosen.devices)} tensors, but the input is on "
@@ -192,13 +213,12 @@ def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) 
 
 def _select_auto(op: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
     for name in _AUTO_ORDER.get(device.type, ("torch",)):
-        try:
-            candidate = load_backend(name)
-        except BackendUnavailable:
+        candidate = _loaded_backend(name)
+        if candidate is None:
             continue
         if device.type == "cpu" and candidate.interpreted_on_cpu:
             continue
         if candidate.runs(device, dtype) and op in candidate.ops:
             return candidate, candidate.ops[op]
-    reference = load_backend("torch")
+    reference = _loaded_backend("torch")
     return reference, reference.ops[op]
