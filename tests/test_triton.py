@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -505,6 +509,54 @@ def test_label_table_path_on_cuda(ops):
         ops["decode_segmentation"](rgb, palette, labels, None, 400.0, -1)
     ref_seg.decode_segmentation(rgb, palette, want, None, 400.0, -1)
     assert torch.equal(labels, want)
+
+
+# --- the interpreter forgives what the GPU compiler does not --------------------------------
+
+_COMPILE_SCRIPT = textwrap.dedent("""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.autotuner import Autotuner
+    from vbkernels.triton import depth, normals, segmentation as seg
+
+    F = {n: "fp32" for n in ("scale", "expo", "max_depth", "eps", "max_dist2", "scale_hi",
+                             "scale_lo", "lam1_hi", "lam1_lo")}
+    CASES = [
+        (depth._decode_depth_kernel, {"p_rgb": "*u8", "p_out": "*fp32", "p_dist": "*fp32"},
+         dict(IS_U8=True, IS_F64=False, WRITE_DEPTH=True, HAS_DIST=True, HAS_MAX=True)),
+        (normals._decode_normals_kernel, {"p_rgb": "*fp64", "p_out": "*bf16", "p_norm": "*fp32"},
+         dict(IS_U8=False, IS_F64=True, FLIP_YZ=True, HAS_NORM=True)),
+        (seg._decode_segmentation_kernel, {"p_rgb": "*u8", "p_pal": "*fp32", "p_labels": "*i16",
+         "p_dist": "*fp32"}, dict(IS_U8=True, IS_F64=False, HAS_MAX=True, HAS_DIST=True,
+                                  BLOCK_K=64)),
+        (depth._walk_kernel, {"p_in": "*fp32", "p_rgb": "*u8"}, dict(FROM_DEPTH=True, OUT_U8=True)),
+        (seg._lookup_kernel, {"p_rgb": "*u8", "p_table": "*i16", "p_pal": "*fp32",
+                              "p_labels": "*i64", "p_dist": "*fp32"},
+         dict(HAS_MAX=True, HAS_DIST=True)),
+    ]
+    for kernel, pointers, constexprs in CASES:
+        fn = kernel.fn if isinstance(kernel, Autotuner) else kernel
+        constexprs = {**constexprs, "BLOCK_W": 128}
+        sig = {n: "constexpr" if n in constexprs else pointers.get(n, F.get(n, "i32"))
+               for n in fn.arg_names}
+        triton.compile(ASTSource(fn, sig, constexprs), target=GPUTarget("cuda", 90, 32))
+        print("compiled", fn.__name__)
+""")
+
+
+@pytest.mark.skipif("cuda" in DEVICES, reason="on a GPU every test compiles the kernels")
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """The interpreter accepts code the compiler rejects (a constexpr global, return types
+    that differ between branches): compile representative variants for sm_90."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("compiled") == 5
 
 
 # --- backend and torch integration --------------------------------------------------------

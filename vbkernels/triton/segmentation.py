@@ -139,7 +139,8 @@ def decode_segmentation(rgb, palette, labels, distance, max_dist2, ignore_index)
 TABLE_MIN_K = 65
 # Don't build a table for a batch much smaller than the table itself.
 TABLE_MIN_PIXELS = 1 << 20
-_TABLES: dict = {}
+# (palette, table) pairs, most recently used first; at most 4 tables (<= 256 MB).
+_TABLES: list = []
 _TABLES_MAX = 4
 
 
@@ -189,14 +190,15 @@ def build_label_table(palette: torch.Tensor, first: int = 0, count: int = 1 << 2
 
 
 def _cached_table(palette: torch.Tensor) -> torch.Tensor:
-    key = (palette.device, palette.shape[0])
-    for cached_palette, table in _TABLES.get(key, ()):
-        if torch.equal(cached_palette, palette):
+    """The label table of ``palette``, built on first use; the newest few are kept."""
+    for i, (cached, table) in enumerate(_TABLES):
+        if cached.device == palette.device and cached.shape == palette.shape \
+                and torch.equal(cached, palette):
+            _TABLES.insert(0, _TABLES.pop(i))
             return table
     table = build_label_table(palette)
-    entries = _TABLES.setdefault(key, [])
-    entries.insert(0, (palette.clone(), table))
-    del entries[_TABLES_MAX:]
+    _TABLES.insert(0, (palette.clone(), table))
+    del _TABLES[_TABLES_MAX:]
     return table
 
 
