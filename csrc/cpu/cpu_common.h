@@ -16,6 +16,9 @@
 #define VBK_MULTIVERSION
 #endif
 
+// Helpers of multiversioned functions must be inlined into each clone to be compiled for it.
+#define VBK_INLINE inline __attribute__((always_inline))
+
 namespace vbk {
 namespace cpu {
 

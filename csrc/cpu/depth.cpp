@@ -45,13 +45,49 @@ inline int walk_index_u8(int r, int g, int b, int* d2) {
 }
 
 // The common case, contiguous HWC uint8 into contiguous float32, as a plain function so it
-// can be compiled per instruction set.
+// can be compiled per instruction set. A block of pixels is deinterleaved, then the segment
+// search runs branch-free: each squared distance is packed with its segment index as
+// d2 * 8 + k, so the minimum key is the nearest segment with ties to the lowest k, exactly
+// the strict-< scan of nearest_segment, and a plain integer min vectorises.
+const int WALK_BLOCK = 256;
+
+// Keep the smaller packed key and, with it, the value of that segment's varying channel.
+VBK_INLINE void consider(int candidate, int value, int* key, int* pa) {
+    bool closer = candidate < *key;
+    *key = closer ? candidate : *key;
+    *pa = closer ? value : *pa;
+}
+
 VBK_MULTIVERSION void walk_row_u8(const u8* px, i64 W, const float* table, float* out,
                                   float* distance) {
-    for (i64 w = 0; w < W; ++w) {
-        int d2;
-        out[w] = table[walk_index_u8(px[3 * w], px[3 * w + 1], px[3 * w + 2], &d2)];
-        if (distance) distance[w] = sqrtf((float)d2);
+    int r[WALK_BLOCK], g[WALK_BLOCK], b[WALK_BLOCK], index[WALK_BLOCK], best_d2[WALK_BLOCK];
+    for (i64 w0 = 0; w0 < W; w0 += WALK_BLOCK) {
+        int count = W - w0 < WALK_BLOCK ? (int)(W - w0) : WALK_BLOCK;
+        const u8* block = px + 3 * w0;
+        for (int i = 0; i < count; ++i) {
+            r[i] = block[3 * i];
+            g[i] = block[3 * i + 1];
+            b[i] = block[3 * i + 2];
+        }
+        for (int i = 0; i < count; ++i) {
+            int lr = r[i] * r[i], lg = g[i] * g[i], lb = b[i] * b[i];
+            int hr = (255 - r[i]) * (255 - r[i]), hg = (255 - g[i]) * (255 - g[i]);
+            int hb = (255 - b[i]) * (255 - b[i]);
+            int key = (lg + lb) * 8, pa = r[i];
+            consider((hr + lb) * 8 + 1, g[i], &key, &pa);
+            consider((hg + lb) * 8 + 2, r[i], &key, &pa);
+            consider((lr + hg) * 8 + 3, b[i], &key, &pa);
+            consider((lr + hb) * 8 + 4, g[i], &key, &pa);
+            consider((lg + hb) * 8 + 5, r[i], &key, &pa);
+            consider((hr + hb) * 8 + 6, g[i], &key, &pa);
+            int k = key & 7;
+            index[i] = k * 256 + pa;
+            best_d2[i] = key >> 3;
+        }
+        for (int i = 0; i < count; ++i) out[w0 + i] = table[index[i]];
+        if (distance) {
+            for (int i = 0; i < count; ++i) distance[w0 + i] = sqrtf((float)best_d2[i]);
+        }
     }
 }
 

@@ -15,20 +15,40 @@ namespace {
 
 const int BLOCK = 64;
 
+// Lanes of pixels searched together: their coordinates and running minima fit in vector
+// registers for the whole palette loop (2 AVX2 registers per array of floats).
+const int LANES = 16;
+
+// Nearest colour for BLOCK pixels. Sub-blocks of LANES pixels scan the whole palette (which
+// stays in L1) with their state in registers; local arrays tell the compiler nothing else
+// aliases them.
 template <class F>
-inline void nearest_block(const F* pr, const F* pg, const F* pb, const F* palette, int K,
-                          F* best_d2, int* best) {
-    for (int i = 0; i < BLOCK; ++i) {
-        best_d2[i] = infinity<F>();
-        best[i] = 0;
-    }
-    for (int j = 0; j < K; ++j) {
-        F qr = palette[3 * j], qg = palette[3 * j + 1], qb = palette[3 * j + 2];
-        for (int i = 0; i < BLOCK; ++i) {
-            F d2 = palette_d2(pr[i], pg[i], pb[i], qr, qg, qb);
-            bool closer = d2 < best_d2[i];
-            best_d2[i] = closer ? d2 : best_d2[i];
-            best[i] = closer ? j : best[i];
+VBK_INLINE void nearest_block(const F* pr, const F* pg, const F* pb, const F* palette, int K,
+                              F* best_d2_out, int* best_out) {
+    for (int i0 = 0; i0 < BLOCK; i0 += LANES) {
+        F r[LANES], g[LANES], b[LANES], best_d2[LANES];
+        int best[LANES];
+        for (int i = 0; i < LANES; ++i) {
+            r[i] = pr[i0 + i];
+            g[i] = pg[i0 + i];
+            b[i] = pb[i0 + i];
+            best_d2[i] = infinity<F>();
+            best[i] = 0;
+        }
+        for (int j = 0; j < K; ++j) {
+            F qr = palette[3 * j], qg = palette[3 * j + 1], qb = palette[3 * j + 2];
+            for (int i = 0; i < LANES; ++i) {
+                F d2 = palette_d2(r[i], g[i], b[i], qr, qg, qb);
+                // Select with a mask and a min rather than `if (closer)`: GCC turns the latter
+                // into masked stores behind a branch, microcoded and slow on AMD cores.
+                int closer = -(int)(d2 < best_d2[i]);
+                best[i] = (best[i] & ~closer) | (j & closer);
+                best_d2[i] = d2 < best_d2[i] ? d2 : best_d2[i];
+            }
+        }
+        for (int i = 0; i < LANES; ++i) {
+            best_d2_out[i0 + i] = best_d2[i];
+            best_out[i0 + i] = best[i];
         }
     }
 }

@@ -1,0 +1,32 @@
+"""Depth kernel ops of the ``cuda`` backend (signatures in ``vbkernels._dispatch``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._lib import launch, ptr, shape3, strides, suffix
+
+
+def hilbert_project(rgb: torch.Tensor, t: torch.Tensor) -> None:
+    launch("depth", f"hilbert_project_{suffix(rgb)}_{suffix(t)}", rgb.device, t.numel(),
+           [ptr(rgb), *strides(rgb, 4), *shape3(rgb), ptr(t), *strides(t, 3)])
+
+
+def decode_depth(rgb, depth, distance, lam: float, c: float, max_depth) -> None:
+    launch("depth", f"decode_depth_{suffix(rgb)}_{suffix(depth)}", rgb.device, depth.numel(),
+           [ptr(rgb), *strides(rgb, 4), *shape3(rgb), ptr(depth), *strides(depth, 3),
+            ptr(distance), *strides(distance, 3), np.float64(-lam * c), np.float64(lam + 1.0),
+            np.int32(max_depth is not None),
+            np.float64(0.0 if max_depth is None else max_depth)])
+
+
+def hilbert_walk(t: torch.Tensor, rgb: torch.Tensor) -> None:
+    launch("depth", f"hilbert_walk_{suffix(t)}_{suffix(rgb)}", t.device, t.numel(),
+           [ptr(t), *strides(t, 3), *shape3(t), ptr(rgb), *strides(rgb, 4)])
+
+
+def encode_depth(depth: torch.Tensor, rgb: torch.Tensor, lam: float, c: float) -> None:
+    launch("depth", f"encode_depth_{suffix(depth)}_{suffix(rgb)}", depth.device, depth.numel(),
+           [ptr(depth), *strides(depth, 3), *shape3(depth), ptr(rgb), *strides(rgb, 4),
+            np.float64(-lam * c), np.float64(lam + 1.0)])

@@ -1,0 +1,22 @@
+"""Normal kernel ops of the ``cuda`` backend (signatures in ``vbkernels._dispatch``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._lib import launch, ptr, shape3, strides, suffix
+
+
+def decode_normals(rgb, normals, norm, flip_yz: bool, eps: float) -> None:
+    launch("normals", f"decode_normals_{suffix(rgb)}_{suffix(normals)}", rgb.device,
+           normals.shape[0] * normals.shape[1] * normals.shape[2],
+           [ptr(rgb), *strides(rgb, 4), *shape3(rgb), ptr(normals), *strides(normals, 4),
+            ptr(norm), *strides(norm, 3), np.int32(bool(flip_yz)), np.float64(eps)])
+
+
+def encode_normals(normals: torch.Tensor, rgb: torch.Tensor, flip_yz: bool) -> None:
+    launch("normals", f"encode_normals_{suffix(normals)}_{suffix(rgb)}", normals.device,
+           rgb.shape[0] * rgb.shape[1] * rgb.shape[2],
+           [ptr(normals), *strides(normals, 4), *shape3(normals), ptr(rgb), *strides(rgb, 4),
+            np.int32(bool(flip_yz))])

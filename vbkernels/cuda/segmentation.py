@@ -1,0 +1,31 @@
+"""Segmentation kernel ops of the ``cuda`` backend (signatures in ``vbkernels._dispatch``).
+
+Any palette size runs through one kernel that stages the palette through shared memory in
+tiles of 256 colours (csrc/segmentation.cu).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._lib import launch, ptr, shape3, strides, suffix
+
+
+def decode_segmentation(rgb, palette, labels, distance, max_dist2, ignore_index: int) -> None:
+    palette = palette.contiguous()
+    launch("segmentation", f"decode_segmentation_{suffix(rgb)}_{suffix(labels)}", rgb.device,
+           labels.numel(),
+           [ptr(rgb), *strides(rgb, 4), *shape3(rgb), ptr(palette), np.int32(palette.shape[0]),
+            ptr(labels), *strides(labels, 3), ptr(distance), *strides(distance, 3),
+            np.int32(max_dist2 is not None),
+            np.float64(0.0 if max_dist2 is None else max_dist2), np.int64(ignore_index)],
+           one_pixel_per_thread=True)
+
+
+def encode_segmentation(labels, palette, rgb, ignore_color) -> None:
+    palette, ignore_color = palette.contiguous(), ignore_color.contiguous()
+    launch("segmentation", f"encode_segmentation_{suffix(labels)}", labels.device,
+           labels.numel(),
+           [ptr(labels), *strides(labels, 3), *shape3(labels), ptr(palette),
+            np.int32(palette.shape[0]), ptr(ignore_color), ptr(rgb), *strides(rgb, 4)])
