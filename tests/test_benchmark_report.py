@@ -153,3 +153,9 @@ def test_gpu_verdicts_judge_memcpy_share_and_ratios():
     assert found[(">= 1.5x torch_compile", "decode_depth", "triton")] == "met"
     assert found[(">= 20x torch", "decode_depth", "triton")] == "missed"  # 15x
     assert found[(">= 90% of memcpy", "decode_depth", "cuda")].startswith("not measured")
+
+
+def test_markdown_and_png_can_be_rewritten_from_the_json(report, tmp_path):
+    out, _ = report
+    assert benchmark.main(["--from-json", str(out / "smoke.json"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "smoke.md").read_text() == (out / "smoke.md").read_text()

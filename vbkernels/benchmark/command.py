@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import json
 import os
 import platform
 import re
@@ -48,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop measuring after this many seconds; later cells are 'not run'")
     p.add_argument("--out", default="bench/results", help="output folder (default: %(default)s)")
     p.add_argument("--name", help="file name stem (default: from the device name)")
+    p.add_argument("--threads", type=int,
+                   help="torch intra-op threads (torch.set_num_threads); default: torch's")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress on stderr")
+    p.add_argument("--from-json", metavar="JSON",
+                   help="measure nothing: rewrite the Markdown and PNG of a saved report "
+                        "(e.g. a GPU run made where matplotlib was missing) into --out")
     return p
 
 
@@ -148,6 +154,7 @@ def settings_from(args, parser) -> Settings:
         max_seconds=args.max_seconds,
         warmup=2 if cuda else 1,
         compile_workloads=compile_workloads,
+        compile_probe_only=not (cuda or args.full),
         log=None if args.quiet else sys.stderr,
     )
 
@@ -187,10 +194,33 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
     return report
 
 
+def rewrite(json_path: Path, out_dir: Path) -> dict:
+    """Markdown and PNG again from a saved JSON report (same stem, in ``out_dir``)."""
+    report = json.loads(json_path.read_text())
+    verdicts = [targets.Verdict(**v) for v in report["targets"]]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = report["stem"]
+    png_problem = output.write_png(out_dir / f"{stem}.png", report)
+    report["png"] = None if png_problem else f"{stem}.png"
+    report["png_not_written"] = png_problem
+    output.write_markdown(out_dir / f"{stem}.md", report, verdicts)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.from_json:
+        report = rewrite(Path(args.from_json), Path(args.out))
+        print(f"wrote {Path(args.out) / (report['stem'] + '.md')}"
+              + (f" and {report['png']}" if report["png"] else f"; PNG not written: "
+                 f"{report['png_not_written']}"))
+        return 0
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     settings = settings_from(args, parser)
     out_dir = Path(args.out)
     command = "vbkernels bench " + " ".join(shlex.quote(a) for a in argv)

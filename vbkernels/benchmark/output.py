@@ -91,7 +91,11 @@ def _header(report: dict) -> list[str]:
         "numpy, hilbertmap and cpu always run on the host CPU.",
         "- **cropped**: the provider would have needed more than "
         f"{s['cell_seconds']:g} s for the full workload, so it was timed on the largest crop "
-        "(one frame, then half height and width) that fits; rates are per pixel.",
+        "(one frame, then half height and width) that fits; rates are per pixel."
+        + (" `torch_compile` is compiled for a quarter of a frame's height and width in this "
+           "run (dynamo unrolls the reference's chunk loop, so compiling a whole frame takes "
+           "minutes on a small CPU); `--full` compiles full size." if s.get("compile_probe_only")
+           else ""),
         "",
     ]
 

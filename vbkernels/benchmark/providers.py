@@ -157,13 +157,6 @@ def bind(provider: Provider, case: Case) -> Callable[[], object]:
     return _api_call(case, provider.backend, use_out=True)
 
 
-def estimator(provider: Provider, case: Case) -> Callable[[], object]:
-    """A cheap stand-in used to size the workload: compiled code is estimated by eager."""
-    if provider.compiles:
-        return _api_call(case, "torch", use_out=False)
-    return bind(provider, case)
-
-
 def graph_breaks() -> int:
     """Graph breaks torch.compile hit since the last ``bind`` of a compiling provider."""
     return sum(torch._dynamo.utils.counters["graph_break"].values())

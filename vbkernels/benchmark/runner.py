@@ -1,10 +1,10 @@
 """Measure every (workload, op, provider) cell of a run and derive the report figures.
 
 A cell is sized before it is timed: one call on a small crop (a quarter of the height and
-width of one frame) estimates the per-pixel cost, and a provider whose full-size calls
-would overrun ``cell_seconds`` is measured on the largest crop that fits (one frame first,
-then halved height and width). Rates are per pixel, so they stay comparable; the report
-marks every cropped cell.
+width of one frame; for torch.compile, one compiled call at full size) estimates the
+per-pixel cost, and a provider whose full-size calls would overrun ``cell_seconds`` is
+measured on the largest crop that fits (one frame first, then halved height and width).
+Rates are per pixel, so they stay comparable; the report marks every cropped cell.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class Settings:
     # Workloads torch.compile is measured on (None: all). Each compile costs tens of seconds
     # on a small CPU, so the default CPU run compiles for its target workload only.
     compile_workloads: frozenset | None = None
+    # True: compile for the probe crop only. Dynamo unrolls the reference's chunk loop, so
+    # compiling a whole 1080p frame takes minutes on a small CPU; the probe is one chunk.
+    compile_probe_only: bool = False
     log: object = sys.stderr
 
     def as_dict(self) -> dict:
@@ -48,6 +51,7 @@ class Settings:
             "cell_seconds": self.cell_seconds,
             "max_seconds": self.max_seconds,
             "warmup_calls": self.warmup,
+            "compile_probe_only": self.compile_probe_only,
             "compile_workloads": None if self.compile_workloads is None
             else sorted(self.compile_workloads),
             "torch_threads": torch.get_num_threads(),
@@ -111,13 +115,9 @@ class Runner:
     def _probe_workload(self, w: Workload) -> Workload:
         return w.scaled(1, max(1, w.height // 4), max(1, w.width // 4))
 
-    def _choose_size(self, provider, op, w, images, timer) -> tuple[Workload, float]:
+    def _fit(self, w: Workload, per_pixel: float) -> tuple[Workload, float]:
         """The largest crop of ``w`` whose timed calls fit the cell budget, and its estimate."""
         probe = self._probe_workload(w)
-        case = build_case(op, probe, crop(images, probe))
-        call = prov.estimator(provider, case)
-        call()  # first call: imports, JIT compilation, autotuning
-        per_pixel = timer.once(call) / probe.pixels
         calls = self.s.warmup + self.s.min_repeats
         candidate = w
         # Never below the probe: smaller crops would time call overhead, not pixels.
@@ -128,13 +128,46 @@ class Runner:
             candidate = smaller(candidate)
         return probe, per_pixel * probe.pixels
 
+    def _prepare(self, provider, op, w, images, timer):
+        """Size the cell, bind the call and make its first call (compilation, autotuning).
+
+        Returns ``(case, call, first_call_s, estimated_call_s)``. Eager providers are sized
+        from one call on a small probe crop. Compiled ones are compiled at full size and
+        timed once (eager time says little about compiled time); only if that is too slow
+        are they recompiled for a crop.
+        """
+        if not provider.compiles:
+            probe = self._probe_workload(w)
+            probe_call = prov.bind(provider, build_case(op, probe, crop(images, probe)))
+            probe_call()  # imports, JIT compilation, autotuning
+            per_pixel = timer.once(probe_call) / probe.pixels
+            measured, estimate = self._fit(w, per_pixel)
+            case = build_case(op, measured, crop(images, measured))
+            call = prov.bind(provider, case)
+            return case, call, timer.once(call), estimate
+        if self.s.compile_probe_only:
+            w = self._probe_workload(w)
+            images = crop(images, w)
+        case = build_case(op, w, images)
+        call = prov.bind(provider, case)
+        first_call_s = timer.once(call)
+        estimate = timer.once(call)
+        measured, estimate = self._fit(w, estimate / w.pixels)
+        if measured != w:
+            case = build_case(op, measured, crop(images, measured))
+            call = prov.bind(provider, case)
+            first_call_s += timer.once(call)
+        return case, call, first_call_s, estimate
+
     # ----------------------------------------------------------------- cells
 
     def run(self) -> list[Cell]:
         cells = []
+        # Provider by provider, so a slow one (a long compile) cannot hold up the others'
+        # measurements when --max-seconds cuts the run short; tables regroup by op.
         for w in self.s.workloads:
-            for op in self.s.ops:
-                for provider in self.s.providers:
+            for provider in self.s.providers:
+                for op in self.s.ops:
                     cells.append(self._cell(w, op, provider))
                 self._release()
         return cells
@@ -175,10 +208,8 @@ class Runner:
         device = provider.device(self.s.device)
         timer = self._timer(device)
         images = self._full_images(w, device)
-        measured, estimate = self._choose_size(provider, op, w, images, timer)
-        case = build_case(op, measured, crop(images, measured))
-        call = prov.bind(provider, case)
-        first_call_s = timer.once(call)
+        case, call, first_call_s, estimate = self._prepare(provider, op, w, images, timer)
+        measured = case.workload
         for _ in range(self.s.warmup):
             timer.once(call)
         budget_repeats = int(self.s.cell_seconds / max(estimate, 1e-9))
