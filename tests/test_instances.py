@@ -112,7 +112,19 @@ def _variants(rgb):
     yield "strided", wide[:, :, ::2], "hwc"
 
 
-@pytest.mark.parametrize("backend,device", PAIRS, ids=PAIR_IDS)
+OTHER_PAIRS = [p for p in PAIRS if p != ("torch", "cpu")]
+
+
+def test_layout_and_dtype_do_not_change_results(small_batch):
+    """float32 (v/255), channels-first and strided views give the uint8 result exactly."""
+    expected = decode_instances(small_batch)
+    assert int(expected.counts.sum()) >= 10
+    for name, rgb, layout in _variants(small_batch):
+        if name != "float16":  # float16 cannot hold v/255 exactly: colours move by 1/16
+            _same(decode_instances(rgb, layout=layout), expected)
+
+
+@pytest.mark.parametrize("backend,device", OTHER_PAIRS, ids=[f"{b}-{d}" for b, d in OTHER_PAIRS])
 def test_backends_agree_exactly(small_batch, backend, device):
     for name, rgb, layout in _variants(small_batch):
         expected = decode_instances(rgb, layout=layout, backend="torch")
