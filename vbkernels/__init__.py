@@ -19,6 +19,7 @@ from ._api import (
 )
 from . import _dispatch
 from ._dispatch import available_backends
+from .instances import Instances, decode_instances
 
 # Load the backends now rather than at the first call: torch.compile cannot trace imports.
 # Set TRITON_INTERPRET=1 before importing vbkernels to run the Triton kernels on CPU.
@@ -27,7 +28,9 @@ _dispatch.load_all()
 __version__ = "0.1.0"
 
 __all__ = [
+    "Instances",
     "available_backends",
+    "decode_instances",
     "decode_depth",
     "decode_normals",
     "decode_segmentation",
