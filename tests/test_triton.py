@@ -606,8 +606,13 @@ def test_ops_are_registered_custom_ops(device, name):
 
 def test_compiled_public_call_has_no_graph_break(device):
     """fullgraph=True raises on any graph break in vbkernels' front end or the op."""
+    palette = make_palette(19, seed=17).to(device)
+
     def decode(rgb):
-        return vb.decode_depth(rgb, backend="triton") + 1.0
+        depth = vb.decode_depth(rgb, backend="triton")
+        normals = vb.decode_normals(rgb, backend="triton")
+        labels = vb.decode_segmentation(rgb, palette, backend="triton")
+        return depth + normals[..., 2] + labels
 
     # On CPU inductor would need a C++ toolchain; aot_eager still runs dynamo fullgraph,
     # functionalisation and the fake kernels, which is where breaks would come from.

@@ -55,7 +55,9 @@ def decode_segmentation(
     rgb: torch.Tensor, palette: torch.Tensor, labels: torch.Tensor,
     distance: Optional[torch.Tensor], max_dist2: Optional[float], ignore_index: int,
 ) -> None:
-    segmentation_kernels.decode_segmentation(rgb, palette, labels, distance, max_dist2, ignore_index)
+    segmentation_kernels.decode_segmentation(
+        rgb, palette, labels, distance, max_dist2, ignore_index
+    )
 
 
 @torch.library.custom_op(f"{NAMESPACE}::hilbert_walk", mutates_args=("rgb",))

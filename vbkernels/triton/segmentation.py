@@ -164,7 +164,9 @@ def _table_dtype(k: int) -> torch.dtype:
 
 
 @triton.jit
-def _build_table_kernel(p_pal, p_table, K, first, count, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+def _build_table_kernel(
+    p_pal, p_table, K, first, count, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr,
+):
     """Nearest label of every colour index in [first, first + count), index = r<<16|g<<8|b."""
     o_idx = first + tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m_idx = o_idx < first + count
