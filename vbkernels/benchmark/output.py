@@ -152,15 +152,17 @@ def _not_run_table(report: dict) -> list[str]:
 
 
 def _where(group: list[dict], settings: dict) -> str:
-    """'all ops @ <workloads>' when a reason covers whole workloads, else each cell."""
+    """'<ops> @ <workloads>' when a reason covers the same ops on each workload, else cells."""
     ops = {}
     for c in group:
-        ops.setdefault(c["workload"], set()).add(c["op"])
-    if any(found != set(settings["ops"]) for found in ops.values()):
+        ops.setdefault(c["workload"], []).append(c["op"])
+    op_lists = {tuple(found) for found in ops.values()}
+    if len(op_lists) > 1:
         return ", ".join(f"{c['op']} @ {c['workload']}" for c in group)
-    if len(ops) == len(settings["workloads"]):
-        return "all ops, all workloads"
-    return "all ops @ " + ", ".join(ops)
+    (op_list,) = op_lists
+    ops_text = "all ops" if set(op_list) == set(settings["ops"]) else ", ".join(op_list)
+    all_workloads = len(ops) == len(settings["workloads"])
+    return f"{ops_text} @ " + ("all workloads" if all_workloads else ", ".join(ops))
 
 
 def markdown(report: dict, verdicts: list[Verdict]) -> str:
@@ -216,7 +218,8 @@ def write_png(path: Path, report: dict) -> str | None:
     ax.set_xticks(range(len(ops)), [op.replace("decode_segmentation", "seg") for op in ops])
     ax.set_ylabel("Mpx/s (log scale, higher is better)")
     ax.set_title(f"{report['device_name']}: {workload}")
-    ax.legend(fontsize="small", ncol=min(len(providers) + 1, 4))
+    ax.legend(fontsize="small", ncol=min(len(providers) + 1, 4), loc="upper center",
+              bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
@@ -227,10 +230,12 @@ def _memcpy_marks(ax, ok, ops, run_device) -> None:
     """A black tick per op at the Mpx/s a memcpy of the same bytes would reach."""
     label = "memcpy of the same bytes"
     for j, op in enumerate(ops):
-        cell = next((c for c in ok if c["op"] == op
-                     and c["device"].split(":")[0] == run_device.split(":")[0]), None)
-        if cell is None:
+        same_device = [c for c in ok if c["op"] == op
+                       and c["device"].split(":")[0] == run_device.split(":")[0]]
+        if not same_device:
             continue
+        # The largest measurement's copy: small copies run from cache and overstate the ceiling.
+        cell = max(same_device, key=lambda c: c["pixels"])
         rate = cell["pixels"] / cell["memcpy_median_s"] / 1e6
         ax.plot([j - 0.45, j + 0.45], [rate, rate], color="black", linewidth=2, label=label)
         label = None
