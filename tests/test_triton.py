@@ -511,6 +511,15 @@ def test_label_table_path_on_cuda(ops):
     assert torch.equal(labels, want)
 
 
+def test_autotune_keys_are_coarse():
+    """Frame sizes share a tuning key per width bucket; narrow rows get a single config."""
+    assert cm.width_bucket(1) == 1 and cm.width_bucket(131) == 256
+    assert cm.width_bucket(3840) == cm.width_bucket(4000) == cm.width_bucket(100000) == 4096
+    configs = [triton.Config({"BLOCK_W": bw}, num_warps=4) for bw in (256, 1024)]
+    assert cm.prune_wide_blocks(configs, {"W_BUCKET": cm.width_bucket(131)}) == configs[:1]
+    assert cm.prune_wide_blocks(configs, {"W_BUCKET": cm.width_bucket(3840)}) == configs
+
+
 # --- the interpreter forgives what the GPU compiler does not --------------------------------
 
 _COMPILE_SCRIPT = textwrap.dedent("""

@@ -25,21 +25,18 @@ def interpreting() -> bool:
 INTERPRETER_BLOCK_W = 128
 
 
-def row_configs(block_ws=(128, 256, 512, 1024), warps=(2, 4, 8)) -> list[triton.Config]:
+def row_configs(shapes=((256, 4), (512, 4), (1024, 4), (1024, 8))) -> list[triton.Config]:
+    """(BLOCK_W, num_warps) candidates, narrowest first. Few on purpose: every config is a
+    separate compile per kernel variant, and these kernels are memory bound."""
     if interpreting():
         return [triton.Config({"BLOCK_W": INTERPRETER_BLOCK_W}, num_warps=1)]
-    return [
-        triton.Config({"BLOCK_W": bw}, num_warps=nw)
-        for bw in block_ws
-        for nw in warps
-        if nw * 32 <= bw
-    ]
+    return [triton.Config({"BLOCK_W": bw}, num_warps=nw) for bw, nw in shapes]
 
 
 def prune_wide_blocks(configs, named_args, **kwargs):
-    """Drop configs whose block is far wider than the image row (wasted lanes)."""
-    limit = max(128, named_args["W_BUCKET"])
-    kept = [cfg for cfg in configs if cfg.kwargs["BLOCK_W"] <= limit]
+    """Keep blocks no wider than the row (half its power-of-two bucket), else the narrowest:
+    a narrow image gets one config, so it is compiled once and never benchmarked."""
+    kept = [cfg for cfg in configs if 2 * cfg.kwargs["BLOCK_W"] <= named_args["W_BUCKET"]]
     return kept or configs[:1]
 
 

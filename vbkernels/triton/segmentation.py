@@ -70,7 +70,7 @@ def _finish_labels(
 def _seg_configs():
     # Each program holds BLOCK_W x BLOCK_K distances, so blocks stay narrower than for the
     # purely elementwise kernels.
-    return cm.row_configs(block_ws=(64, 128, 256), warps=(2, 4))
+    return cm.row_configs(shapes=((128, 4), (256, 4)))
 
 
 @triton.autotune(
