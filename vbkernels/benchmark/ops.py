@@ -74,10 +74,13 @@ def palette(k: int, device: torch.device) -> torch.Tensor:
 
 
 def depth_for(images: torch.Tensor, w: Workload) -> torch.Tensor:
-    """Finite metric depth (N, H, W) float32 spread over the whole walk, for encode_depth."""
-    gen = torch.Generator(device=images.device).manual_seed(_SEED)
-    t = torch.rand((w.batch, w.height, w.width), generator=gen, device=images.device) * 0.999
-    return vbkernels.inverse_power_transform(t).to(torch.float32)
+    """Finite metric depth (N, H, W) float32 spread over the whole walk, for encode_depth.
+
+    Drawn on the CPU, so host and GPU providers encode the same depths.
+    """
+    gen = torch.Generator().manual_seed(_SEED)
+    t = torch.rand((w.batch, w.height, w.width), generator=gen) * 0.999
+    return vbkernels.inverse_power_transform(t).to(torch.float32).to(images.device)
 
 
 def crop(images: torch.Tensor, w: Workload) -> torch.Tensor:

@@ -92,13 +92,14 @@ class Runner:
         return self._timers[device.type]
 
     def _full_images(self, w: Workload, device: torch.device) -> torch.Tensor:
+        """The workload's images on ``device``; host copies are copies of the run device's
+        images, so every provider decodes the same pixels."""
         key = (w.name, device.type)
         if key not in self._images:
-            source = self._images.get((w.name, self.s.device.type))
-            if source is not None and source.device != device:
-                self._images[key] = source.to(device)
-            else:
+            if device.type == self.s.device.type:
                 self._images[key] = make_images(w, device)
+            else:
+                self._images[key] = self._full_images(w, self.s.device).to(device)
         return self._images[key]
 
     def _over_time(self) -> bool:
