@@ -17,6 +17,7 @@ import vbkernels
 from .workloads import DTYPES, Workload
 
 _SEED = 1234
+_DEPTHS: dict[tuple, torch.Tensor] = {}
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,14 @@ def palette(k: int, device: torch.device) -> torch.Tensor:
 def depth_for(images: torch.Tensor, w: Workload) -> torch.Tensor:
     """Finite metric depth (N, H, W) float32 spread over the whole walk, for encode_depth.
 
-    Drawn on the CPU, so host and GPU providers encode the same depths.
+    Drawn on the CPU (once per shape), so host and GPU providers encode the same depths.
     """
-    gen = torch.Generator().manual_seed(_SEED)
-    t = torch.rand((w.batch, w.height, w.width), generator=gen) * 0.999
-    return vbkernels.inverse_power_transform(t).to(torch.float32).to(images.device)
+    grid = (w.batch, w.height, w.width)
+    if grid not in _DEPTHS:
+        gen = torch.Generator().manual_seed(_SEED)
+        t = torch.rand(grid, generator=gen) * 0.999
+        _DEPTHS[grid] = vbkernels.inverse_power_transform(t).to(torch.float32)
+    return _DEPTHS[grid].to(images.device)
 
 
 def crop(images: torch.Tensor, w: Workload) -> torch.Tensor:
