@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import output, providers, targets, workloads
-from .ops import OPS, OPS_BY_NAME
+from .ops import OPS_BY_NAME
 from .runner import Runner, Settings, derive
 
 VERSIONED = ("numpy", "torch", "triton", "cupy", "hilbertmap", "matplotlib", "vbkernels")
