@@ -18,6 +18,8 @@ import torch
 from ._lib import call, code, library, ptr, shape3, strides
 
 TABLE_COLOURS = 1 << 24
+# Pixels a palette labels directly before it gets a table: about the table's build cost.
+RENT_PIXELS = TABLE_COLOURS
 # Below this many palette colours the direct search is faster than a table lookup.
 TABLE_MIN_COLOURS = 8
 # Palettes whose direct pixel counts we remember while they rent.
@@ -42,7 +44,7 @@ class LabelTables:
             if key == self._key:
                 return self._table
             seen = self._rented.pop(key, 0)
-            if seen < TABLE_COLOURS:
+            if seen < RENT_PIXELS:
                 if len(self._rented) >= _MAX_RENTING:
                     self._rented.pop(next(iter(self._rented)))
                 self._rented[key] = seen + pixels

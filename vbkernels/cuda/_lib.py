@@ -31,6 +31,7 @@ THREADS = 256
 # Grid-stride kernels need no more blocks than keep every SM busy.
 MAX_BLOCKS = 65535
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
+_PRAGMA_ONCE = re.compile(r"^\s*#\s*pragma\s+once\s*$", re.M)
 
 _modules: dict = {}
 _lock = threading.Lock()
@@ -47,7 +48,8 @@ def source_dir() -> Path:
 
 
 def flattened_source(name: str, directory: Path | None = None) -> str:
-    """``name`` with its quoted includes inlined (each once), as NVRTC will compile it."""
+    """``name`` with its quoted includes inlined (each once, without its ``#pragma once``,
+    which would be a warning in a main file), as NVRTC will compile it."""
     directory = directory or source_dir()
     seen: set[str] = set()
 
@@ -55,7 +57,7 @@ def flattened_source(name: str, directory: Path | None = None) -> str:
         if file in seen:
             return ""
         seen.add(file)
-        text = (directory / file).read_text()
+        text = _PRAGMA_ONCE.sub("", (directory / file).read_text())
         return _INCLUDE.sub(lambda m: expand(m.group(1)), text)
 
     return expand(name)
