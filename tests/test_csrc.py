@@ -556,3 +556,12 @@ def test_cuda_all_uint8_colours_exact(all_colours):
     _ops("cuda")["decode_segmentation"](rgb, palette.cuda(), labels, None, 900.0, 255)
     REF["decode_segmentation"](all_colours, palette, labels_ref, None, 900.0, 255)
     assert torch.equal(labels.cpu(), labels_ref)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_memcheck_smoke_script(backend):
+    """csrc/memcheck_smoke.py, the script the GPU run wraps in compute-sanitizer."""
+    run = subprocess.run([sys.executable, str(CSRC / "memcheck_smoke.py"), backend],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0 and f"memcheck smoke ({backend}): ok" in run.stdout, run.stderr

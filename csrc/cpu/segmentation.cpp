@@ -86,6 +86,7 @@ void decode_rows(const T* rgb, const i64* rs, const i64* shape,
                  const typename Work<T>::type* palette, const u16* table, const SegArgs& a,
                  TL* labels, const i64* ls, float* distance, const i64* es) {
     typedef typename Work<T>::type F;
+    const bool contiguous_u8 = std::is_same<T, u8>::value && rs[2] == 3 && rs[3] == 1;
     for_rows(shape[0], shape[1], shape[2], [&](i64 n, i64 h) {
         const T* row = row_start(rgb, rs, n, h);
         TL* lrow = row_start(labels, ls, n, h);
@@ -94,11 +95,21 @@ void decode_rows(const T* rgb, const i64* rs, const i64* shape,
         int best[BLOCK];
         for (i64 w0 = 0; w0 < shape[2]; w0 += BLOCK) {
             int count = shape[2] - w0 < BLOCK ? (int)(shape[2] - w0) : BLOCK;
-            for (int i = 0; i < BLOCK; ++i) {
-                const T* px = row + (w0 + (i < count ? i : 0)) * rs[2];
-                pr[i] = units<F>(px[0]);
-                pg[i] = units<F>(px[rs[3]]);
-                pb[i] = units<F>(px[2 * rs[3]]);
+            if (contiguous_u8) {
+                const u8* px = (const u8*)row + 3 * w0;
+                for (int i = 0; i < count; ++i) {
+                    pr[i] = (F)px[3 * i];
+                    pg[i] = (F)px[3 * i + 1];
+                    pb[i] = (F)px[3 * i + 2];
+                }
+                for (int i = count; i < BLOCK; ++i) pr[i] = pg[i] = pb[i] = 0;
+            } else {
+                for (int i = 0; i < BLOCK; ++i) {
+                    const T* px = row + (w0 + (i < count ? i : 0)) * rs[2];
+                    pr[i] = units<F>(px[0]);
+                    pg[i] = units<F>(px[rs[3]]);
+                    pb[i] = units<F>(px[2 * rs[3]]);
+                }
             }
             if (table) {
                 // Only ever passed for uint8 input, whose units are exact integers.
