@@ -513,6 +513,19 @@ def test_wheel_ships_sources_and_cpu_library(tmp_path):
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
+def test_install_succeeds_without_a_compiler(tmp_path):
+    """No working compiler: the build warns that the cpu backend is off and still succeeds."""
+    env = {**os.environ, "CC": "false", "CXX": "false"}
+    run = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--build-lib", str(tmp_path / "lib"),
+         "--build-temp", str(tmp_path / "tmp")],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "the cpu backend was not built" in run.stdout + run.stderr
+    assert not list(tmp_path.rglob("_vbk_cpu*.so"))
+
+
 # --------------------------------------------------------------------------------------
 # CUDA only
 # --------------------------------------------------------------------------------------
