@@ -421,7 +421,7 @@ def test_all_uint8_colours_segment_choice_and_distance_exact(all_colours):
 
 def _tie_palette() -> torch.Tensor:
     """Cityscapes plus a duplicate and a pair two apart, so exact ties decide many colours."""
-    colours = torch.tensor(load_palette("cityscapes").colors, dtype=torch.float32)
+    colours = torch.as_tensor(load_palette("cityscapes").colors).to(torch.float32)
     extra = torch.tensor([colours[3].tolist(), [10.0, 10.0, 10.0], [10.0, 10.0, 12.0]])
     return torch.cat([colours, extra])
 
@@ -454,7 +454,7 @@ def test_label_table_is_bought_after_renting(monkeypatch):
     monkeypatch.setattr(segmentation, "RENT_PIXELS", 300)
     tables = segmentation.LabelTables()
     monkeypatch.setattr(segmentation, "LABEL_TABLES", tables)
-    palette = torch.tensor(load_palette("ade20k").colors, dtype=torch.float32)
+    palette = torch.as_tensor(load_palette("ade20k").colors).to(torch.float32)
     rgb = _image(torch.uint8, shape=(2, 10, 11), seed=9)  # 220 pixels a call
     runs = []
     for _ in range(3):

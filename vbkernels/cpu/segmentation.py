@@ -20,8 +20,8 @@ from ._lib import call, code, library, ptr, shape3, strides
 TABLE_COLOURS = 1 << 24
 # Pixels a palette labels directly before it gets a table: about the table's build cost.
 RENT_PIXELS = TABLE_COLOURS
-# Below this many colours a lookup does not beat the direct search (measured on 1080p
-# JPEG-degraded frames, 2-core EPYC: K=19 direct and table both ~65 Mpx/s; K=150 26 vs 86).
+# Below this many colours a lookup barely beats the direct search (1080p JPEG-degraded
+# frames, 2-core EPYC: K=19 direct 147 Mpx/s, table 155; K=150 direct 35, table 150).
 TABLE_MIN_COLOURS = 32
 # Palettes whose direct pixel counts we remember while they rent.
 _MAX_RENTING = 16
