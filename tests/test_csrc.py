@@ -578,3 +578,18 @@ def test_memcheck_smoke_script(backend):
                          capture_output=True, text=True, cwd=ROOT, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.returncode == 0 and f"memcheck smoke ({backend}): ok" in run.stdout, run.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ops_are_registered_torch_ops(backend):
+    """torch.library.opcheck: schema, fake (meta) kernel, autograd registration, AOT dispatch."""
+    dev = _device(backend)
+    ops = _ops(backend)
+    rgb = torch.randint(0, 256, (1, 4, 5, 3), dtype=torch.uint8, device=dev)
+    torch.library.opcheck(ops["decode_depth"], (rgb, torch.empty(1, 4, 5, device=dev),
+                                                torch.empty(1, 4, 5, device=dev), -3.0, 10 / 3,
+                                                None))
+    torch.library.opcheck(ops["decode_segmentation"],
+                          (rgb, torch.rand(7, 3, device=dev) * 255,
+                           torch.empty(1, 4, 5, dtype=torch.int64, device=dev), None, 400.0, 255))
+    assert hasattr(torch.ops, f"vbkernels_{backend}")
