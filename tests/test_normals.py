@@ -35,7 +35,8 @@ def test_grey_is_zero_vector_and_norm_flags_it(backend_device):
     rgb = torch.tensor([[[0.5, 0.5, 0.5], [1.0, 0.5, 0.5], [0.5, 0.5, 0.0]]], device=device)
     normals, norm = vb.decode_normals(rgb, return_norm=True, backend=backend)
     normals, norm = normals.cpu(), norm.cpu()
-    assert torch.equal(normals[0, 0], torch.zeros(3)) and norm[0, 0] == 0
+    # |n| of mid-grey is 0 up to rounding (a fused multiply-add on the GPU leaves ~1e-7).
+    assert torch.equal(normals[0, 0], torch.zeros(3)) and norm[0, 0] < 1e-6
     torch.testing.assert_close(normals[0, 1], torch.tensor([1.0, 0, 0]))
     torch.testing.assert_close(normals[0, 2], torch.tensor([0.0, 0, -1]))
     cv = vb.decode_normals(rgb, convention="opencv", backend=backend).cpu()
