@@ -164,3 +164,22 @@ def test_markdown_and_png_can_be_rewritten_from_the_json(report, tmp_path):
     out, _ = report
     assert benchmark.main(["--from-json", str(out / "smoke.json"), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "smoke.md").read_text() == (out / "smoke.md").read_text()
+
+
+def test_partial_report_is_written_after_each_provider(tmp_path, monkeypatch):
+    """A run killed by an outer timeout must still leave the providers it finished."""
+    from vbkernels.benchmark import command
+
+    seen = []
+    real = command.output.write_markdown
+
+    def spy(path, report, verdicts):
+        seen.append((report["partial"], sorted({r["provider"] for r in report["results"]})))
+        return real(path, report, verdicts)
+
+    monkeypatch.setattr(command.output, "write_markdown", spy)
+    settings = Settings(device=torch.device("cpu"), workloads=TINY[:1], ops=list(OPS)[:1],
+                        providers=[providers.PROVIDERS_BY_NAME[p] for p in ("numpy", "torch")],
+                        repeats=1, min_repeats=1, cell_seconds=5.0, log=None)
+    benchmark.run_report(settings, tmp_path, "partial", "partial test")
+    assert seen == [(True, ["numpy"]), (True, ["numpy", "torch"]), (False, ["numpy", "torch"])]

@@ -160,32 +160,47 @@ def settings_from(args, parser) -> Settings:
 
 
 def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str) -> dict:
-    """Measure, derive, judge and write the three files; returns the JSON report."""
+    """Measure, derive, judge and write the three files; returns the JSON report.
+
+    After each provider the JSON and Markdown are rewritten with what is measured so far
+    (marked partial), so a run cut short by an outer timeout still leaves its numbers.
+    """
     load_average = _load_average()
     runner = Runner(settings)
-    cells = runner.run()
-    derive(cells)
-    verdicts = targets.verdicts(cells, settings.device.type)
     device_name = _device_name(settings.device)
     stem = stem or _slug(device_name)
-    report = {
-        "schema": 1,
-        "device_name": device_name,
-        "host_cpu": _host_cpu(),
-        "host_cpus": os.cpu_count(),
-        "load_average": load_average,
-        "versions": _versions(),
-        "git_commit": _git_commit(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "stem": stem,
-        "settings": settings.as_dict(),
-        "workload_shapes": {w.name: w.label for w in settings.workloads},
-        "memcpy": runner.memcpy_records(),
-        "results": [c.as_dict() for c in cells],
-        "targets": [v.as_dict() for v in verdicts],
-    }
     out_dir.mkdir(parents=True, exist_ok=True)
+
+    def build(cells, partial):
+        derive(cells)  # idempotent: cells measured earlier keep their figures
+        verdicts = targets.verdicts(cells, settings.device.type)
+        report = {
+            "schema": 1,
+            "partial": partial,
+            "device_name": device_name,
+            "host_cpu": _host_cpu(),
+            "host_cpus": os.cpu_count(),
+            "load_average": load_average,
+            "versions": _versions(),
+            "git_commit": _git_commit(),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": command + (" (partial: still running)" if partial else ""),
+            "stem": stem,
+            "settings": settings.as_dict(),
+            "workload_shapes": {w.name: w.label for w in settings.workloads},
+            "memcpy": runner.memcpy_records(),
+            "results": [c.as_dict() for c in cells],
+            "targets": [v.as_dict() for v in verdicts],
+        }
+        return report, verdicts
+
+    def checkpoint(cells):
+        report, verdicts = build(cells, partial=True)
+        report["png"], report["png_not_written"] = None, "partial report"
+        output.write_json(out_dir / f"{stem}.json", report)
+        output.write_markdown(out_dir / f"{stem}.md", report, verdicts)
+
+    report, verdicts = build(runner.run(checkpoint=checkpoint), partial=False)
     png_problem = output.write_png(out_dir / f"{stem}.png", report)
     report["png"] = None if png_problem else f"{stem}.png"
     report["png_not_written"] = png_problem

@@ -162,7 +162,9 @@ class Runner:
 
     # ----------------------------------------------------------------- cells
 
-    def run(self) -> list[Cell]:
+    def run(self, checkpoint=None) -> list[Cell]:
+        """Measure every cell; ``checkpoint(cells_so_far)`` runs after each provider, so a
+        run killed by an outer time limit still leaves the providers it finished."""
         cells = []
         # Provider by provider, so a slow one (a long compile) cannot hold up the others'
         # measurements when --max-seconds cuts the run short; tables regroup by op.
@@ -171,6 +173,8 @@ class Runner:
                 for op in self.s.ops:
                     cells.append(self._cell(w, op, provider))
                 self._release()
+                if checkpoint is not None:
+                    checkpoint(list(cells))
         return cells
 
     def _release(self) -> None:
