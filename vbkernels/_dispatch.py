@@ -115,6 +115,11 @@ class Backend:
         return dtype is None or self.dtypes is None or dtype in self.dtypes
 
 
+def ops_from_modules(*modules) -> dict[str, Callable]:
+    """The kernel ops that a backend's op-family modules define, by their ``OP_NAMES`` name."""
+    return {name: getattr(m, name) for m in modules for name in OP_NAMES if hasattr(m, name)}
+
+
 _loaded: dict[str, Backend] = {}
 _failed: dict[str, str] = {}
 

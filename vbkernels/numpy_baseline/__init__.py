@@ -12,7 +12,7 @@ import functools
 import numpy as np
 import torch
 
-from .._dispatch import Backend
+from .._dispatch import Backend, ops_from_modules
 from . import depth, normals, segmentation
 
 
@@ -46,16 +46,7 @@ def _numpy_op(fn):
 
 
 def load() -> Backend:
-    ops = {
-        "hilbert_project": depth.hilbert_project,
-        "decode_depth": depth.decode_depth,
-        "hilbert_walk": depth.hilbert_walk,
-        "encode_depth": depth.encode_depth,
-        "decode_normals": normals.decode_normals,
-        "encode_normals": normals.encode_normals,
-        "decode_segmentation": segmentation.decode_segmentation,
-        "encode_segmentation": segmentation.encode_segmentation,
-    }
+    ops = ops_from_modules(depth, normals, segmentation)
     return Backend(
         name="numpy",
         devices=frozenset({"cpu"}),
