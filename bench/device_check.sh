@@ -145,13 +145,14 @@ sanitize() {
 # ---------------------------------------------------------------------------- bench
 bench() {
   local args=(--quick --out "$WORK/results" --max-seconds "$1"
-              --ops decode_depth,decode_normals,decode_segmentation_k19,decode_segmentation_k150,hilbert_project,encode_depth)
+              --ops decode_depth,decode_normals,decode_segmentation_k19,decode_segmentation_k150,hilbert_project,encode_depth,decode_segmentation_k40,decode_instances_k40)
   if [ "$DRY_RUN" = 1 ]; then
     args+=(--device cpu --providers numpy,torch --workloads b1-1080p-u8-nhwc --repeats 2 --cell-seconds 1)
   else
-    # Providers in priority order: if time runs out, the GPU kernels and their baselines
-    # on the target workload (8 x 4K) are measured first; torch.compile (a full-size
-    # compile per op, tens of seconds each) takes what time is left.
+    # Providers in priority order, each over every --quick workload before the next (8 x 4K,
+    # issue 5's target, then 16 x 1080p, issue 6's decode_instances target): if time runs
+    # out, the GPU kernels and their baselines are measured first; torch.compile (a
+    # full-size compile per op, tens of seconds each) takes what time is left.
     args+=(--device cuda --providers triton,cuda,torch,numpy,cpu,torch_compile)
   fi
   $PY -m bench "${args[@]}"

@@ -15,7 +15,7 @@ from vbkernels import benchmark
 from vbkernels.benchmark import providers, targets
 from vbkernels.benchmark.ops import OPS
 from vbkernels.benchmark.runner import Cell, Settings
-from vbkernels.benchmark.workloads import CPU_TARGET, GPU_TARGET, Workload
+from vbkernels.benchmark.workloads import CPU_TARGET, GPU_TARGET, INSTANCE_TARGET, Workload
 
 TINY = [Workload("tiny-u8-nhwc", 2, 8, 12, "hwc", "uint8"),
         Workload("tiny-f16-nchw", 1, 9, 7, "chw", "float16")]
@@ -42,6 +42,8 @@ def report(tmp_path_factory):
 def _expected_status(provider: str, op: str) -> str:
     if provider == "triton":
         return "not run"  # the interpreter is never timed
+    if op == "decode_instances_k40":
+        return "ok" if provider in providers.INSTANCE_PROVIDERS else "not run"
     if provider == "hilbertmap":
         depth_op = op in providers.HILBERTMAP_OPS
         return "ok" if depth_op and _has_hilbertmap() else "not run"
@@ -88,6 +90,12 @@ def test_bytes_match_the_public_call():
     assert normals.bytes_written == 576 * 4
     encode = build_case(OPS_BY_NAME["encode_depth"], w, images)
     assert (encode.bytes_read, encode.bytes_written) == (192 * 4, 576)
+    seg40 = build_case(OPS_BY_NAME["decode_segmentation_k40"], w, images)
+    assert (seg40.bytes_read, seg40.bytes_written) == (576 + 40 * 3, 192 * 8)
+    # decode_instances: int32 labels, plus per image a (1, 3) float32 palette (one tile
+    # colour fits an 8x12 image) and an int64 count.
+    inst = build_case(OPS_BY_NAME["decode_instances_k40"], w, images)
+    assert (inst.bytes_read, inst.bytes_written) == (576, 192 * 4 + 2 * (3 * 4 + 8))
 
 
 def test_markdown_lists_every_measured_cell_and_every_reason(report):
@@ -178,8 +186,105 @@ def test_partial_report_is_written_after_each_provider(tmp_path, monkeypatch):
         return real(path, report, verdicts)
 
     monkeypatch.setattr(command.output, "write_markdown", spy)
-    settings = Settings(device=torch.device("cpu"), workloads=TINY[:1], ops=list(OPS)[:1],
+    settings = Settings(device=torch.device("cpu"), workloads=TINY, ops=list(OPS)[:1],
                         providers=[providers.PROVIDERS_BY_NAME[p] for p in ("numpy", "torch")],
                         repeats=1, min_repeats=1, cell_seconds=5.0, log=None)
-    benchmark.run_report(settings, tmp_path, "partial", "partial test")
-    assert seen == [(True, ["numpy"]), (True, ["numpy", "torch"]), (False, ["numpy", "torch"])]
+    data = benchmark.run_report(settings, tmp_path, "partial", "partial test")
+    # Provider by provider (priority order), each over every workload before the next.
+    assert seen == [(True, ["numpy"]), (True, ["numpy"]), (True, ["numpy", "torch"]),
+                    (True, ["numpy", "torch"]), (False, ["numpy", "torch"])]
+    order = [(r["provider"], r["workload"]) for r in data["results"]]
+    assert order == [(p, w.name) for p in ("numpy", "torch") for w in TINY]
+
+
+# ------------------------------------------------------------------ issue 6: decode_instances
+
+
+def test_instance_ops_decode_the_same_40_colour_tiles():
+    """Both k40 ops read the same tiles, on which decode_instances finds every tile colour
+    (on random noise it would find nothing)."""
+    import vbkernels
+    from vbkernels.benchmark.ops import OPS_BY_NAME, build_case, palette40, tile_colours
+    from vbkernels.benchmark.workloads import make_images
+
+    for w in (Workload("tiles-u8", 2, 128, 192, "hwc", "uint8"),
+              Workload("tiles-f16", 1, 130, 200, "chw", "float16")):
+        noise = make_images(w, torch.device("cpu"))
+        seg = build_case(OPS_BY_NAME["decode_segmentation_k40"], w, noise)
+        inst = build_case(OPS_BY_NAME["decode_instances_k40"], w, noise)
+        assert torch.equal(seg.args[0], inst.args[0]) and not torch.equal(seg.args[0], noise)
+        assert torch.equal(seg.args[1], palette40(torch.device("cpu")))
+        labels, palette, counts = vbkernels.decode_instances(*inst.args, **inst.kwargs,
+                                                             backend="torch")
+        assert counts.tolist() == [tile_colours(w)] * w.batch
+        assert labels.dtype == torch.int32 and labels.shape == (w.batch, w.height, w.width)
+        assert bool((labels != 0).all())  # no background
+        if w.height % 64 == 0 and w.width % 64 == 0:  # whole tiles: every pixel assigned
+            assert bool((labels > 0).all())
+        else:  # the 2x8 corner tile is under min_pixels: its pixels are near no colour
+            assert int((labels < 0).sum()) == 2 * 8
+        found = {tuple(c) for c in palette.round().to(torch.int64)[0].tolist()}
+        assert found <= {tuple(c) for c in palette40(torch.device("cpu")).tolist()}
+        segmentation = vbkernels.decode_segmentation(*seg.args, backend="torch")
+        assert bool((segmentation >= 0).all())  # every pixel is one of the known colours
+
+
+def test_instance_ops_run_on_torch_and_triton_only(report):
+    _, data = report
+    from vbkernels.benchmark.ops import OPS_BY_NAME
+
+    op = OPS_BY_NAME["decode_instances_k40"]
+    for provider in providers.PROVIDERS:
+        reason = providers.skip_reason(provider, op, torch.uint8)
+        if provider.name in ("torch", "triton"):
+            assert reason is None
+        else:
+            assert "torch and triton providers only" in reason, provider.name
+    cells = {(c["workload"], c["provider"]): c for c in data["results"]
+             if c["op"] == "decode_instances_k40"}
+    assert len(cells) == len(TINY) * len(PROVIDERS)
+    for w in TINY:
+        assert cells[(w.name, "torch")]["status"] == "ok"
+        # int32 labels written, plus the palette and counts
+        assert cells[(w.name, "torch")]["bytes_written"] > w.pixels * 4
+        assert "torch and triton providers only" in cells[(w.name, "numpy")]["reason"]
+        assert "interpreter" in cells[(w.name, "triton")]["reason"]
+        seg = [c for c in data["results"] if c["op"] == "decode_segmentation_k40"
+               and c["workload"] == w.name and c["provider"] in ("numpy", "torch")]
+        assert [c["status"] for c in seg] == ["ok", "ok"]
+
+
+def test_instance_ops_are_selectable_but_not_cpu_defaults():
+    from vbkernels.benchmark import command
+
+    parser = command._parser()
+    cpu = command.settings_from(parser.parse_args(["--device", "cpu"]), parser)
+    names = [op.name for op in cpu.ops]
+    assert "decode_instances_k40" not in names and "decode_segmentation_k40" not in names
+    assert "decode_depth" in names
+    chosen = command.settings_from(parser.parse_args(
+        ["--device", "cpu", "--ops", "decode_segmentation_k40,decode_instances_k40"]), parser)
+    assert [op.name for op in chosen.ops] == ["decode_segmentation_k40", "decode_instances_k40"]
+    assert [op.name for op in command.default_ops("cuda", False)] == [op.name for op in OPS]
+    assert [op.name for op in command.default_ops("cpu", True)] == [op.name for op in OPS]
+
+
+def test_gpu_verdicts_judge_instances_against_segmentation_k40():
+    seg, inst = "decode_segmentation_k40", "decode_instances_k40"
+    target = "time <= 3x decode_segmentation_k40 time"
+    cells = [_cell(seg, INSTANCE_TARGET, "triton", 1000.0),
+             _cell(inst, INSTANCE_TARGET, "triton", 400.0),  # 2.5x the time: met
+             _cell(seg, INSTANCE_TARGET, "torch", 100.0),
+             _cell(inst, INSTANCE_TARGET, "torch", 20.0),  # 5x the time: missed
+             _cell(inst, GPU_TARGET, "triton", 1.0)]  # another workload: not judged
+    found = {(v.target, v.op, v.workload, v.provider): v for v in targets.gpu_verdicts(cells)}
+    triton = found[(target, inst, INSTANCE_TARGET, "triton")]
+    assert (triton.measured, triton.verdict) == ("2.50x", "met")
+    torch_info = found[(target + " (information)", inst, INSTANCE_TARGET, "torch")]
+    assert (torch_info.measured, torch_info.verdict) == ("5.00x", "missed")
+    assert [v for v in found.values() if v.op == inst and v.workload != INSTANCE_TARGET] == []
+    missing = {(v.provider, v.verdict) for v in targets.gpu_verdicts(cells[:1])
+               if v.op == inst}
+    assert missing == {("triton", "not measured: not part of this run"),
+                       ("torch", "not measured: not part of this run")}
+    assert INSTANCE_TARGET == "b16-1080p-u8-nhwc"

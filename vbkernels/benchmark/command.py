@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import output, providers, targets, workloads
-from .ops import OPS_BY_NAME
+from .ops import OPS, OPS_BY_NAME
 from .runner import Runner, Settings, derive
 
 VERSIONED = ("numpy", "torch", "triton", "cupy", "hilbertmap", "matplotlib", "vbkernels")
@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="fewer workloads, repeats and seconds per cell")
     p.add_argument("--full", action="store_true",
                    help="on CPU, run the GPU workloads (batches of 16 x 1080p, 8 x 4K) too")
-    p.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS_BY_NAME)}")
+    p.add_argument("--ops", help=f"comma-separated subset of {','.join(OPS_BY_NAME)} "
+                                 "(default: all; on CPU without --full: "
+                                 f"{','.join(op.name for op in OPS if op.cpu_default)})")
     p.add_argument("--providers",
                    help=f"comma-separated subset of {','.join(providers.PROVIDERS_BY_NAME)}")
     p.add_argument("--workloads",
@@ -58,9 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pick(text: str | None, known: dict, what: str, parser) -> list:
+def _pick(text: str | None, known: dict, what: str, parser, default: list | None = None) -> list:
     if text is None:
-        return list(known.values())
+        return list(known.values()) if default is None else list(default)
     chosen = []
     for name in (part.strip() for part in text.split(",") if part.strip()):
         if name not in known:
@@ -128,6 +130,17 @@ def _git_commit() -> str:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
+def default_ops(device_type: str, full: bool) -> list:
+    """The ops a run measures when ``--ops`` is not given (``--ops`` may name any op).
+
+    A CPU run without ``--full`` leaves out the ops marked ``cpu_default=False`` (issue 6's
+    decode_instances pair: ~10 s a 1080p frame for the torch reference on a small CPU).
+    """
+    if device_type == "cuda" or full:
+        return list(OPS)
+    return [op for op in OPS if op.cpu_default]
+
+
 def settings_from(args, parser) -> Settings:
     device = _device(args.device, parser)
     cuda = device.type == "cuda"
@@ -146,7 +159,7 @@ def settings_from(args, parser) -> Settings:
     return Settings(
         device=device,
         workloads=chosen,
-        ops=_pick(args.ops, OPS_BY_NAME, "ops", parser),
+        ops=_pick(args.ops, OPS_BY_NAME, "ops", parser, default_ops(device.type, args.full)),
         providers=_pick(args.providers, providers.PROVIDERS_BY_NAME, "providers", parser),
         repeats=repeats,
         min_repeats=min(3, repeats),
@@ -162,8 +175,9 @@ def settings_from(args, parser) -> Settings:
 def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str) -> dict:
     """Measure, derive, judge and write the three files; returns the JSON report.
 
-    After each provider the JSON and Markdown are rewritten with what is measured so far
-    (marked partial), so a run cut short by an outer timeout still leaves its numbers.
+    After each provider's pass over a workload the JSON and Markdown are rewritten with what
+    is measured so far (marked partial), so a run cut short by an outer timeout still leaves
+    its numbers.
     """
     load_average = _load_average()
     runner = Runner(settings)

@@ -54,6 +54,8 @@ PROVIDERS = (
 )
 PROVIDERS_BY_NAME = {p.name: p for p in PROVIDERS}
 HILBERTMAP_OPS = ("decode_depth", "hilbert_project")
+# decode_instances has a torch reference and Triton kernels only (vbkernels/instances.py).
+INSTANCE_PROVIDERS = ("torch", "triton")
 
 
 def unavailable(provider: Provider, run_device: torch.device) -> str | None:
@@ -84,6 +86,13 @@ def unavailable(provider: Provider, run_device: torch.device) -> str | None:
 
 def skip_reason(provider: Provider, op: OpSpec, dtype: torch.dtype) -> str | None:
     """Why ``provider`` does not run ``op`` on images of ``dtype`` (None if it does)."""
+    if op.api == "decode_instances":
+        if provider.name in INSTANCE_PROVIDERS:
+            return None  # uint8 and float images alike
+        return ("decode_instances runs on the torch and triton providers only (its backends "
+                "are the torch reference and Triton kernels)"
+                + ("; its data-dependent colour search is not compiled" if provider.compiles
+                   else ""))
     if provider.name == "hilbertmap":
         if op.name not in HILBERTMAP_OPS:
             return "hilbertmap decodes depth only"

@@ -4,6 +4,10 @@ A cell is sized before it is timed: one call on a small crop (a quarter of the h
 width of one frame; for torch.compile, one compiled call at full size) estimates the
 per-pixel cost, and a provider whose full-size calls would overrun ``cell_seconds`` is
 measured on the largest crop that fits (one frame first, then halved height and width).
+Eager providers also time a tiny crop (16 to 31 pixels a side): the per-call cost that
+does not grow with the pixels (launches, syncs, a per-image histogram), so an op with a large
+fixed cost, such as decode_instances on a GPU, is not cropped by extrapolating that cost to
+a whole batch.
 Rates are per pixel, so they stay comparable; the report marks every cropped cell.
 """
 
@@ -116,33 +120,50 @@ class Runner:
     def _probe_workload(self, w: Workload) -> Workload:
         return w.scaled(1, max(1, w.height // 4), max(1, w.width // 4))
 
-    def _fit(self, w: Workload, per_pixel: float) -> tuple[Workload, float]:
-        """The largest crop of ``w`` whose timed calls fit the cell budget, and its estimate."""
+    def _fit(self, w: Workload, per_pixel: float, fixed: float = 0.0) -> tuple[Workload, float]:
+        """The largest crop of ``w`` whose timed calls fit the cell budget, and its estimate
+        (``fixed + per_pixel * pixels`` seconds a call)."""
         probe = self._probe_workload(w)
         calls = self.s.warmup + self.s.min_repeats
         candidate = w
         # Never below the probe: smaller crops would time call overhead, not pixels.
         while candidate is not None and candidate.pixels > probe.pixels:
-            estimate = per_pixel * candidate.pixels
+            estimate = fixed + per_pixel * candidate.pixels
             if estimate * calls <= self.s.cell_seconds:
                 return candidate, estimate
             candidate = smaller(candidate)
-        return probe, per_pixel * probe.pixels
+        return probe, fixed + per_pixel * probe.pixels
+
+    def _fixed_cost(self, provider, op, w, images, timer, probe_s: float) -> float:
+        """Seconds of a call that do not grow with the pixels: a call on a tiny crop (16 to 31
+        pixels a side, congruent to the probe's sizes mod 16, so Triton, which specialises
+        on divisibility by 16, reuses the probe's kernels), capped at 90% of the probe's
+        time (so timing noise cannot hide the per-pixel cost)."""
+        probe = self._probe_workload(w)
+        tiny = w.scaled(1, 16 + probe.height % 16, 16 + probe.width % 16)
+        if 4 * tiny.pixels > probe.pixels:
+            tiny_s = probe_s  # the probe is itself tiny: all of it is per-call cost
+        else:
+            tiny_call = prov.bind(provider, build_case(op, tiny, crop(images, tiny)))
+            tiny_call()  # a new shape may compile (Triton specialises on sizes)
+            tiny_s = timer.once(tiny_call)
+        return min(tiny_s, 0.9 * probe_s)
 
     def _prepare(self, provider, op, w, images, timer):
         """Size the cell, bind the call and make its first call (compilation, autotuning).
 
         Returns ``(case, call, first_call_s, estimated_call_s)``. Eager providers are sized
-        from one call on a small probe crop. Compiled ones are compiled at full size and
-        timed once (eager time says little about compiled time); only if that is too slow
-        are they recompiled for a crop.
+        from one call on a small probe crop and one on a tiny crop (the fixed cost).
+        Compiled ones are compiled at full size and timed once (eager time says little
+        about compiled time); only if that is too slow are they recompiled for a crop.
         """
         if not provider.compiles:
             probe = self._probe_workload(w)
             probe_call = prov.bind(provider, build_case(op, probe, crop(images, probe)))
             probe_call()  # imports, JIT compilation, autotuning
-            per_pixel = timer.once(probe_call) / probe.pixels
-            measured, estimate = self._fit(w, per_pixel)
+            probe_s = timer.once(probe_call)
+            fixed = self._fixed_cost(provider, op, w, images, timer, probe_s)
+            measured, estimate = self._fit(w, (probe_s - fixed) / probe.pixels, fixed)
             case = build_case(op, measured, crop(images, measured))
             call = prov.bind(provider, case)
             return case, call, timer.once(call), estimate
@@ -163,13 +184,14 @@ class Runner:
     # ----------------------------------------------------------------- cells
 
     def run(self, checkpoint=None) -> list[Cell]:
-        """Measure every cell; ``checkpoint(cells_so_far)`` runs after each provider, so a
-        run killed by an outer time limit still leaves the providers it finished."""
+        """Measure every cell; ``checkpoint(cells_so_far)`` runs after each provider's pass
+        over a workload, so a run killed by an outer time limit still leaves what it finished."""
         cells = []
-        # Provider by provider, so a slow one (a long compile) cannot hold up the others'
-        # measurements when --max-seconds cuts the run short; tables regroup by op.
-        for w in self.s.workloads:
-            for provider in self.s.providers:
+        # Provider by provider over every workload, in the order given (priority first), so
+        # a slow one (a long compile) cannot hold up the others' measurements on any
+        # workload when --max-seconds cuts the run short; tables regroup by op.
+        for provider in self.s.providers:
+            for w in self.s.workloads:
                 for op in self.s.ops:
                     cells.append(self._cell(w, op, provider))
                 self._release()
