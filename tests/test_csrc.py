@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import vbkernels
 from vbkernels._dispatch import BackendUnavailable, load_backend
 from vbkernels.palettes import load_palette
 
@@ -374,6 +375,58 @@ def test_float16_and_bfloat16_rounding_of_outputs():
         _ops("cpu")["hilbert_walk"](t, ours)
         REF["hilbert_walk"](t, ref)
         _same(ours, ref)
+
+
+def _walk_positions(rgb: torch.Tensor) -> torch.Tensor:
+    """Position 0..1785 along the walk of uint8 colours on it (255 k + offset on segment k)."""
+    t = torch.empty(rgb.shape[:-1], dtype=torch.float64)
+    REF["hilbert_project"](rgb, t)
+    return torch.round(t * 1785).to(torch.int64)
+
+
+def _around(values: torch.Tensor, steps: int = 3) -> torch.Tensor:
+    """values and their neighbours up to ``steps`` representable numbers either side."""
+    out, up, down = [values], values, values
+    for _ in range(steps):
+        up = torch.nextafter(up, torch.tensor(float("inf"), dtype=values.dtype))
+        down = torch.nextafter(down, torch.tensor(float("-inf"), dtype=values.dtype))
+        out += [up, down]
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("op", ["hilbert_walk", "encode_depth"])
+@pytest.mark.parametrize("src_dtype", FLOAT_DTYPES, ids=str)
+def test_uint8_encoders_round_like_their_float64_points(op, src_dtype):
+    """uint8 encode_depth/hilbert_walk of the cpu backend look the colour up in a table of
+    the inputs where the rounded colour changes (no log1p/expm1 per pixel). They must write
+    exactly round-half-even(255 * point) of the float64 points the direct path computes, on
+    and a few representable numbers around every rounding boundary, and agree with the torch
+    reference: exactly for hilbert_walk, within one walk position (float64 log1p/expm1 of
+    different libraries) and only on boundaries for encode_depth."""
+    gen = torch.Generator().manual_seed(9)
+    t_edges = (torch.arange(1, 1786, dtype=torch.float64) - 0.5) / 1785
+    edges = t_edges if op == "hilbert_walk" else vbkernels.inverse_power_transform(t_edges)
+    spread = torch.rand(20000, generator=gen, dtype=torch.float64)
+    spread = spread * 1.2 - 0.1 if op == "hilbert_walk" else 0.5 * 160.0 ** spread
+    specials = torch.tensor([0.0, -0.0, 1e-45, 1e-40, 1e-30, 1e-8, 1.0, 7.0, 412.0, 413.0,
+                             1e30, 1e300, float("inf"), -1e-30, -1.0, -10.0, -20.0])
+    x = torch.cat([_around(edges.to(src_dtype)), spread.to(src_dtype), specials.to(src_dtype)])
+    x = x.reshape(1, 1, -1)
+    args = (-3.0, 10 / 3) if op == "encode_depth" else ()
+    points = torch.empty(x.shape + (3,), dtype=torch.float64)
+    _ops("cpu")[op](x, points, *args)
+    expected = torch.round(points * 255.0).clamp(0, 255).to(torch.uint8)
+    for ours in (torch.empty_like(expected), _out(x.shape, torch.uint8, "cpu", True)):
+        _ops("cpu")[op](x, ours, *args)  # packed HWC, then strided channels
+        _same(ours, expected)
+    ref = torch.empty(x.shape + (3,), dtype=torch.uint8)
+    REF[op](x, ref, *args)
+    if op == "hilbert_walk":
+        _same(ours, ref)
+        return
+    off = (_walk_positions(ours) - _walk_positions(ref)).abs()
+    assert off.max() <= 1
+    assert off[0, 0, edges.numel() * 7:].sum() == 0  # off-boundary values agree exactly
 
 
 # --------------------------------------------------------------------------------------
