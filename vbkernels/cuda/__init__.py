@@ -26,7 +26,7 @@ def load() -> Backend:
         raise BackendUnavailable("the cuda backend needs a CUDA device, and torch sees none")
     _lib.source_dir()
     if _ops is None:
-        from ..cpu._register import register
+        from .._register import register
         from . import depth, normals, segmentation
 
         _ops = register("vbkernels_cuda", depth, normals, segmentation)

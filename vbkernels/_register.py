@@ -1,9 +1,12 @@
-"""Kernel ops as torch custom ops, shared by the compiled backends (``cpu`` and ``cuda``).
+"""Kernel ops as torch custom ops, shared by the fast backends (``triton``, ``cpu``, ``cuda``).
 
-Like the Triton backend's ``_ops``: each launcher becomes an opaque op that declares the
-destination tensors it writes, so ``torch.compile`` traces a call without a graph break and
-never looks inside the native code. ``register`` is called once per backend namespace with
-that backend's launcher modules.
+Each launcher becomes an opaque op that declares the destination tensors it writes, so
+``torch.compile(fullgraph=True)`` traces a call without a graph break, functionalises the
+in-place write and never looks inside the kernel. ``torch.library.custom_op`` (not
+``triton_op``) behaves the same under the Triton interpreter, on CUDA and on every torch
+from 2.4. ``register`` is called once per backend namespace with that backend's launcher
+modules; the launchers run on the current CUDA stream, so calls made under
+``torch.cuda.graph`` capture are recorded into the graph.
 """
 
 from __future__ import annotations
