@@ -36,6 +36,19 @@ def check_same_device(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor
         raise RuntimeError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; put them on one device")
 
 
+def check_pair(pred, target, check_dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pred`` and ``target`` as tensors of one device and one shape, each passing
+    ``check_dtype`` (``check_float`` or ``check_integer``)."""
+    pred = as_tensor(pred, "pred")
+    target = as_tensor(target, "target")
+    check_dtype(pred, "pred")
+    check_dtype(target, "target")
+    check_same_device("pred", pred, "target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} must equal target shape {tuple(target.shape)}")
+    return pred, target
+
+
 def check_mask(mask, like: torch.Tensor, shape: tuple, name: str = "mask") -> torch.Tensor | None:
     """``mask`` as a bool tensor broadcast to ``shape``, or None when no mask was given."""
     if mask is None:

@@ -44,14 +44,7 @@ import math
 
 import torch
 
-from ._common import (
-    as_tensor,
-    check_float,
-    check_mask,
-    check_nonnegative_number,
-    check_same_device,
-    to_python,
-)
+from ._common import check_float, check_mask, check_nonnegative_number, check_pair, to_python
 
 ALIGNMENTS = (None, "median", "lstsq", "lstsq_shift")
 REDUCTIONS = ("image", "pixel")
@@ -245,15 +238,9 @@ def _masked_median(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def _check_pair(pred, target, mask):
-    pred = as_tensor(pred, "pred")
-    target = as_tensor(target, "target")
-    check_float(pred, "pred")
-    check_float(target, "target")
-    check_same_device("pred", pred, "target", target)
+    pred, target = check_pair(pred, target, check_float)
     if target.dim() < 2:
         raise ValueError(f"target must have shape (..., H, W), got {tuple(target.shape)}")
-    if pred.shape != target.shape:
-        raise ValueError(f"pred shape {tuple(pred.shape)} must equal target shape {tuple(target.shape)}")
     return pred, target, check_mask(mask, target, target.shape)
 
 

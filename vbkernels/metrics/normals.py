@@ -37,7 +37,7 @@ import math
 
 import torch
 
-from ._common import as_tensor, check_float, check_mask, check_same_device, to_python
+from ._common import check_float, check_mask, check_pair, to_python
 
 DEFAULT_THRESHOLDS = (5.0, 7.5, 11.25, 22.5, 30.0)
 
@@ -132,13 +132,7 @@ class NormalMetrics:
         return torch.where(has_direction, angle, 90.0), valid
 
     def _check(self, pred, target, mask):
-        pred = as_tensor(pred, "pred")
-        target = as_tensor(target, "target")
-        check_float(pred, "pred")
-        check_float(target, "target")
-        check_same_device("pred", pred, "target", target)
-        if pred.shape != target.shape:
-            raise ValueError(f"pred shape {tuple(pred.shape)} must equal target shape {tuple(target.shape)}")
+        pred, target = check_pair(pred, target, check_float)
         if target.dim() == 0 or not -target.dim() <= self.channel_dim < target.dim():
             raise ValueError(f"channel_dim={self.channel_dim} is out of range for target of shape {tuple(target.shape)}")
         if target.shape[self.channel_dim] != 3:

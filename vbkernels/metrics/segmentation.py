@@ -33,7 +33,7 @@ import math
 
 import torch
 
-from ._common import as_tensor, check_integer, check_mask, check_same_device, to_python
+from ._common import check_integer, check_mask, check_pair, to_python
 
 
 class SegmentationMetrics:
@@ -135,11 +135,5 @@ def _nanmean(values: torch.Tensor) -> float:
 
 
 def _check_pair(pred, target, mask):
-    pred = as_tensor(pred, "pred")
-    target = as_tensor(target, "target")
-    check_integer(pred, "pred")
-    check_integer(target, "target")
-    check_same_device("pred", pred, "target", target)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred shape {tuple(pred.shape)} must equal target shape {tuple(target.shape)}")
+    pred, target = check_pair(pred, target, check_integer)
     return pred, target, check_mask(mask, target, target.shape)
