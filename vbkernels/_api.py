@@ -18,6 +18,7 @@ import torch
 from . import _checks as chk
 from ._dispatch import Backend, select
 from .reference import depth as ref_depth
+from .reference._common import work_dtype
 
 DEFAULT_LAM = -3.0
 DEFAULT_C = 10.0 / 3.0
@@ -339,13 +340,13 @@ def encode_normals(normals, *, convention="opengl", dtype=torch.uint8, layout="h
 def _palette_for(rgb_dtype: torch.dtype, palette: Any, device: torch.device):
     """(K, 3) palette in the working dtype, and whether all its values are integers."""
     tensor = chk.check_palette(palette, device)
-    work = torch.float64 if rgb_dtype == torch.float64 else torch.float32
-    as_work = tensor.to(work).contiguous()
+    as_work = tensor.to(work_dtype(rgb_dtype)).contiguous()
     if torch.compiler.is_compiling():
         # Under torch.compile only the dtype is known: pass an integer palette there to get
         # the exact integer threshold for max_distance.
         return as_work, not tensor.is_floating_point()
-    integral = bool((tensor.to(torch.float64) == tensor.to(torch.float64).round()).all())
+    wide = tensor.to(torch.float64)
+    integral = bool((wide == wide.round()).all())
     return as_work, integral
 
 

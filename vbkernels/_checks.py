@@ -37,10 +37,6 @@ def as_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
     raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.numpy()
-
-
 def check_image_dtype(rgb: torch.Tensor, name: str = "rgb") -> None:
     if rgb.dtype not in IMAGE_DTYPES:
         raise TypeError(
