@@ -1,4 +1,4 @@
-// Depth kernels (SPEC §2): cube-walk projection, decode to metric depth, and the encoders.
+// Depth kernels (docs/format.md, Depth): cube-walk projection, decode to metric depth, and the encoders.
 // One thread per pixel in a grid-stride loop; views of any strides (element strides per
 // dim, 64-bit), one extern "C" kernel per (input dtype, output dtype) pair.
 #include "vbk_cuda.cuh"

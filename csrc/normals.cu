@@ -1,4 +1,4 @@
-// Normal kernels (SPEC §3): decode RGB to unit normals (+ |n|) and encode normals to RGB.
+// Normal kernels (docs/format.md, Normals): decode RGB to unit normals (+ |n|) and encode normals to RGB.
 #include "vbk_cuda.cuh"
 
 using namespace vbk;

@@ -1,4 +1,4 @@
-// Segmentation kernels (SPEC §4): nearest-palette labels and palette painting.
+// Segmentation kernels (docs/format.md, Segmentation): nearest-palette labels and palette painting.
 //
 // Large palettes: each block stages the palette through shared memory in tiles of
 // VBK_TILE colours, so a thread's K distance evaluations read shared memory, not global,

@@ -1,7 +1,7 @@
-// Per-pixel math of vbkernels (SPEC.md), shared by the CUDA kernels (NVRTC or nvcc) and
+// Per-pixel math of vbkernels (docs/format.md), shared by the CUDA kernels (NVRTC or nvcc) and
 // the compiled CPU backend (g++). Every function mirrors vbkernels/reference/*.py operation
 // for operation, in the same order and precision, so uint8 segment choices and labels are
-// bit-identical to the torch reference and float results agree to the SPEC tolerance.
+// bit-identical to the torch reference and float results agree to the tolerance of docs/format.md, Precision.
 //
 // No standard headers under NVRTC (it has none without a toolkit): fixed-width integer
 // types, half and bfloat16 are defined here, the 16-bit floats as raw bits with
@@ -114,7 +114,7 @@ VBK_HD void put(f16* p, double v) { *p = narrow_f16((float)v); }
 VBK_HD void put(bf16* p, float v) { *p = narrow_bf16(v); }
 VBK_HD void put(bf16* p, double v) { *p = narrow_bf16((float)v); }
 
-// Working precision (SPEC §2): float64 input computes in float64, everything else in float32.
+// Working precision (docs/format.md, Units and dtypes): float64 input computes in float64, everything else in float32.
 template <class T> struct Work { typedef float type; };
 template <> struct Work<double> { typedef double type; };
 
@@ -131,7 +131,7 @@ template <class F> VBK_HD bool is_nan(F x) { return x != x; }
 
 template <class F> VBK_HD F quiet_nan() { return (F)bits_to_f32(0x7fc00000u); }
 
-// 0..255 units (SPEC §1). Float input is clamped to [0, 1] with comparisons, so NaN
+// 0..255 units (docs/format.md, Units and dtypes). Float input is clamped to [0, 1] with comparisons, so NaN
 // passes through as NaN, like torch.clamp.
 template <class F> VBK_HD F units(u8 v) { return (F)v; }
 template <class F, class T> VBK_HD F units(T v) {
@@ -141,7 +141,7 @@ template <class F, class T> VBK_HD F units(T v) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Depth: cube-walk projection (SPEC §2)
+// Depth: cube-walk projection (docs/format.md, Depth)
 // ---------------------------------------------------------------------------------------
 
 // Walk vertices as one bit per k (bit k = vertex k's channel is 1); see vbkernels/_walk.py.
@@ -275,7 +275,7 @@ VBK_HD u8 unit_to_u8(double v) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Normals (SPEC §3)
+// Normals (docs/format.md, Normals)
 // ---------------------------------------------------------------------------------------
 
 template <class F> struct Normal { F n[3]; F norm; };
@@ -304,7 +304,7 @@ VBK_HD double normal_units(double n) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Segmentation (SPEC §4)
+// Segmentation (docs/format.md, Segmentation)
 // ---------------------------------------------------------------------------------------
 
 // ((dr^2 + dg^2) + db^2) in F: exact for integer units, so ties are decided identically.

@@ -284,7 +284,7 @@ def test_precision_table_and_plot(tmp_path):
     result = _invoke("precision", "--plot", plot)
     assert result.exit_code == 0, result.output
     assert "largest finite depth 412.49 m" in result.output
-    assert "3.73 mm" in result.output  # the step at 1 m (SPEC §2: about 3.7 mm)
+    assert "3.73 mm" in result.output  # the step at 1 m (docs/format.md, Depth: about 3.7 mm)
     assert "8.708 m" in result.output  # the blue vertex
     assert Image.open(plot).format == "PNG"
     assert _invoke("precision", "--c", -1, "--no-plot").exit_code == 2

@@ -466,7 +466,7 @@ def test_all_uint8_colours_segment_choice_and_distance_exact(all_colours):
     assert torch.equal(dist, torch.sqrt(_walk_dist2(all_colours).double()).float())
     steps = (t_ref.double() * 1785).round()  # uint8 t is (k*255 + position)/1785 exactly
     u = (1785 - steps) / 1785
-    expected = 10.0 * (u ** -0.5 - 1.0)  # SPEC §2 with the defaults, in float64
+    expected = 10.0 * (u ** -0.5 - 1.0)  # docs/format.md, Depth, with the defaults, in float64
     finite = u > 0
     torch.testing.assert_close(depth[finite].double(), expected[finite], rtol=2e-6, atol=1e-7)
     assert torch.isinf(depth[~finite]).all()

@@ -1,4 +1,4 @@
-"""Property tests (hypothesis): round trips within SPEC's bounds, layout invariance."""
+"""Property tests (hypothesis): round trips within the bounds of docs/format.md, Precision, layout invariance."""
 
 from __future__ import annotations
 

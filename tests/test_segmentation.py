@@ -1,4 +1,4 @@
-"""SPEC §4 on every backend: decode_segmentation / encode_segmentation."""
+"""docs/format.md, Segmentation, on every backend: decode_segmentation / encode_segmentation."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Runs on CPU tensors through the Triton interpreter (CI) and on CUDA tensors when
 present: same tests, ``device`` parameter. Kernel ops are called directly with
 destination views cut out of larger poisoned buffers, so a pixel the kernel forgets stays
 poisoned and a store past the end of a row lands in a guard column that must stay intact.
-uint8 segment choices and labels are compared exactly; floats within SPEC's tolerances.
+uint8 segment choices and labels are compared exactly; floats within docs/format.md, Precision.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def cached_tie_pixels() -> np.ndarray:
 
 
 def with_tie_colours(shape, seed, device) -> torch.Tensor:
-    """Random uint8 image whose first pixels are the SPEC tie colours (and exact ties)."""
+    """Random uint8 image whose first pixels are the tie colours of docs/format.md, Depth (and exact ties)."""
     rgb = random_rgb(shape, torch.uint8, seed=seed)
     ties = torch.from_numpy(cached_tie_pixels())
     flat = rgb.view(-1, 3)

@@ -1,4 +1,4 @@
-// Depth ops of the compiled CPU backend (SPEC §2), over views of any strides.
+// Depth ops of the compiled CPU backend (docs/format.md, Depth), over views of any strides.
 //
 // uint8 input takes a table path: the segment choice is computed exactly in integers, and
 // t or depth depends only on (segment, varying channel value), so a 7x256 table computed

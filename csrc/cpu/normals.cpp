@@ -1,4 +1,4 @@
-// Normal ops of the compiled CPU backend (SPEC §3), over views of any strides.
+// Normal ops of the compiled CPU backend (docs/format.md, Normals), over views of any strides.
 #include "cpu_common.h"
 
 using namespace vbk;

@@ -1,4 +1,4 @@
-// Segmentation ops of the compiled CPU backend (SPEC §4), over views of any strides.
+// Segmentation ops of the compiled CPU backend (docs/format.md, Segmentation), over views of any strides.
 //
 // Pixels are processed in blocks of BLOCK: the palette loop runs outside and the pixel
 // loop inside, so each palette colour is loaded once per block and the distance/compare/

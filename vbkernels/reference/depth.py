@@ -1,6 +1,6 @@
 """Cube-walk projection, inverse power transform and their encoders in plain torch.
 
-This is the reference every fast backend is tested against (SPEC §2). Kernel ops follow
+This is the reference every fast backend is tested against (docs/format.md, Depth). Kernel ops follow
 the destination-passing signatures documented in ``vbkernels._dispatch``.
 """
 

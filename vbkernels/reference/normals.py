@@ -1,4 +1,4 @@
-"""Surface normals from linearly mapped RGB, and back, in plain torch (SPEC §3)."""
+"""Surface normals from linearly mapped RGB, and back, in plain torch (docs/format.md, Normals)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
 def encode_normals(normals, rgb_out, flip_yz) -> None:
     for imgs, rows in iter_chunks(normals.shape, chunk_pixels(normals.device)):
         n = _flip(normals[imgs, rows].to(torch.float64), flip_yz)
-        units = (255.0 * (n + 1.0) / 2.0).clamp(0.0, 255.0)  # SPEC §3: p = round(255*(n+1)/2)
+        units = (255.0 * (n + 1.0) / 2.0).clamp(0.0, 255.0)  # docs/format.md, Normals: p = round(255*(n+1)/2)
         if rgb_out.dtype == torch.uint8:
             rgb_out[imgs, rows] = torch.round(units).to(torch.uint8)
         else:

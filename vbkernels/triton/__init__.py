@@ -1,4 +1,4 @@
-"""The ``triton`` backend: fused one-pass Triton kernels for every op of SPEC §5.
+"""The ``triton`` backend: fused one-pass Triton kernels for every op of docs/format.md, Public API.
 
 Runs on CUDA tensors, and on CPU tensors when ``TRITON_INTERPRET=1`` was set before Triton
 was imported (how CI tests the kernels). Importing this package does not import Triton;

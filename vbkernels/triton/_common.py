@@ -109,7 +109,7 @@ def load_channel(p_rgb, offsets, mask, IS_U8: tl.constexpr, IS_F64: tl.constexpr
 
 @triton.jit
 def to_units(x, IS_U8: tl.constexpr):
-    """SPEC §1 "0..255 units" of a value from ``load_channel``."""
+    """docs/format.md, Units and dtypes: "0..255 units" of a value from ``load_channel``."""
     if IS_U8:
         units = x
     else:

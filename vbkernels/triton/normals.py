@@ -1,4 +1,4 @@
-"""Surface normals from linearly mapped RGB and back (SPEC §3), one pass per pixel."""
+"""Surface normals from linearly mapped RGB and back (docs/format.md, Normals), one pass per pixel."""
 
 from __future__ import annotations
 

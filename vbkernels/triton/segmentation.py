@@ -1,4 +1,4 @@
-"""Nearest-palette labels (SPEC §4) and palette painting.
+"""Nearest-palette labels (docs/format.md, Segmentation) and palette painting.
 
 Decoding scans the palette in tiles of up to 64 colours held in registers: a K <= 64
 palette (binary masks, Cityscapes' 19) is one tile loaded once per program; larger
