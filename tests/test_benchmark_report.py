@@ -197,7 +197,7 @@ def test_partial_report_is_written_after_each_provider(tmp_path, monkeypatch):
     assert order == [(p, w.name) for p in ("numpy", "torch") for w in TINY]
 
 
-# ------------------------------------------------------------------ issue 6: decode_instances
+# ------------------------------------- decode_instances <= 3x decode_segmentation, 40 colours
 
 
 def test_instance_ops_decode_the_same_40_colour_tiles():

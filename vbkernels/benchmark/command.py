@@ -133,7 +133,7 @@ def _git_commit() -> str:
 def default_ops(device_type: str, full: bool) -> list:
     """The ops a run measures when ``--ops`` is not given (``--ops`` may name any op).
 
-    A CPU run without ``--full`` leaves out the ops marked ``cpu_default=False`` (issue 6's
+    A CPU run without ``--full`` leaves out the ops marked ``cpu_default=False`` (the
     decode_instances pair: ~10 s a 1080p frame for the torch reference on a small CPU).
     """
     if device_type == "cuda" or full:

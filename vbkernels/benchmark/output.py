@@ -103,7 +103,7 @@ def _header(report: dict) -> list[str]:
 def _target_table(verdicts: list[Verdict]) -> list[str]:
     if not verdicts:
         return []
-    lines = ["## Targets (issues 5 and 6; reported, not asserted)", "",
+    lines = ["## Targets (reported, not asserted)", "",
              "| target | op | workload | provider | measured | verdict |",
              "|---|---|---|---|---|---|"]
     for v in verdicts:

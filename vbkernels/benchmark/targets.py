@@ -1,11 +1,11 @@
-"""The speed targets of issues 5 and 6, judged against a run's cells (reported, never asserted).
+"""The speed targets of the project, judged against a run's cells (reported, never asserted).
 
 GPU, 8 x 3840x2160 uint8 NHWC: decode_depth and decode_normals >= 90% of memcpy,
 decode_segmentation >= 80% (K = 19) and >= 60% (K = 150); triton and cuda each >= 1.5x
 torch.compile of the reference and >= 20x torch eager. CPU, one 1920x1080 uint8 frame: the
 best CPU path decodes depth >= 100x faster than hilbertmap and at >= 30 frames/s.
 
-Issue 6, GPU, 16 x 1920x1080 uint8 NHWC: ``decode_instances`` takes at most 3x the time of
+Instances, GPU, 16 x 1920x1080 uint8 NHWC: ``decode_instances`` takes at most 3x the time of
 ``decode_segmentation`` with a known 40-colour palette, both on the same 40-colour tiles
 (ops ``decode_instances_k40`` and ``decode_segmentation_k40``) and with the same provider.
 The target is Triton's; the torch reference's ratio is reported for information. Time is
@@ -33,7 +33,7 @@ GPU_RATIO_OPS = ("decode_depth", "hilbert_project", "decode_normals", "decode_se
 
 INSTANCE_OP, INSTANCE_BASE, INSTANCE_FACTOR = (
     "decode_instances_k40", "decode_segmentation_k40", 3.0)
-# The provider the issue 6 target is about, then those reported for information.
+# The provider the decode_instances target is about, then those reported for information.
 INSTANCE_PROVIDERS = ("triton", "torch")
 
 

@@ -1,6 +1,6 @@
 """Benchmark workloads: batch shape, layout and dtype of the images every op decodes.
 
-The GPU set is the one of issue 5 (a 1080p frame, 16 x 1080p, 8 x 4K, the same as
+The GPU set is the one the GPU speed targets name (a 1080p frame, 16 x 1080p, 8 x 4K, the same as
 channels-first, a float16 batch). On a CPU a batch costs its frame time times the batch
 size, so the default CPU set keeps one 1080p frame in each layout/dtype; ``--full`` runs
 the GPU set on the CPU too. A provider too slow for a workload is measured on a smaller
@@ -52,9 +52,9 @@ def _wl(name, batch, height, width, layout="hwc", dtype="uint8") -> Workload:
     return Workload(name, batch, height, width, layout, dtype)
 
 
-# The workload the GPU targets of issue 5 are judged on.
+# The workload the GPU memory-roofline and speed-up targets are judged on.
 GPU_TARGET = "b8-4k-u8-nhwc"
-# The workload issue 6's decode_instances target is judged on (16 x 1080p, GPU).
+# The workload the decode_instances <= 3x decode_segmentation target is judged on (GPU).
 INSTANCE_TARGET = "b16-1080p-u8-nhwc"
 # The workload the CPU targets are judged on.
 CPU_TARGET = "b1-1080p-u8-nhwc"
