@@ -176,9 +176,12 @@ run_stage env 20 "$OUTDIR/setup.log" env_info
 run_stage tests 210 "$OUTDIR/tests.log" $PY -m pytest "${TEST_ARGS[@]}"
 run_stage sanitizer 70 "$OUTDIR/sanitizer.log" sanitize
 if [ "$DRY_RUN" = 0 ]; then
-  # Triton's quick figures: decode_depth on 8 x 4K vs a device copy, and the segmentation
-  # scan vs the 2^24-entry label table per palette size (sets TABLE_MIN_K).
-  run_stage triton_measure 40 "$OUTDIR/bench.log" $PY -m vbkernels.triton._measure
+  # Triton's quick figures, from the benchmark report: decode_depth and hilbert_project on
+  # 8 x 4K beside a device copy of the same bytes, and the segmentation scan vs the 2^24-entry
+  # label table per palette size (sets TABLE_MIN_K), printed into bench.log.
+  run_stage triton_measure 60 "$OUTDIR/bench.log" $PY -m bench --device cuda --quick \
+    --providers triton --ops decode_depth,hilbert_project --workloads b8-4k-u8-nhwc \
+    --label-table --out "$WORK/triton_measure"
 fi
 run_stage bench 150 "$OUTDIR/bench.log" bench "$BENCH_MAX"
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from vbkernels import benchmark
-from vbkernels.benchmark import providers, targets
-from vbkernels.benchmark.ops import OPS
+from vbkernels.benchmark import label_table, providers, targets
+from vbkernels.benchmark.ops import OPS, OPS_BY_NAME
 from vbkernels.benchmark.runner import Cell, Settings
 from vbkernels.benchmark.workloads import CPU_TARGET, GPU_TARGET, INSTANCE_TARGET, Workload
 
@@ -288,3 +288,50 @@ def test_gpu_verdicts_judge_instances_against_segmentation_k40():
     assert missing == {("triton", "not measured: not part of this run"),
                        ("torch", "not measured: not part of this run")}
     assert INSTANCE_TARGET == "b16-1080p-u8-nhwc"
+
+
+# ------------------------------------------- Triton segmentation: scan vs label table
+
+
+def test_label_table_section_says_why_it_was_not_run_on_cpu(tmp_path):
+    settings = Settings(device=torch.device("cpu"), workloads=TINY[:1],
+                        ops=[OPS_BY_NAME["decode_normals"]],
+                        providers=[providers.PROVIDERS_BY_NAME["torch"]], repeats=1,
+                        min_repeats=1, cell_seconds=5.0, label_table=True, log=None)
+    data = benchmark.run_report(settings, tmp_path, "strategies", "smoke test")
+    section = json.loads((tmp_path / "strategies.json").read_text())["label_table"]
+    assert section == data["label_table"]
+    assert section["status"] == "not run" and "CUDA" in section["reason"]
+    text = (tmp_path / "strategies.md").read_text()
+    assert "## Triton segmentation: distance scan vs label table" in text
+    assert section["reason"] in text
+
+
+def test_label_table_rows_time_scan_lookup_and_build(monkeypatch):
+    """The measurement's plumbing on CPU with stand-in kernels (each call is recorded), and
+    its Markdown: one row per palette size, the strategy decode_segmentation picks."""
+    import vbkernels.triton.segmentation as seg
+
+    calls = []
+    monkeypatch.setattr(seg, "_decode_by_distance",
+                        lambda rgb, pal, labels, *rest: calls.append(("scan", pal.shape[0])))
+    monkeypatch.setattr(seg, "build_label_table",
+                        lambda pal: calls.append(("build", pal.shape[0])) or torch.zeros(1))
+    monkeypatch.setattr(seg, "lookup_labels",
+                        lambda rgb, table, pal, *rest: calls.append(("lookup", pal.shape[0])))
+    sizes = (seg.TABLE_MIN_K - 1, seg.TABLE_MIN_K)
+    rows = label_table.measure(torch.device("cpu"), repeats=2, workload=TINY[0], sizes=sizes)
+    assert [r["palette_size"] for r in rows] == list(sizes)
+    assert [r["table_used"] for r in rows] == [False, True]
+    for k in sizes:
+        assert calls.count(("scan", k)) == 3  # one warm-up call, then 2 timed ones
+        assert calls.count(("lookup", k)) == 3
+        assert calls.count(("build", k)) == 1 + label_table.BUILD_REPEATS + 1  # + the table used
+    for row in rows:
+        for part in ("scan", "lookup", "build"):
+            assert row[part]["q1_s"] <= row[part]["median_s"] <= row[part]["q3_s"]
+    text = "\n".join(label_table.markdown({"workload": TINY[0].label, "status": "ok",
+                                           "reason": "", "table_min_k": seg.TABLE_MIN_K,
+                                           "rows": rows}))
+    assert f"| {sizes[0]} |" in text and f"| {sizes[1]} |" in text
+    assert text.count("| scan |") == 1 and text.count("| table |") == 1

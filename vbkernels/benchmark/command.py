@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import output, providers, targets, workloads
+from . import label_table, output, providers, targets, workloads
 from .ops import OPS, OPS_BY_NAME
 from .runner import Runner, Settings, derive
 
@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="file name stem (default: from the device name)")
     p.add_argument("--threads", type=int,
                    help="torch intra-op threads (torch.set_num_threads); default: torch's")
+    p.add_argument("--label-table", action="store_true",
+                   help="also time the Triton segmentation strategies, distance scan vs the "
+                        "2^24-entry label table, for K = "
+                        f"{', '.join(map(str, label_table.PALETTE_SIZES))} (CUDA only)")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress on stderr")
     p.add_argument("--from-json", metavar="JSON",
                    help="measure nothing: rewrite the Markdown and PNG of a saved report "
@@ -168,6 +172,7 @@ def settings_from(args, parser) -> Settings:
         warmup=2 if cuda else 1,
         compile_workloads=compile_workloads,
         compile_probe_only=not (cuda or args.full),
+        label_table=args.label_table,
         log=None if args.quiet else sys.stderr,
     )
 
@@ -185,7 +190,7 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
     stem = stem or _slug(device_name)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def build(cells, partial):
+    def build(cells, partial, strategies=None):
         derive(cells)  # idempotent: cells measured earlier keep their figures
         verdicts = targets.verdicts(cells, settings.device.type)
         report = {
@@ -205,6 +210,7 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
             "memcpy": runner.memcpy_records(),
             "results": [c.as_dict() for c in cells],
             "targets": [v.as_dict() for v in verdicts],
+            "label_table": strategies,
         }
         return report, verdicts
 
@@ -214,7 +220,11 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
         output.write_json(out_dir / f"{stem}.json", report)
         output.write_markdown(out_dir / f"{stem}.md", report, verdicts)
 
-    report, verdicts = build(runner.run(checkpoint=checkpoint), partial=False)
+    cells = runner.run(checkpoint=checkpoint)
+    strategies = None
+    if settings.label_table:
+        strategies = label_table.run(settings.device, settings.repeats, runner.over_time())
+    report, verdicts = build(cells, partial=False, strategies=strategies)
     png_problem = output.write_png(out_dir / f"{stem}.png", report)
     report["png"] = None if png_problem else f"{stem}.png"
     report["png_not_written"] = png_problem
@@ -260,4 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {', '.join(str(out_dir / name) for name in written)}")
     if report["png_not_written"]:
         print(f"PNG not written: {report['png_not_written']}")
+    if report["label_table"] is not None:
+        print("\n".join(label_table.markdown(report["label_table"])))
     return 0

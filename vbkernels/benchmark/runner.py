@@ -42,6 +42,8 @@ class Settings:
     # True: compile for the probe crop only. Dynamo unrolls the reference's chunk loop, so
     # compiling a whole 1080p frame takes minutes on a small CPU; the probe is one chunk.
     compile_probe_only: bool = False
+    # True: also time the Triton segmentation strategies (see label_table.py).
+    label_table: bool = False
     log: object = sys.stderr
 
     def as_dict(self) -> dict:
@@ -56,6 +58,7 @@ class Settings:
             "max_seconds": self.max_seconds,
             "warmup_calls": self.warmup,
             "compile_probe_only": self.compile_probe_only,
+            "label_table": self.label_table,
             "compile_workloads": None if self.compile_workloads is None
             else sorted(self.compile_workloads),
             "torch_threads": torch.get_num_threads(),
@@ -106,7 +109,7 @@ class Runner:
                 self._images[key] = self._full_images(w, self.s.device).to(device)
         return self._images[key]
 
-    def _over_time(self) -> bool:
+    def over_time(self) -> bool:
         if self.s.max_seconds is None:
             return False
         return time.perf_counter() - self.started > self.s.max_seconds
@@ -221,7 +224,7 @@ class Runner:
                       "run (each compile takes tens of seconds here); pass --full for all")
         if reason is not None:
             return note("not run", reason)
-        if self._over_time():
+        if self.over_time():
             return note("not run", f"time budget used up (--max-seconds {self.s.max_seconds:g})")
         try:
             return note("ok", **self._measure(w, op, provider))

@@ -135,8 +135,8 @@ def decode_segmentation(rgb, palette, labels, distance, max_dist2, ignore_index)
 # --- 2^24-entry label table for uint8 images -------------------------------------------
 
 # A table costs 2^24 * K distance evaluations to build, once per palette; a direct decode
-# costs pixels * K. Measured on an H200 (bench/results/nvidia-h200-device-check.md, 8 x 4K
-# uint8): the lookup took 0.20-0.24 ms for every K from 19 to 1000, the scan 1.1 ms at
+# costs pixels * K. Measured on an H200 (bench/results/nvidia-h200-device-check.md, 8 x
+# 1920x1080 uint8): the lookup took 0.20-0.24 ms for every K from 19 to 1000, the scan 1.1 ms at
 # K=19 and 2.8 ms at K=64, and building the K=19 table 1.9 ms once. The table wins from the
 # second frame for any K >= 16; below that the scan is kept.
 TABLE_MIN_K = 16
