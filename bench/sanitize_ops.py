@@ -1,12 +1,15 @@
 """One small call of every op on every requested backend, checked against the torch reference.
 
 Made to run under ``compute-sanitizer --tool memcheck`` (see ``device_check.sh``): small odd
-shapes, a strided view and a channels-first float16 batch touch every kernel's edge masks
-without making the sanitizer run long. Also useful without it: any mismatch or exception
-is printed and the exit status is 1.
+shapes, a strided view, a channels-first float16 batch, a view whose last element is the last
+byte of its allocation (so an out-of-bounds read is reported, not absorbed by padding) and a
+300-colour palette (more than one palette tile on every backend) touch every kernel's edge
+masks without making the sanitizer run long. Also useful without it: any mismatch or
+exception is printed and the exit status is 1. The tests run it on the CPU backends.
 
     python3 bench/sanitize_ops.py --device cuda --backends triton,cuda
-    python3 bench/sanitize_ops.py --device cpu --backends numpy      # dry run, no GPU
+    compute-sanitizer --tool memcheck --error-exitcode 1 python3 bench/sanitize_ops.py
+    python3 bench/sanitize_ops.py --device cpu --backends cpu,numpy   # no GPU
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ def _inputs(device: torch.device) -> dict:
     }
     moved = {k: v.to(device) for k, v in moved.items()}
     moved["u8_strided"] = moved["u8"][:, ::2, 1:, :]  # odd strides, offset start
+    # Channels-first storage read as channels-last: the view's last element is the last
+    # byte of its allocation.
+    moved["u8_chw_storage"] = torch.randint(0, 256, (2, 3, 13, 17), dtype=torch.uint8,
+                                            generator=gen).to(device).movedim(1, -1)
+    moved["palette300"] = torch.randint(0, 256, (300, 3), generator=gen).float().to(device)
+    moved["labels300"] = torch.randint(-2, 302, (2, 13, 17), generator=gen).to(device)
     return moved
 
 
@@ -59,14 +68,23 @@ def _cases(x: dict) -> list[tuple[str, str, callable]]:
         ("decode_segmentation f16 chw uint8 labels", "decode_segmentation",
          lambda b: v.decode_segmentation(x["f16_chw"], x["palette"], out_dtype=torch.uint8,
                                          backend=b)),
+        ("decode_segmentation u8 K=300 tail view", "decode_segmentation",
+         lambda b: v.decode_segmentation(x["u8_chw_storage"], x["palette300"], max_distance=20.0,
+                                         ignore_index=999, out_dtype=torch.int16,
+                                         return_distance=True, backend=b)),
         ("hilbert_walk uint8", "hilbert_walk",
          lambda b: v.hilbert_walk(x["t"], dtype=torch.uint8, backend=b)),
         ("encode_depth uint8 chw", "encode_depth",
          lambda b: v.encode_depth(x["depth"], layout="chw", backend=b)),
+        ("encode_depth float32", "encode_depth",
+         lambda b: v.encode_depth(x["depth"], dtype=torch.float32, backend=b)),
         ("encode_normals uint8", "encode_normals",
          lambda b: v.encode_normals(x["normals"], backend=b)),
         ("encode_segmentation", "encode_segmentation",
          lambda b: v.encode_segmentation(x["labels"], x["palette"], backend=b)),
+        ("encode_segmentation K=300 ignore colour", "encode_segmentation",
+         lambda b: v.encode_segmentation(x["labels300"], x["palette300"],
+                                         ignore_color=(1, 2, 3), backend=b)),
     ]
 
 
