@@ -32,7 +32,9 @@ CPU_LIBRARY = Extension(
     sources=sorted(f"{CSRC}/cpu/{p.name}" for p in (ROOT / CSRC / "cpu").glob("*.cpp")),
     depends=sorted(str(p.relative_to(ROOT)) for p in (ROOT / CSRC).rglob("*.h*")),
     language="c++",
-    extra_compile_args=["-std=c++17", "-O3", "-fopenmp", "-fvisibility=hidden", "-ffp-contract=off"],
+    extra_compile_args=[
+        "-std=c++17", "-O3", "-fopenmp", "-fvisibility=hidden", "-ffp-contract=off",
+    ],
     extra_link_args=["-fopenmp"],
     optional=True,
 )

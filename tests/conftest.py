@@ -16,7 +16,7 @@ if not torch.cuda.is_available():
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vbkernels._dispatch import BackendUnavailable, load_backend, BACKEND_NAMES  # noqa: E402
+from vbkernels._dispatch import BACKEND_NAMES, BackendUnavailable, load_backend  # noqa: E402
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -78,7 +78,8 @@ TIE_COLOURS = [
 
 
 def tie_pixels() -> np.ndarray:
-    """The tie colours of docs/format.md, Depth, plus a dense sample of exact segment ties (as uint8, (M, 3))."""
+    """The tie colours of docs/format.md, Depth, plus a dense sample of exact segment ties
+    (as uint8, (M, 3))."""
     from tests.truth import exact_tie_colours
 
     return np.concatenate([np.array(TIE_COLOURS, dtype=np.uint8), exact_tie_colours(4000)])

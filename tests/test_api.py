@@ -1,4 +1,5 @@
-"""docs/format.md, Images, Public API and Errors: layouts, strides, NumPy I/O, empty batches, dispatch and errors."""
+"""docs/format.md, Images, Public API and Errors: layouts, strides, NumPy I/O, empty batches,
+dispatch and errors."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pytest
 import torch
 
 import vbkernels as vb
-from vbkernels import _dispatch
 from tests.conftest import random_rgb
+from vbkernels import _dispatch
 
 PALETTE = torch.tensor([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [90, 90, 200]])
 
@@ -136,7 +137,7 @@ def test_numpy_backend_refuses_cuda_tensors():
         vb.decode_depth(torch.zeros(1, 1, 3, dtype=torch.uint8, device="cuda"), backend="numpy")
 
 
-# --------------------------------------------------------------------------- errors (docs/format.md, Errors)
+# ------------------------------------------------------------- errors (docs/format.md, Errors)
 
 GOOD = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
 
@@ -144,11 +145,16 @@ GOOD = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
 @pytest.mark.parametrize(
     "call,error,match",
     [
-        (lambda: vb.decode_depth(torch.zeros(2, 2, 4, dtype=torch.uint8)), ValueError, "rgb has no channel"),
-        (lambda: vb.decode_depth(torch.zeros(3, 3, dtype=torch.uint8)), ValueError, "rgb must have shape"),
-        (lambda: vb.decode_depth(torch.zeros(1, 2, 2, 3, dtype=torch.int32)), TypeError, "rgb must be uint8"),
-        (lambda: vb.decode_depth(torch.zeros(1, 2, 2, 3, dtype=torch.complex64)), TypeError, "rgb must be uint8"),
-        (lambda: vb.decode_depth(torch.zeros(1, 2, 2, 3, dtype=torch.bool)), TypeError, "rgb must be uint8"),
+        (lambda: vb.decode_depth(torch.zeros(2, 2, 4, dtype=torch.uint8)),
+         ValueError, "rgb has no channel"),
+        (lambda: vb.decode_depth(torch.zeros(3, 3, dtype=torch.uint8)),
+         ValueError, "rgb must have shape"),
+        (lambda: vb.decode_depth(torch.zeros(1, 2, 2, 3, dtype=torch.int32)),
+         TypeError, "rgb must be uint8"),
+        (lambda: vb.decode_depth(torch.zeros(1, 2, 2, 3, dtype=torch.complex64)),
+         TypeError, "rgb must be uint8"),
+        (lambda: vb.decode_depth(torch.zeros(1, 2, 2, 3, dtype=torch.bool)),
+         TypeError, "rgb must be uint8"),
         (lambda: vb.decode_depth([[[0, 0, 0]]]), TypeError, "rgb must be a torch.Tensor"),
         (lambda: vb.decode_depth(np.zeros((2, 2, 3), np.int32)), TypeError, "rgb must be uint8"),
         (lambda: vb.decode_depth(GOOD, layout="nhwc"), ValueError, "layout must be one of"),
@@ -162,24 +168,40 @@ GOOD = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
         (lambda: vb.power_transform(1.0, c=-2), ValueError, "c must be > 0"),
         (lambda: vb.decode_normals(GOOD, convention="ros"), ValueError, "convention must be"),
         (lambda: vb.decode_normals(GOOD, out_dtype=torch.int32), ValueError, "out_dtype must be"),
-        (lambda: vb.decode_segmentation(GOOD, torch.zeros(4, 4)), ValueError, r"palette must have shape \(K, 3\)"),
+        (lambda: vb.decode_segmentation(GOOD, torch.zeros(4, 4)),
+         ValueError, r"palette must have shape \(K, 3\)"),
         (lambda: vb.decode_segmentation(GOOD, torch.zeros(0, 3)), ValueError, "1 <= K <= 65535"),
-        (lambda: vb.decode_segmentation(GOOD, torch.zeros(65536, 3)), ValueError, "1 <= K <= 65535"),
-        (lambda: vb.decode_segmentation(GOOD, torch.full((2, 3), 300.0)), ValueError, "palette values"),
-        (lambda: vb.decode_segmentation(GOOD, torch.full((2, 3), float("nan"))), ValueError, "palette values"),
-        (lambda: vb.decode_segmentation(GOOD, torch.zeros(2, 3, dtype=torch.complex64)), TypeError, "palette must hold"),
-        (lambda: vb.decode_segmentation(GOOD, PALETTE, ignore_index=2), ValueError, "ignore_index=2 is a valid"),
-        (lambda: vb.decode_segmentation(GOOD, PALETTE, ignore_index=2.5), TypeError, "ignore_index must be an int"),
-        (lambda: vb.decode_segmentation(GOOD, PALETTE, out_dtype=torch.float32), ValueError, "out_dtype must be"),
-        (lambda: vb.decode_segmentation(GOOD, PALETTE, max_distance=float("nan")), ValueError, "max_distance must be finite"),
-        (lambda: vb.decode_depth(GOOD, out=np.zeros((1, 2, 2), np.float32)), ValueError, "out must be a torch.Tensor"),
+        (lambda: vb.decode_segmentation(GOOD, torch.zeros(65536, 3)),
+         ValueError, "1 <= K <= 65535"),
+        (lambda: vb.decode_segmentation(GOOD, torch.full((2, 3), 300.0)),
+         ValueError, "palette values"),
+        (lambda: vb.decode_segmentation(GOOD, torch.full((2, 3), float("nan"))),
+         ValueError, "palette values"),
+        (lambda: vb.decode_segmentation(GOOD, torch.zeros(2, 3, dtype=torch.complex64)),
+         TypeError, "palette must hold"),
+        (lambda: vb.decode_segmentation(GOOD, PALETTE, ignore_index=2),
+         ValueError, "ignore_index=2 is a valid"),
+        (lambda: vb.decode_segmentation(GOOD, PALETTE, ignore_index=2.5),
+         TypeError, "ignore_index must be an int"),
+        (lambda: vb.decode_segmentation(GOOD, PALETTE, out_dtype=torch.float32),
+         ValueError, "out_dtype must be"),
+        (lambda: vb.decode_segmentation(GOOD, PALETTE, max_distance=float("nan")),
+         ValueError, "max_distance must be finite"),
+        (lambda: vb.decode_depth(GOOD, out=np.zeros((1, 2, 2), np.float32)),
+         ValueError, "out must be a torch.Tensor"),
         (lambda: vb.decode_depth(GOOD, backend=3), TypeError, "backend must be a string"),
-        (lambda: vb.encode_depth(torch.ones(2, 2), dtype=torch.int32), TypeError, "dtype must be uint8"),
-        (lambda: vb.encode_depth(torch.ones(2, 2), layout="auto"), ValueError, "layout must be 'hwc' or 'chw'"),
+        (lambda: vb.encode_depth(torch.ones(2, 2), dtype=torch.int32),
+         TypeError, "dtype must be uint8"),
+        (lambda: vb.encode_depth(torch.ones(2, 2), layout="auto"),
+         ValueError, "layout must be 'hwc' or 'chw'"),
         (lambda: vb.encode_depth(torch.ones(2, 2), negative="abs"), ValueError, "negative must be"),
-        (lambda: vb.encode_segmentation(torch.zeros(2, 2), PALETTE), TypeError, "labels must be an integer"),
-        (lambda: vb.encode_segmentation(torch.zeros(2, 2, dtype=torch.long), PALETTE, ignore_color=(0, 0)), ValueError, "ignore_color"),
-        (lambda: vb.hilbert_walk(torch.tensor([float("nan")]), dtype=torch.uint8), ValueError, "NaN"),
+        (lambda: vb.encode_segmentation(torch.zeros(2, 2), PALETTE),
+         TypeError, "labels must be an integer"),
+        (lambda: vb.encode_segmentation(torch.zeros(2, 2, dtype=torch.long), PALETTE,
+                                        ignore_color=(0, 0)),
+         ValueError, "ignore_color"),
+        (lambda: vb.hilbert_walk(torch.tensor([float("nan")]), dtype=torch.uint8),
+         ValueError, "NaN"),
     ],
 )
 def test_bad_input_names_the_argument(call, error, match):

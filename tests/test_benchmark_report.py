@@ -58,7 +58,7 @@ def test_json_has_one_result_per_cell_with_consistent_figures(report):
     assert data["versions"]["torch"] == torch.__version__
     cells = {(c["workload"], c["op"], c["provider"]): c for c in data["results"]}
     assert len(cells) == len(data["results"]) == len(TINY) * len(OPS) * len(PROVIDERS)
-    for (workload, op, provider), cell in cells.items():
+    for (_, op, provider), cell in cells.items():
         assert cell["status"] == _expected_status(provider, op), cell
         if cell["status"] != "ok":
             assert cell["reason"]

@@ -66,7 +66,8 @@ def test_decode_depth_directory_matches_library(tmp_path, encoded):
         png16 = np.asarray(Image.open(tmp_path / "out" / f"img{i}.depth.png"))
         assert png16.dtype == np.uint16 or Image.open(
             tmp_path / "out" / f"img{i}.depth.png").mode == "I;16"
-        assert np.array_equal(png16.astype(np.int64), depth_to_png16(expected, 1000).astype(np.int64))
+        want = depth_to_png16(expected, 1000).astype(np.int64)
+        assert np.array_equal(png16.astype(np.int64), want)
     assert not list((tmp_path / "out").glob(".*tmp"))
 
 
@@ -123,7 +124,8 @@ def test_decode_seg_jpeg_with_palette(tmp_path, encoded):
         assert labels.dtype == np.uint8 and np.array_equal(labels, expected)
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"img{i}.seg.png")), labels)
         preview = _read(tmp_path / "out" / f"img{i}.seg.preview.png")
-        assert np.array_equal(preview[labels == 255], np.tile([224, 224, 192], ((labels == 255).sum(), 1)))
+        void = np.tile([224, 224, 192], ((labels == 255).sum(), 1))
+        assert np.array_equal(preview[labels == 255], void)
 
 
 def test_decode_seg_palette_file(tmp_path):
@@ -135,7 +137,8 @@ def test_decode_seg_palette_file(tmp_path):
     result = _invoke("decode", "seg", tmp_path / "in", "-o", tmp_path / "out", "--palette",
                      palette, "--quiet")
     assert result.exit_code == 0, result.output
-    assert np.array_equal(np.load(tmp_path / "out" / "img0.seg.npy"), (image[..., 0] > 0).astype(np.uint8))
+    want = (image[..., 0] > 0).astype(np.uint8)
+    assert np.array_equal(np.load(tmp_path / "out" / "img0.seg.npy"), want)
     bad = _invoke("decode", "seg", tmp_path / "in", "-o", tmp_path / "o2", "--palette", "nope")
     assert bad.exit_code == 2 and "palette" in bad.output
 
@@ -185,7 +188,8 @@ def test_bad_file_is_reported_and_the_rest_go_on(tmp_path, encoded):
 def test_existing_outputs_are_kept_without_overwrite(tmp_path, encoded):
     _save_images(tmp_path / "in", encoded["depth"][:1])
     out = tmp_path / "out" / "img0.depth.npy"
-    assert _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet").exit_code == 0
+    result = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0
     out.write_bytes(b"sentinel")
     again = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet")
     assert again.exit_code == 1 and "exists" in again.output and "--overwrite" in again.output

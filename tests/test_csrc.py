@@ -294,14 +294,15 @@ def test_decode_segmentation_palette_larger_than_a_tile():
 @pytest.mark.parametrize("rgb_dtype", IMAGE_DTYPES, ids=str)
 def test_walk_and_encoders(backend, src_dtype, rgb_dtype):
     gen = torch.Generator().manual_seed(6)
-    shape, dev = (2, 4, 9), _device(backend)
+    shape = (2, 4, 9)
     t = (torch.rand(shape, generator=gen, dtype=torch.float64) * 1.2 - 0.1)
     t[0, 0, :3] = torch.tensor([0.0, 1.0, 3 / 7])
     t = t.to(src_dtype)
     depth = (torch.rand(shape, generator=gen, dtype=torch.float64) * 80)
     depth[0, 0, :2] = torch.tensor([0.0, float("inf")])
     depth = depth.to(src_dtype)
-    normals = torch.nn.functional.normalize(torch.randn(*shape, 3, generator=gen, dtype=torch.float64), dim=-1)
+    normals = torch.nn.functional.normalize(
+        torch.randn(*shape, 3, generator=gen, dtype=torch.float64), dim=-1)
     normals = normals.to(src_dtype).movedim(-1, 1).contiguous().movedim(1, -1)  # strided view
     cases = [
         ("hilbert_walk", lambda d: (t.to(d), _out(shape, rgb_dtype, d, True))),
@@ -329,7 +330,8 @@ def test_encode_segmentation(backend, label_dtype):
     ignore = torch.tensor([1, 2, 3], dtype=torch.uint8)
     ours, theirs = _run_both(
         backend, "encode_segmentation", None,
-        lambda d: (labels.to(d), palette.to(d), _out(labels.shape, torch.uint8, d, True), ignore.to(d)),
+        lambda d: (labels.to(d), palette.to(d), _out(labels.shape, torch.uint8, d, True),
+                   ignore.to(d)),
     )
     _same(ours[2], theirs[2])
 
@@ -618,7 +620,8 @@ def test_cuda_all_uint8_colours_exact(all_colours):
     REF["hilbert_project"](all_colours, t_ref)
     assert torch.equal(t.cpu(), t_ref)
     palette = _tie_palette()
-    labels, labels_ref = torch.empty(shape, dtype=torch.int16, device="cuda"), torch.empty(shape, dtype=torch.int16)
+    labels = torch.empty(shape, dtype=torch.int16, device="cuda")
+    labels_ref = torch.empty(shape, dtype=torch.int16)
     _ops("cuda")["decode_segmentation"](rgb, palette.cuda(), labels, None, 900.0, 255)
     REF["decode_segmentation"](all_colours, palette, labels_ref, None, 900.0, 255)
     assert torch.equal(labels.cpu(), labels_ref)

@@ -75,7 +75,8 @@ def test_float_input_vs_float64(backend_device, dtype):
 
 
 def test_depth_is_precise_near_both_ends(backend_device):
-    """The 1 - t cancellation docs/format.md, Depth, warns about: first steps and last steps of the walk."""
+    """The 1 - t cancellation docs/format.md, Depth, warns about: first and last steps of the
+    walk."""
     backend, device = backend_device
     colours = [(v, 0, 0) for v in range(0, 6)] + [(255, v, 255) for v in range(249, 255)]
     rgb = torch.tensor(colours, dtype=torch.uint8, device=device)[None]

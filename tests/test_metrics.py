@@ -18,7 +18,18 @@ from vbkernels.metrics import (
     segmentation_metrics,
 )
 
-DEPTH_NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "silog_eigen")
+DEPTH_NAMES = (
+    "delta1",
+    "delta2",
+    "delta3",
+    "abs_rel",
+    "sq_rel",
+    "rmse",
+    "rmse_log",
+    "log10",
+    "silog",
+    "silog_eigen",
+)
 
 
 def _depth_names(n_thresholds):
@@ -57,11 +68,25 @@ def _np_depth_image(p, g, thresholds, silog_lambda):
     return np.array(values)
 
 
-def np_depth_metrics(pred, target, mask, *, min_depth, max_depth, alignment, reduction,
-                     thresholds=(1.25, 1.25**2, 1.25**3), silog_lambda=0.5):
+def np_depth_metrics(
+    pred,
+    target,
+    mask,
+    *,
+    min_depth,
+    max_depth,
+    alignment,
+    reduction,
+    thresholds=(1.25, 1.25**2, 1.25**3),
+    silog_lambda=0.5,
+):
     pred = pred.reshape(-1, *pred.shape[-2:]).astype(np.float64)
     target = target.reshape(-1, *target.shape[-2:]).astype(np.float64)
-    mask = np.broadcast_to(mask, target.shape).reshape(target.shape) if mask is not None else np.ones(target.shape, bool)
+    mask = (
+        np.broadcast_to(mask, target.shape).reshape(target.shape)
+        if mask is not None
+        else np.ones(target.shape, bool)
+    )
     hi = np.inf if max_depth is None else max_depth
     per_image, pooled_p, pooled_g = [], [], []
     for p, g, m in zip(pred, target, mask):
@@ -79,7 +104,9 @@ def np_depth_metrics(pred, target, mask, *, min_depth, max_depth, alignment, red
     names = _depth_names(len(thresholds))
     if reduction == "image":
         return dict(zip(names, np.mean(per_image, axis=0)))
-    values = _np_depth_image(np.concatenate(pooled_p), np.concatenate(pooled_g), thresholds, silog_lambda)
+    values = _np_depth_image(
+        np.concatenate(pooled_p), np.concatenate(pooled_g), thresholds, silog_lambda
+    )
     return dict(zip(names, values))
 
 
@@ -124,7 +151,9 @@ def test_depth_matches_numpy(alignment, reduction):
         assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-12), name
     assert got["images"] == 6
     assert got["valid_pixels"] == int(
-        (np.broadcast_to(mask, target.shape) & (target > 0.1) & (target < 70) & ~np.isnan(pred)).sum()
+        (
+            np.broadcast_to(mask, target.shape) & (target > 0.1) & (target < 70) & ~np.isnan(pred)
+        ).sum()
     )
 
 
@@ -148,7 +177,9 @@ def test_depth_thresholds_and_silog_lambda_are_configurable():
     assert set(got) - {"valid_pixels", "images"} == set(want)
     for name, value in want.items():
         assert got[name] == pytest.approx(value, rel=1e-9), name
-    pooled = depth_metrics(pred, target, thresholds=(1.05, 1.1), silog_lambda=1.0, **(options | {"reduction": "pixel"}))
+    pooled = depth_metrics(
+        pred, target, thresholds=(1.05, 1.1), silog_lambda=1.0, **(options | {"reduction": "pixel"})
+    )
     # With lambda = 1 the Eigen variant is the variance of d, i.e. (silog / 100)².
     assert pooled["silog_eigen"] == pytest.approx((pooled["silog"] / 100) ** 2, rel=1e-9)
 
@@ -177,9 +208,23 @@ def test_depth_without_valid_pixels_is_nan_and_reset_forgets():
     "call, error, words",
     [
         (lambda: depth_metrics(torch.ones(2, 2), torch.ones(2, 3)), ValueError, "shape"),
-        (lambda: depth_metrics(torch.ones(2, 2, dtype=torch.int32), torch.ones(2, 2)), TypeError, "pred"),
-        (lambda: depth_metrics(torch.ones(2, 2), torch.ones(2, 2), torch.ones(2, 2)), TypeError, "mask"),
-        (lambda: depth_metrics(torch.ones(2, 2), torch.ones(2, 2), torch.ones(3, 1, dtype=torch.bool)), ValueError, "mask"),
+        (
+            lambda: depth_metrics(torch.ones(2, 2, dtype=torch.int32), torch.ones(2, 2)),
+            TypeError,
+            "pred",
+        ),
+        (
+            lambda: depth_metrics(torch.ones(2, 2), torch.ones(2, 2), torch.ones(2, 2)),
+            TypeError,
+            "mask",
+        ),
+        (
+            lambda: depth_metrics(
+                torch.ones(2, 2), torch.ones(2, 2), torch.ones(3, 1, dtype=torch.bool)
+            ),
+            ValueError,
+            "mask",
+        ),
         (lambda: depth_metrics(torch.ones(4), torch.ones(4)), ValueError, "(..., H, W)"),
         (lambda: DepthMetrics(alignment="mean"), ValueError, "alignment"),
         (lambda: DepthMetrics(reduction="batch"), ValueError, "reduction"),
@@ -213,7 +258,11 @@ def test_normals_match_numpy():
     mask = np.random.default_rng(5).random((4, 13, 19)) < 0.8
     metric = NormalMetrics()
     for i in range(0, 4, 3):  # batches of 3 and 1
-        metric.update(torch.from_numpy(pred[i:i + 3]), torch.from_numpy(target[i:i + 3]), torch.from_numpy(mask[i:i + 3]))
+        metric.update(
+            torch.from_numpy(pred[i : i + 3]),
+            torch.from_numpy(target[i : i + 3]),
+            torch.from_numpy(mask[i : i + 3]),
+        )
     got = metric.compute()
     valid = mask & (np.linalg.norm(target, axis=-1) > 0) & ~np.isnan(pred).any(-1)
     angles = np_angles(pred.astype(np.float64), target.astype(np.float64))[valid]
@@ -229,7 +278,9 @@ def test_normals_match_numpy():
 def test_normals_median_is_exact_for_odd_and_even_counts(count):
     degrees = np.array([3.0, 40.0, 10.0, 1.0, 25.0, 7.0])[:count]
     target = np.tile([0.0, 0.0, 1.0], (count, 1))
-    pred = np.stack([np.sin(np.radians(degrees)), np.zeros(count), np.cos(np.radians(degrees))], axis=1)
+    pred = np.stack(
+        [np.sin(np.radians(degrees)), np.zeros(count), np.cos(np.radians(degrees))], axis=1
+    )
     got = normal_metrics(torch.from_numpy(pred), torch.from_numpy(target))
     assert got["median"] == pytest.approx(np.median(degrees), rel=1e-6)
 
@@ -237,7 +288,9 @@ def test_normals_median_is_exact_for_odd_and_even_counts(count):
 def test_normals_small_angles_are_precise_and_zero_prediction_scores_90():
     # acos would return 0 for 1e-4 degrees in float32; atan2 keeps it.
     angle = np.radians(1e-4)
-    pred = torch.tensor([[0.0, math.sin(angle), math.cos(angle)], [0.0, 0.0, 0.0]], dtype=torch.float32)
+    pred = torch.tensor(
+        [[0.0, math.sin(angle), math.cos(angle)], [0.0, 0.0, 0.0]], dtype=torch.float32
+    )
     target = torch.tensor([[0.0, 0.0, 2.0], [0.0, 1.0, 0.0]], dtype=torch.float32)
     got = normal_metrics(pred[:1], target[:1])
     assert got["mean"] == pytest.approx(1e-4, rel=1e-3)
@@ -247,8 +300,12 @@ def test_normals_small_angles_are_precise_and_zero_prediction_scores_90():
 def test_normals_channel_dim_and_without_median():
     pred, target = random_normals((2, 5, 7, 3), seed=6)
     hwc = normal_metrics(torch.from_numpy(pred), torch.from_numpy(target))
-    chw = normal_metrics(torch.from_numpy(pred).movedim(-1, 1), torch.from_numpy(target).movedim(-1, 1),
-                         channel_dim=1, median=False)
+    chw = normal_metrics(
+        torch.from_numpy(pred).movedim(-1, 1),
+        torch.from_numpy(target).movedim(-1, 1),
+        channel_dim=1,
+        median=False,
+    )
     assert "median" not in chw
     assert chw["mean"] == pytest.approx(hwc["mean"], rel=1e-12)
 
@@ -258,9 +315,23 @@ def test_normals_channel_dim_and_without_median():
     [
         (lambda: normal_metrics(torch.ones(2, 4), torch.ones(2, 4)), ValueError, "3 channels"),
         (lambda: normal_metrics(torch.ones(2, 3), torch.ones(3, 3)), ValueError, "shape"),
-        (lambda: normal_metrics(torch.ones(2, 3, dtype=torch.uint8), torch.ones(2, 3)), TypeError, "pred"),
-        (lambda: normal_metrics(torch.ones(2, 3), torch.ones(2, 3), torch.ones(3, dtype=torch.bool)), ValueError, "mask"),
-        (lambda: normal_metrics(torch.ones(2, 3), torch.ones(2, 3), channel_dim=2), ValueError, "channel_dim"),
+        (
+            lambda: normal_metrics(torch.ones(2, 3, dtype=torch.uint8), torch.ones(2, 3)),
+            TypeError,
+            "pred",
+        ),
+        (
+            lambda: normal_metrics(
+                torch.ones(2, 3), torch.ones(2, 3), torch.ones(3, dtype=torch.bool)
+            ),
+            ValueError,
+            "mask",
+        ),
+        (
+            lambda: normal_metrics(torch.ones(2, 3), torch.ones(2, 3), channel_dim=2),
+            ValueError,
+            "channel_dim",
+        ),
         (lambda: NormalMetrics(thresholds=(200,)), ValueError, "thresholds"),
     ],
 )
@@ -279,16 +350,19 @@ def test_segmentation_matches_torchmetrics_jaccard():
     num_classes, ignore = 7, 255
     gen = torch.Generator().manual_seed(7)
     target = torch.randint(0, num_classes, (6, 21, 29), generator=gen)
-    pred = torch.where(torch.rand(target.shape, generator=gen) < 0.6, target,
-                       torch.randint(0, num_classes, target.shape, generator=gen))
+    pred = torch.where(
+        torch.rand(target.shape, generator=gen) < 0.6,
+        target,
+        torch.randint(0, num_classes, target.shape, generator=gen),
+    )
     target[torch.rand(target.shape, generator=gen) < 0.1] = ignore
     metric = SegmentationMetrics(num_classes, ignore_index=ignore)
     jaccard = MulticlassJaccardIndex(num_classes, average="none", ignore_index=ignore)
     accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore)
     for i in range(0, 6, 4):
-        metric.update(pred[i:i + 4], target[i:i + 4])
-        jaccard.update(pred[i:i + 4], target[i:i + 4])
-        accuracy.update(pred[i:i + 4], target[i:i + 4])
+        metric.update(pred[i : i + 4], target[i : i + 4])
+        jaccard.update(pred[i : i + 4], target[i : i + 4])
+        accuracy.update(pred[i : i + 4], target[i : i + 4])
     got = metric.compute()
     want_iou = jaccard.compute()
     # torchmetrics divides in float32.
@@ -328,8 +402,18 @@ def test_segmentation_mask_and_bad_targets():
     [
         (lambda: SegmentationMetrics(0), ValueError, "num_classes"),
         (lambda: SegmentationMetrics(5, ignore_index=3), ValueError, "ignore_index"),
-        (lambda: segmentation_metrics(torch.zeros(2), torch.zeros(2, dtype=torch.long), 3), TypeError, "pred"),
-        (lambda: segmentation_metrics(torch.zeros(2, dtype=torch.long), torch.zeros(3, dtype=torch.long), 3), ValueError, "shape"),
+        (
+            lambda: segmentation_metrics(torch.zeros(2), torch.zeros(2, dtype=torch.long), 3),
+            TypeError,
+            "pred",
+        ),
+        (
+            lambda: segmentation_metrics(
+                torch.zeros(2, dtype=torch.long), torch.zeros(3, dtype=torch.long), 3
+            ),
+            ValueError,
+            "shape",
+        ),
     ],
 )
 def test_segmentation_bad_arguments(call, error, words):
@@ -351,7 +435,11 @@ _SYNCING_OPS = {
 }
 
 
-_INDEXING_OPS = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default}
+_INDEXING_OPS = {
+    torch.ops.aten.index.Tensor,
+    torch.ops.aten.index_put.default,
+    torch.ops.aten.index_put_.default,
+}
 
 
 def _has_bool_index(args) -> bool:
@@ -369,12 +457,17 @@ class _ForbidSync(TorchDispatchMode):
 
 def _updates(device):
     pred, target = (torch.from_numpy(a).to(device) for a in random_depth((2, 8, 9), seed=8))
-    normal_pred, normal_target = (torch.from_numpy(a).to(device) for a in random_normals((2, 8, 9, 3), seed=9))
+    normal_pred, normal_target = (
+        torch.from_numpy(a).to(device) for a in random_normals((2, 8, 9, 3), seed=9)
+    )
     gen = torch.Generator().manual_seed(10)
     labels = torch.randint(0, 5, (2, 8, 9), generator=gen).to(device)
     mask = (torch.rand(2, 8, 9, generator=gen) < 0.9).to(device)
-    calls = [(DepthMetrics(alignment=a, reduction=r), pred, target, mask)
-             for a in (None, "median", "lstsq", "lstsq_shift") for r in ("image", "pixel")]
+    calls = [
+        (DepthMetrics(alignment=a, reduction=r), pred, target, mask)
+        for a in (None, "median", "lstsq", "lstsq_shift")
+        for r in ("image", "pixel")
+    ]
     calls.append((NormalMetrics(), normal_pred, normal_target, mask))
     calls.append((SegmentationMetrics(5), labels, labels.flip(-1), mask))
     return calls

@@ -1,4 +1,5 @@
-"""Property tests (hypothesis): round trips within the bounds of docs/format.md, Precision, layout invariance."""
+"""Property tests (hypothesis): round trips within the bounds of docs/format.md, Precision;
+layout invariance."""
 
 from __future__ import annotations
 

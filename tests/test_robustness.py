@@ -17,7 +17,14 @@ from vbkernels.palettes import Palette
 from vbkernels.scenes import make_scenes
 
 TINY = dict(scenes=2, height=24, width=32, seed=1)
-CODECS = ["png", "jpeg q95", "jpeg q95 4:4:4", "webp lossless", "h264 yuv420p crf18", "h264 yuv444p crf0"]
+CODECS = [
+    "png",
+    "jpeg q95",
+    "jpeg q95 4:4:4",
+    "webp lossless",
+    "h264 yuv420p crf18",
+    "h264 yuv444p crf0",
+]
 H264_MISSING = rb.h264_unavailable_reason()
 
 
@@ -54,20 +61,29 @@ def test_chroma_subsampling_hurts_every_task(report):
     assert any(note.startswith("jpeg q95 (4:2:0) vs jpeg q95 4:4:4") for note in report["notes"])
 
 
-@pytest.mark.skipif(H264_MISSING is not None, reason=f"H.264 rows need PyAV with libx264: {H264_MISSING}")
+@pytest.mark.skipif(
+    H264_MISSING is not None, reason=f"H.264 rows need PyAV with libx264: {H264_MISSING}"
+)
 def test_h264_rows_run_when_pyav_has_libx264(report):
     rows = _rows(report)
     assert rows["h264 yuv420p crf18"]["chroma"] == "4:2:0"
     # 4:4:4 at CRF 0 loses only the limited-range YUV rounding: nothing leaves the walk.
-    assert rows["h264 yuv444p crf0"]["depth_off_walk_pct"] < rows["h264 yuv420p crf18"]["depth_off_walk_pct"]
+    assert (
+        rows["h264 yuv444p crf0"]["depth_off_walk_pct"]
+        < rows["h264 yuv420p crf18"]["depth_off_walk_pct"]
+    )
     assert report["skipped"] == []
 
 
 def test_missing_h264_rows_are_skipped_with_the_reason(monkeypatch):
-    monkeypatch.setattr(rb, "h264_unavailable_reason", lambda: "PyAV is not installed (pip install av)")
+    monkeypatch.setattr(
+        rb, "h264_unavailable_reason", lambda: "PyAV is not installed (pip install av)"
+    )
     report = rb.robustness_report(codecs=["png", "h264 yuv444p crf28"], **TINY)
     assert [row["codec"] for row in report["rows"]] == ["png"]
-    assert report["skipped"] == [{"codec": "h264 yuv444p crf28", "reason": "PyAV is not installed (pip install av)"}]
+    assert report["skipped"] == [
+        {"codec": "h264 yuv444p crf28", "reason": "PyAV is not installed (pip install av)"}
+    ]
     assert "h264 yuv444p crf28: PyAV is not installed" in rb.format_markdown(report)
 
 
@@ -84,7 +100,9 @@ def test_user_images_are_scored_against_their_own_decode():
 def test_write_report_writes_markdown_json_and_plot(report, tmp_path):
     paths = rb.write_report(report, tmp_path / "out")
     assert sorted(p.name for p in paths) == ["robustness.json", "robustness.md", "robustness.png"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)  # no temp files
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        p.name for p in paths
+    )  # no temp files
     saved = json.loads((tmp_path / "out" / "robustness.json").read_text())
     assert [row["codec"] for row in saved["rows"]] == [row["codec"] for row in report["rows"]]
     assert saved["rows"][0]["depth_abs_rel"] == pytest.approx(report["rows"][0]["depth_abs_rel"])
@@ -110,8 +128,17 @@ def test_default_max_distance_is_half_the_smallest_palette_gap():
         (dict(images={"depth": np.zeros((1, 4, 4, 3), np.float32)}), ValueError, "images['depth']"),
         (dict(images={"albedo": np.zeros((1, 4, 4, 3), np.uint8)}), ValueError, "images keys"),
         (dict(images=[np.zeros((1, 4, 4, 3), np.uint8)]), TypeError, "images"),
-        (dict(palette=Palette("tiny", ("a", "b"), torch.tensor([[0, 0, 0], [255, 255, 255]], dtype=torch.uint8))),
-         ValueError, "palette"),
+        (
+            dict(
+                palette=Palette(
+                    "tiny",
+                    ("a", "b"),
+                    torch.tensor([[0, 0, 0], [255, 255, 255]], dtype=torch.uint8),
+                )
+            ),
+            ValueError,
+            "palette",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, error, words):
@@ -122,8 +149,26 @@ def test_bad_arguments(kwargs, error, words):
 
 def test_cli_writes_the_report(tmp_path):
     out = tmp_path / "report"
-    result = CliRunner().invoke(main, ["robustness", "-n", "1", "--height", "16", "--width", "24", "--codec", "png",
-                                       "--codec", "jpeg q90", "--device", "cpu", "-o", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "robustness",
+            "-n",
+            "1",
+            "--height",
+            "16",
+            "--width",
+            "24",
+            "--codec",
+            "png",
+            "--codec",
+            "jpeg q90",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "| jpeg q90 | 4:2:0 |" in result.output
     assert {p.name for p in out.iterdir()} == {"robustness.md", "robustness.json", "robustness.png"}
@@ -136,12 +181,27 @@ def test_cli_reads_user_images_and_rejects_bad_paths(tmp_path):
     for i, frame in enumerate(rgb):
         Image.fromarray(frame).save(tmp_path / f"n{i}.png")
     out = tmp_path / "report"
-    result = CliRunner().invoke(main, ["robustness", "--normals", str(tmp_path), "--codec", "png",
-                                       "--no-plot", "--device", "cpu", "-o", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "robustness",
+            "--normals",
+            str(tmp_path),
+            "--codec",
+            "png",
+            "--no-plot",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "robustness.json").read_text())
     assert saved["rows"][0]["normals_mean_deg"] == 0.0 and not (out / "robustness.png").exists()
-    missing = CliRunner().invoke(main, ["robustness", "--depth", str(tmp_path / "nope.png"), "-o", str(out)])
+    missing = CliRunner().invoke(
+        main, ["robustness", "--depth", str(tmp_path / "nope.png"), "-o", str(out)]
+    )
     assert missing.exit_code == 2 and "no such file" in missing.output
     Image.fromarray(rgb[0][:8]).save(tmp_path / "n9.png")
     mixed = CliRunner().invoke(main, ["robustness", "--normals", str(tmp_path), "-o", str(out)])
@@ -150,7 +210,20 @@ def test_cli_reads_user_images_and_rejects_bad_paths(tmp_path):
 
 def test_markdown_marks_missing_and_nan_cells():
     row = {"codec": "png", "chroma": "lossless", "depth_abs_rel": math.nan}
-    markdown = rb.format_markdown({"config": {"source": "x", "palette": "p", "device": "cpu", "backend": "auto",
-                                              "max_eval_depth": 80.0, "off_walk_units": 10.0, "max_distance": 10.0},
-                                   "rows": [row], "skipped": [], "notes": []})
+    markdown = rb.format_markdown(
+        {
+            "config": {
+                "source": "x",
+                "palette": "p",
+                "device": "cpu",
+                "backend": "auto",
+                "max_eval_depth": 80.0,
+                "off_walk_units": 10.0,
+                "max_distance": 10.0,
+            },
+            "rows": [row],
+            "skipped": [],
+            "notes": [],
+        }
+    )
     assert "| png | lossless | — | nan | — |" in markdown

@@ -85,7 +85,8 @@ def test_visible_surfaces_face_the_camera(scenes):
     assert torch.all(lhs < bound + 1e-3)
     flipped = -n
     lhs_flipped = flipped[..., 0] * u - flipped[..., 1] * v
-    bound_flipped = torch.where(flipped[..., 2] >= 0, f_max * flipped[..., 2], f_min * flipped[..., 2])
+    z = flipped[..., 2]
+    bound_flipped = torch.where(z >= 0, f_max * z, f_min * z)
     assert not torch.all(lhs_flipped < bound_flipped + 1e-3)
 
 

@@ -112,7 +112,8 @@ def cached_tie_pixels() -> np.ndarray:
 
 
 def with_tie_colours(shape, seed, device) -> torch.Tensor:
-    """Random uint8 image whose first pixels are the tie colours of docs/format.md, Depth (and exact ties)."""
+    """Random uint8 image whose first pixels are the tie colours of docs/format.md, Depth (and
+    exact ties)."""
     rgb = random_rgb(shape, torch.uint8, seed=seed)
     ties = torch.from_numpy(cached_tie_pixels())
     flat = rgb.view(-1, 3)

@@ -5,6 +5,7 @@ Public API (docs/format.md, Public API). Every decoder takes uint8 or float imag
 any strides) or NumPy arrays, and returns the same kind of object.
 """
 
+from . import _dispatch
 from ._api import (
     decode_depth,
     decode_normals,
@@ -17,7 +18,6 @@ from ._api import (
     inverse_power_transform,
     power_transform,
 )
-from . import _dispatch
 from ._dispatch import available_backends
 from .instances import Instances, decode_instances
 

@@ -6,7 +6,7 @@ size (the memory requirement: < 256 MB of working memory beyond inputs and outpu
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

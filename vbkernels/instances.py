@@ -245,7 +245,7 @@ class _Bins(NamedTuple):
     sum_flat: torch.Tensor  # (M, 3) int64
 
     @staticmethod
-    def gather(count_all, count_flat, sum_flat) -> "_Bins":
+    def gather(count_all, count_flat, sum_flat) -> _Bins:
         image, index = (count_all > 0).nonzero(as_tuple=True)
         c_all, c_flat = count_all[image, index], count_flat[image, index]
         s_flat = sum_flat[image, index]

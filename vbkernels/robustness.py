@@ -33,9 +33,9 @@ import io
 import json
 import math
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -108,7 +108,10 @@ def _all_codecs() -> tuple[Codec, ...]:
     codecs.append(Codec("webp q90", "4:2:0", _pillow("WEBP", quality=90)))
     codecs.append(Codec("webp lossless", "lossless", _pillow("WEBP", lossless=True)))
     for pix_fmt, chroma in (("yuv420p", "4:2:0"), ("yuv444p", "4:4:4")):
-        codecs += [Codec(f"h264 {pix_fmt} crf{crf}", chroma, _h264(pix_fmt, crf), h264=True) for crf in (0, 18, 28)]
+        codecs += [
+            Codec(f"h264 {pix_fmt} crf{crf}", chroma, _h264(pix_fmt, crf), h264=True)
+            for crf in (0, 18, 28)
+        ]
     return tuple(codecs)
 
 
@@ -154,7 +157,11 @@ def robustness_report(
     device = torch.device(device)
     if max_distance is None:
         max_distance = _half_min_palette_gap(palette.colors)
-    elif isinstance(max_distance, bool) or not isinstance(max_distance, (int, float)) or not max_distance > 0:
+    elif (
+        isinstance(max_distance, bool)
+        or not isinstance(max_distance, (int, float))
+        or not max_distance > 0
+    ):
         raise ValueError(f"max_distance must be a number > 0 or None, got {max_distance!r}")
     scorer = _Scorer(palette, float(max_distance), device, backend)
     if images is None:
@@ -164,7 +171,9 @@ def robustness_report(
     else:
         encoded = _check_images(images)
         truth = scorer.decode_truth(encoded)
-        source = "user images: " + ", ".join(f"{task} {tuple(rgb.shape)}" for task, rgb in encoded.items())
+        source = "user images: " + ", ".join(
+            f"{task} {tuple(rgb.shape)}" for task, rgb in encoded.items()
+        )
     h264_missing = h264_unavailable_reason()
     rows, skipped = [], []
     for codec in selected:
@@ -242,17 +251,23 @@ class _Scorer:
         import vbkernels
         from vbkernels.metrics import normal_metrics
 
-        metrics = normal_metrics(vbkernels.decode_normals(rgb, backend=self.backend), truth["normals"])
+        metrics = normal_metrics(
+            vbkernels.decode_normals(rgb, backend=self.backend), truth["normals"]
+        )
         return {"normals_mean_deg": metrics["mean"], "normals_median_deg": metrics["median"]}
 
     def _seg(self, rgb: torch.Tensor, truth: dict) -> dict:
         from vbkernels.metrics import segmentation_metrics
 
         k, target = len(self.palette), truth["semantic"]
-        nearest = segmentation_metrics(self._labels(rgb), target, k, ignore_index=self.palette.ignore_index)
+        nearest = segmentation_metrics(
+            self._labels(rgb), target, k, ignore_index=self.palette.ignore_index
+        )
         labels = self._labels(rgb, max_distance=self.max_distance)
         kept = labels != self.palette.ignore_index
-        filtered = segmentation_metrics(labels, target, k, ignore_index=self.palette.ignore_index, mask=kept)
+        filtered = segmentation_metrics(
+            labels, target, k, ignore_index=self.palette.ignore_index, mask=kept
+        )
         return {
             "seg_miou": nearest["miou"],
             "seg_miou_kept": filtered["miou"],
@@ -263,7 +278,11 @@ class _Scorer:
         import vbkernels
 
         return vbkernels.decode_segmentation(
-            rgb, self.colors, max_distance=max_distance, ignore_index=self.palette.ignore_index, backend=self.backend
+            rgb,
+            self.colors,
+            max_distance=max_distance,
+            ignore_index=self.palette.ignore_index,
+            backend=self.backend,
         )
 
 
@@ -276,27 +295,34 @@ def _scene_inputs(scenes: int, height: int, width: int, seed: int, palette) -> t
     labels_needed = int(truth["semantic"].max()) + 1 if truth["semantic"].numel() else 0
     if len(palette) < labels_needed:
         raise ValueError(
-            f"palette {palette.name!r} has {len(palette)} classes but the scenes use Cityscapes train ids "
-            f"up to {labels_needed - 1}; use palette='cityscapes' or pass images="
+            f"palette {palette.name!r} has {len(palette)} classes but the scenes use Cityscapes "
+            f"train ids up to {labels_needed - 1}; use palette='cityscapes' or pass images="
         )
     encoded = {
         "depth": vbkernels.encode_depth(truth["depth"]),
         "normals": vbkernels.encode_normals(truth["normals"]),
-        "seg": vbkernels.encode_segmentation(truth["semantic"], palette.colors, ignore_color=palette.ignore_color),
+        "seg": vbkernels.encode_segmentation(
+            truth["semantic"], palette.colors, ignore_color=palette.ignore_color
+        ),
     }
     return {task: rgb.numpy() for task, rgb in encoded.items()}, truth
 
 
 def _check_images(images) -> dict:
     if not isinstance(images, dict) or not images:
-        raise TypeError(f"images must be a non-empty dict with keys from {TASKS}, got {type(images).__name__}")
+        raise TypeError(
+            f"images must be a non-empty dict with keys from {TASKS}, got {type(images).__name__}"
+        )
     checked = {}
     for task, rgb in images.items():
         if task not in TASKS:
             raise ValueError(f"images keys must be among {TASKS}, got {task!r}")
         array = rgb.cpu().numpy() if isinstance(rgb, torch.Tensor) else np.asarray(rgb)
         if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or 0 in array.shape:
-            raise ValueError(f"images[{task!r}] must be non-empty uint8 (N, H, W, 3), got {array.dtype} {array.shape}")
+            raise ValueError(
+                f"images[{task!r}] must be non-empty uint8 (N, H, W, 3), "
+                f"got {array.dtype} {array.shape}"
+            )
         checked[task] = np.ascontiguousarray(array)
     return checked
 
@@ -346,7 +372,9 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 
 def _row_line(row: dict) -> str:
-    return f"{row['codec']:<20} " + " ".join(f"{key}={_cell(row, key, fmt)}" for key, _, fmt in _COLUMNS[1:])
+    return f"{row['codec']:<20} " + " ".join(
+        f"{key}={_cell(row, key, fmt)}" for key, _, fmt in _COLUMNS[1:]
+    )
 
 
 def format_markdown(report: dict) -> str:
@@ -356,15 +384,20 @@ def format_markdown(report: dict) -> str:
         "# vbkernels codec robustness",
         "",
         f"Input: {config['source']}; palette {config['palette']}; device {config['device']}, "
-        f"backend {config['backend']}. Depth scored on pixels closer than {config['max_eval_depth']:g} m; "
-        f"'off walk' = share of pixels more than {config['off_walk_units']:g} units (of 255) from the cube walk; "
-        f"'seg mIoU kept' leaves out pixels farther than r = {config['max_distance']:g} from every palette colour.",
+        f"backend {config['backend']}. Depth scored on pixels closer than "
+        f"{config['max_eval_depth']:g} m; 'off walk' = share of pixels more than "
+        f"{config['off_walk_units']:g} units (of 255) from the cube walk; 'seg mIoU kept' leaves "
+        f"out pixels farther than r = {config['max_distance']:g} from every palette colour.",
         "",
         "| codec | " + " | ".join(header for _, header, _ in _COLUMNS) + " |",
         "|---|" + "---|" * len(_COLUMNS),
     ]
     for row in report["rows"]:
-        lines.append(f"| {row['codec']} | " + " | ".join(_cell(row, key, fmt) for key, _, fmt in _COLUMNS) + " |")
+        lines.append(
+            f"| {row['codec']} | "
+            + " | ".join(_cell(row, key, fmt) for key, _, fmt in _COLUMNS)
+            + " |"
+        )
     if report["skipped"]:
         lines += ["", "Skipped:"] + [f"- {s['codec']}: {s['reason']}" for s in report["skipped"]]
     if report["notes"]:
@@ -378,23 +411,32 @@ def _notes(rows: list[dict]) -> list[str]:
     pairs = [("jpeg q95", "jpeg q95 4:4:4")]
     pairs += [(f"h264 yuv420p crf{crf}", f"h264 yuv444p crf{crf}") for crf in (0, 18, 28)]
     notes = []
-    compared = (("depth_abs_rel", "depth AbsRel {:.4f}"), ("depth_off_walk_pct", "off walk {:.2f}%"),
-                ("normals_mean_deg", "normals {:.2f}°"), ("seg_miou", "mIoU {:.4f}"))
+    compared = (
+        ("depth_abs_rel", "depth AbsRel {:.4f}"),
+        ("depth_off_walk_pct", "off walk {:.2f}%"),
+        ("normals_mean_deg", "normals {:.2f}°"),
+        ("seg_miou", "mIoU {:.4f}"),
+    )
     for sub, full in pairs:
         if sub in by_name and full in by_name:
             a, b = by_name[sub], by_name[full]
-            parts = [f"{text.format(a[key])} vs {text.format(b[key]).split(' ')[-1]}" for key, text in compared if key in a]
+            parts = [
+                f"{text.format(a[key])} vs {text.format(b[key]).split(' ')[-1]}"
+                for key, text in compared
+                if key in a
+            ]
             notes.append(f"{sub} (4:2:0) vs {full} (4:4:4): " + ", ".join(parts) + ".")
     if notes:
         notes.append(
-            "Chroma subsampling (4:2:0) keeps one colour sample per 2x2 block, so wherever the colour "
-            "changes inside a block it is blended. Depth: the walk changes hue along its length, so a "
-            "blend at a depth edge falls off the walk and decodes to a depth between the two sides (the "
-            "'off walk' column counts such pixels; delta1 drops below 1). Normals: the damage sits at "
-            "creases, so the mean error grows far more than the median. Segmentation: a blend of two "
-            "class colours gets a wrong nearest colour, sometimes a class absent from the image (Cityscapes "
-            "bus and train are 20 units apart), which costs a whole class in mIoU; max_distance rejects "
-            "most of these pixels ('seg rejected %') and lifts mIoU on the pixels it keeps."
+            "Chroma subsampling (4:2:0) keeps one colour sample per 2x2 block, so wherever the "
+            "colour changes inside a block it is blended. Depth: the walk changes hue along its "
+            "length, so a blend at a depth edge falls off the walk and decodes to a depth between "
+            "the two sides (the 'off walk' column counts such pixels; delta1 drops below 1). "
+            "Normals: the damage sits at creases, so the mean error grows far more than the "
+            "median. Segmentation: a blend of two class colours gets a wrong nearest colour, "
+            "sometimes a class absent from the image (Cityscapes bus and train are 20 units "
+            "apart), which costs a whole class in mIoU; max_distance rejects most of these pixels "
+            "('seg rejected %') and lifts mIoU on the pixels it keeps."
         )
     return notes
 
@@ -409,8 +451,14 @@ def plot_png(report: dict) -> bytes:
 
     rows = report["rows"]
     names = [row["codec"] for row in rows]
-    colours = ["tab:green" if row["chroma"] == "lossless" else "tab:blue" if row["chroma"] == "4:4:4" else "tab:orange"
-               for row in rows]
+    colours = [
+        "tab:green"
+        if row["chroma"] == "lossless"
+        else "tab:blue"
+        if row["chroma"] == "4:4:4"
+        else "tab:orange"
+        for row in rows
+    ]
     panels = (
         ("depth_abs_rel", "depth AbsRel"),
         ("depth_off_walk_pct", f"% pixels > {OFF_WALK_UNITS:g} units off the walk"),
@@ -418,7 +466,9 @@ def plot_png(report: dict) -> bytes:
         ("seg_miou", "segmentation mIoU (nearest colour)"),
     )
     panels = [(key, title) for key, title in panels if key in rows[0]]  # tasks that were scored
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 5), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.5 * len(panels), 5), constrained_layout=True, squeeze=False
+    )
     for ax, (key, title) in zip(axes.flat, panels):
         ax.bar(range(len(rows)), [row[key] for row in rows], color=colours)
         ax.set_title(title)

@@ -284,7 +284,8 @@ def degrade(rgb_uint8, *, jpeg_quality: int | None = 90, blur_sigma: float = 0.5
     is_numpy = isinstance(rgb_uint8, np.ndarray)
     frames = torch.from_numpy(rgb_uint8) if is_numpy else rgb_uint8
     if not isinstance(frames, torch.Tensor):
-        raise TypeError(f"rgb_uint8 must be a torch tensor or NumPy array, got {type(rgb_uint8).__name__}")
+        raise TypeError(
+            f"rgb_uint8 must be a torch tensor or NumPy array, got {type(rgb_uint8).__name__}")
     if frames.dtype != torch.uint8 or frames.ndim not in (3, 4) or frames.shape[-1] != 3:
         raise ValueError(
             f"rgb_uint8 must be uint8 of shape (N, H, W, 3) or (H, W, 3), got {frames.dtype} "

@@ -46,19 +46,22 @@ def measure(device: torch.device, repeats: int, workload: Workload = WORKLOAD,
     timer = Timer(device)
     rgb = make_images(workload, device)
     labels = torch.empty(rgb.shape[:3], dtype=torch.int64, device=device)
-    rows = []
-    for k in sizes:
-        colours = palette(k, device).to(torch.float32)
-        scan = _timed(timer, lambda: seg._decode_by_distance(rgb, colours, labels, None, None,
-                                                              -1), repeats)
-        build = _timed(timer, lambda: seg.build_label_table(colours), BUILD_REPEATS)
-        table = seg.build_label_table(colours)
-        lookup = _timed(timer, lambda: seg.lookup_labels(rgb, table, colours, labels, None,
-                                                         None, -1), repeats)
-        rows.append({"palette_size": k, "scan": scan, "lookup": lookup, "build": build,
-                     "table_used": k >= seg.TABLE_MIN_K})
-        del table
-    return rows
+    return [_row(seg, timer, rgb, palette(k, device).to(torch.float32), labels, repeats)
+            for k in sizes]
+
+
+def _row(seg, timer: Timer, rgb, colours, labels, repeats: int) -> dict:
+    """Scan, build and lookup times for one palette (``seg``: the Triton segmentation module)."""
+    table = seg.build_label_table(colours)
+    return {
+        "palette_size": colours.shape[0],
+        "scan": _timed(timer, lambda: seg._decode_by_distance(rgb, colours, labels, None, None,
+                                                               -1), repeats),
+        "lookup": _timed(timer, lambda: seg.lookup_labels(rgb, table, colours, labels, None,
+                                                          None, -1), repeats),
+        "build": _timed(timer, lambda: seg.build_label_table(colours), BUILD_REPEATS),
+        "table_used": colours.shape[0] >= seg.TABLE_MIN_K,
+    }
 
 
 def run(device: torch.device, repeats: int, out_of_time: bool) -> dict:

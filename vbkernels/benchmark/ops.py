@@ -4,7 +4,7 @@ Bytes read and written are those of the public call (image in, decoded output ou
 not depend on the provider: a provider that converts the image to float64 first (as
 ``hilbertmap`` needs) pays for that inside its time, not in the traffic it is credited with.
 
-The ``_k40`` ops time the instance-decoding speed target (``decode_instances`` at most 3x the time of
+The ``_k40`` ops time the instance speed target (``decode_instances`` at most 3x the time of
 ``decode_segmentation`` with a known 40-colour palette) on the same images: 64 x 64 tiles
 painted with the 40 colours of ``palette40`` (see ``tiled_images``), since on random noise
 ``decode_instances`` finds no flat colour regions and skips most of its work.

@@ -11,8 +11,8 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -154,7 +154,7 @@ class PeakMemory:
         self.method = ""
         self._start = 0
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self._start = torch.cuda.memory_allocated(self.device)

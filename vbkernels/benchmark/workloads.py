@@ -44,7 +44,7 @@ class Workload:
         layout = "NHWC" if self.layout == "hwc" else "NCHW"
         return f"{self.batch}x{self.width}x{self.height} {self.dtype} {layout}"
 
-    def scaled(self, batch: int, height: int, width: int) -> "Workload":
+    def scaled(self, batch: int, height: int, width: int) -> Workload:
         return replace(self, batch=batch, height=height, width=width)
 
 

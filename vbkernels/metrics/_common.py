@@ -23,7 +23,10 @@ def as_tensor(x, name: str) -> torch.Tensor:
 
 def check_float(x: torch.Tensor, name: str) -> None:
     if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a floating-point tensor (float16/bfloat16/float32/float64), got {x.dtype}")
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float16/bfloat16/float32/float64), "
+            f"got {x.dtype}"
+        )
 
 
 def check_integer(x: torch.Tensor, name: str) -> None:
@@ -33,7 +36,9 @@ def check_integer(x: torch.Tensor, name: str) -> None:
 
 def check_same_device(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     if a.device != b.device:
-        raise RuntimeError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; put them on one device")
+        raise RuntimeError(
+            f"{name_a} is on {a.device} but {name_b} is on {b.device}; put them on one device"
+        )
 
 
 def check_pair(pred, target, check_dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +50,9 @@ def check_pair(pred, target, check_dtype) -> tuple[torch.Tensor, torch.Tensor]:
     check_dtype(target, "target")
     check_same_device("pred", pred, "target", target)
     if pred.shape != target.shape:
-        raise ValueError(f"pred shape {tuple(pred.shape)} must equal target shape {tuple(target.shape)}")
+        raise ValueError(
+            f"pred shape {tuple(pred.shape)} must equal target shape {tuple(target.shape)}"
+        )
     return pred, target
 
 
@@ -60,14 +67,23 @@ def check_mask(mask, like: torch.Tensor, shape: tuple, name: str = "mask") -> to
     try:
         return mask.broadcast_to(shape)
     except RuntimeError:
-        raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to the target shape {shape}") from None
+        raise ValueError(
+            f"{name} of shape {tuple(mask.shape)} does not broadcast to the target shape {shape}"
+        ) from None
 
 
 def check_nonnegative_number(value, name: str, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0{' or None' if allow_none else ''}, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"{name} must be a finite number >= 0{' or None' if allow_none else ''}, got {value!r}"
+        )
     return float(value)
 
 

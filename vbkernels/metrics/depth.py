@@ -78,13 +78,19 @@ class DepthMetrics:
         self.min_depth = check_nonnegative_number(min_depth, "min_depth")
         self.max_depth = check_nonnegative_number(max_depth, "max_depth", allow_none=True)
         if self.max_depth is not None and self.max_depth <= self.min_depth:
-            raise ValueError(f"max_depth must be greater than min_depth={self.min_depth}, got {max_depth!r}")
+            raise ValueError(
+                f"max_depth must be greater than min_depth={self.min_depth}, got {max_depth!r}"
+            )
         self.thresholds = _check_thresholds(thresholds)
         if alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        if isinstance(silog_lambda, bool) or not isinstance(silog_lambda, (int, float)) or not math.isfinite(silog_lambda):
+        if (
+            isinstance(silog_lambda, bool)
+            or not isinstance(silog_lambda, (int, float))
+            or not math.isfinite(silog_lambda)
+        ):
             raise ValueError(f"silog_lambda must be a finite number, got {silog_lambda!r}")
         self.alignment = alignment
         self.reduction = reduction
@@ -124,7 +130,9 @@ class DepthMetrics:
             values = [math.nan] * len(self.names)
             return dict(zip(self.names, values), valid_pixels=0, images=0)
         if self.reduction == "pixel":
-            metrics = _metrics_from_sums(self._pixel_sums[None], self._pixels[None], len(self.thresholds), self.silog_lambda)[0]
+            metrics = _metrics_from_sums(
+                self._pixel_sums[None], self._pixels[None], len(self.thresholds), self.silog_lambda
+            )[0]
             metrics = torch.where(self._pixels > 0, metrics, math.nan)
         else:
             metrics = self._image_sums / self._images
@@ -162,7 +170,14 @@ class DepthMetrics:
         deltas = [((ratio < thr) & valid).sum(1, dtype=torch.float64) for thr in self.thresholds]
         err = p - g
         d = torch.log(p) - torch.log(g)
-        terms = (err.abs() / g, err * err / g, err * err, d * d, (torch.log10(p) - torch.log10(g)).abs(), d)
+        terms = (
+            err.abs() / g,
+            err * err / g,
+            err * err,
+            d * d,
+            (torch.log10(p) - torch.log10(g)).abs(),
+            d,
+        )
         sums = deltas + [(term * weight).sum(1) for term in terms]
         counts = valid.sum(1)
         mean_d = sums[-1] / counts.clamp(min=1)
@@ -177,7 +192,9 @@ def depth_metrics(pred, target, mask=None, **options) -> dict[str, float]:
     return metric.compute()
 
 
-def _metrics_from_sums(sums: torch.Tensor, counts: torch.Tensor, n_thresholds: int, silog_lambda: float) -> torch.Tensor:
+def _metrics_from_sums(
+    sums: torch.Tensor, counts: torch.Tensor, n_thresholds: int, silog_lambda: float
+) -> torch.Tensor:
     """Rows of sums (as built by ``_per_image_sums``) to rows of metrics in ``names`` order."""
     n = counts.to(torch.float64).clamp(min=1)[:, None]
     means = sums / n
@@ -185,7 +202,9 @@ def _metrics_from_sums(sums: torch.Tensor, counts: torch.Tensor, n_thresholds: i
     abs_rel, sq_rel, se, d2, log10, d, variance = means[:, n_thresholds:].unbind(1)
     # mean(d²) - lam mean(d)² written as Var(d) + (1 - lam) mean(d)², free of cancellation.
     silog_eigen = variance + (1 - silog_lambda) * d * d
-    rest = torch.stack((abs_rel, sq_rel, se.sqrt(), d2.sqrt(), log10, 100 * variance.sqrt(), silog_eigen), dim=1)
+    rest = torch.stack(
+        (abs_rel, sq_rel, se.sqrt(), d2.sqrt(), log10, 100 * variance.sqrt(), silog_eigen), dim=1
+    )
     return torch.cat((deltas, rest), dim=1)
 
 
@@ -250,5 +269,7 @@ def _check_thresholds(thresholds) -> tuple[float, ...]:
     except TypeError:
         raise TypeError(f"thresholds must be a sequence of numbers, got {thresholds!r}") from None
     if not values or not all(math.isfinite(t) and t > 1 for t in values):
-        raise ValueError(f"thresholds must be a non-empty sequence of finite numbers > 1, got {thresholds!r}")
+        raise ValueError(
+            f"thresholds must be a non-empty sequence of finite numbers > 1, got {thresholds!r}"
+        )
     return values

@@ -51,16 +51,30 @@ class NormalMetrics:
     launches device work only. ``compute()`` returns Python floats; ``reset()`` forgets.
     """
 
-    def __init__(self, *, thresholds=DEFAULT_THRESHOLDS, channel_dim: int = -1, eps: float = 1e-6, median: bool = True):
+    def __init__(
+        self,
+        *,
+        thresholds=DEFAULT_THRESHOLDS,
+        channel_dim: int = -1,
+        eps: float = 1e-6,
+        median: bool = True,
+    ):
         try:
             self.thresholds = tuple(float(t) for t in thresholds)
         except TypeError:
-            raise TypeError(f"thresholds must be a sequence of numbers in degrees, got {thresholds!r}") from None
+            raise TypeError(
+                f"thresholds must be a sequence of numbers in degrees, got {thresholds!r}"
+            ) from None
         if not self.thresholds or not all(0 < t <= 180 for t in self.thresholds):
             raise ValueError(f"thresholds must be numbers in (0, 180] degrees, got {thresholds!r}")
         if isinstance(channel_dim, bool) or not isinstance(channel_dim, int):
             raise TypeError(f"channel_dim must be an int, got {channel_dim!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, (int, float))
+            or not math.isfinite(eps)
+            or eps < 0
+        ):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         self.channel_dim = channel_dim
         self.eps = float(eps)
@@ -84,13 +98,16 @@ class NormalMetrics:
         weight = valid.to(torch.float64)
         angle_or_zero = torch.where(valid, angle, 0.0)
         hits = [((angle < t) & valid).sum(dtype=torch.float64) for t in self.thresholds]
-        sums = torch.stack([weight.sum(), angle_or_zero.sum(), (angle_or_zero * angle_or_zero).sum()] + hits)
+        sums = torch.stack(
+            [weight.sum(), angle_or_zero.sum(), (angle_or_zero * angle_or_zero).sum()] + hits
+        )
         self._sums = sums if self._sums is None else self._sums + sums
         if self.keep_median:
             self._angles.append(torch.where(valid, angle, math.nan).to(torch.float32).reshape(-1))
 
     def compute(self) -> dict[str, float]:
-        """The metrics in degrees / percent (NaN when no valid pixel was seen) and ``valid_pixels``."""
+        """The metrics in degrees / percent (NaN when no valid pixel was seen) and
+        ``valid_pixels``."""
         if self._sums is None:
             return dict.fromkeys(self.names, math.nan) | {"valid_pixels": 0}
         count, total, squares, *hits = self._sums.cpu().tolist()
@@ -99,7 +116,7 @@ class NormalMetrics:
         if self.keep_median:
             result["median"] = self._median()
         result["rmse"] = math.sqrt(squares / n) if count else math.nan
-        for name, hit in zip(self.names[-len(self.thresholds):], hits):
+        for name, hit in zip(self.names[-len(self.thresholds) :], hits):
             result[name] = 100.0 * hit / n if count else math.nan
         result["valid_pixels"] = int(count)
         return result
@@ -134,10 +151,14 @@ class NormalMetrics:
     def _check(self, pred, target, mask):
         pred, target = check_pair(pred, target, check_float)
         if target.dim() == 0 or not -target.dim() <= self.channel_dim < target.dim():
-            raise ValueError(f"channel_dim={self.channel_dim} is out of range for target of shape {tuple(target.shape)}")
+            raise ValueError(
+                f"channel_dim={self.channel_dim} is out of range for target of shape "
+                f"{tuple(target.shape)}"
+            )
         if target.shape[self.channel_dim] != 3:
             raise ValueError(
-                f"target must have 3 channels along channel_dim={self.channel_dim}, got shape {tuple(target.shape)}"
+                f"target must have 3 channels along channel_dim={self.channel_dim}, got shape "
+                f"{tuple(target.shape)}"
             )
         pixel_shape = target.movedim(self.channel_dim, -1).shape[:-1]
         return pred, target, check_mask(mask, target, pixel_shape)

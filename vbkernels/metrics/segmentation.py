@@ -55,7 +55,10 @@ class SegmentationMetrics:
             if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
                 raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
             if 0 <= ignore_index < num_classes:
-                raise ValueError(f"ignore_index={ignore_index} is a valid class index for num_classes={num_classes}")
+                raise ValueError(
+                    f"ignore_index={ignore_index} is a valid class index for "
+                    f"num_classes={num_classes}"
+                )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.reset()
@@ -75,7 +78,9 @@ class SegmentationMetrics:
         labelled = in_range
         if mask is not None:
             labelled = labelled & mask.reshape(-1)
-        ignored = t == self.ignore_index if self.ignore_index is not None else torch.zeros_like(in_range)
+        ignored = (
+            t == self.ignore_index if self.ignore_index is not None else torch.zeros_like(in_range)
+        )
         column = torch.where((p >= 0) & (p < c), p, c)
         dump = c * (c + 1)
         index = torch.where(labelled, t * (c + 1) + column, dump)
@@ -93,14 +98,17 @@ class SegmentationMetrics:
             bad = int(to_python(self._bad_targets))
             if bad:
                 raise ValueError(
-                    f"target held {bad} labels outside [0, {c}) that are not ignore_index={self.ignore_index}; "
+                    f"target held {bad} labels outside [0, {c}) that are not "
+                    f"ignore_index={self.ignore_index}; "
                     "check num_classes and ignore_index"
                 )
             counts = self._counts[: c * (c + 1)].view(c, c + 1).cpu()
         return _scores(counts)
 
 
-def segmentation_metrics(pred, target, num_classes: int, *, ignore_index: int | None = 255, mask=None) -> dict:
+def segmentation_metrics(
+    pred, target, num_classes: int, *, ignore_index: int | None = 255, mask=None
+) -> dict:
     """One-shot :class:`SegmentationMetrics`."""
     metric = SegmentationMetrics(num_classes, ignore_index=ignore_index)
     metric.update(pred, target, mask)

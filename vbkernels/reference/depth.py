@@ -1,7 +1,7 @@
 """Cube-walk projection, inverse power transform and their encoders in plain torch.
 
-This is the reference every fast backend is tested against (docs/format.md, Depth). Kernel ops follow
-the destination-passing signatures documented in ``vbkernels._dispatch``.
+This is the reference every fast backend is tested against (docs/format.md, Depth). Kernel ops
+follow the destination-passing signatures documented in ``vbkernels._dispatch``.
 """
 
 from __future__ import annotations

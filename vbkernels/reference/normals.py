@@ -31,7 +31,8 @@ def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
 def encode_normals(normals, rgb_out, flip_yz) -> None:
     for imgs, rows in iter_chunks(normals.shape, chunk_pixels(normals.device)):
         n = _flip(normals[imgs, rows].to(torch.float64), flip_yz)
-        units = (255.0 * (n + 1.0) / 2.0).clamp(0.0, 255.0)  # docs/format.md, Normals: p = round(255*(n+1)/2)
+        # docs/format.md, Normals: p = round(255*(n+1)/2)
+        units = (255.0 * (n + 1.0) / 2.0).clamp(0.0, 255.0)
         if rgb_out.dtype == torch.uint8:
             rgb_out[imgs, rows] = torch.round(units).to(torch.uint8)
         else:

@@ -23,7 +23,8 @@ def _select(better, d, best, k, new_k, s, new_s, c, new_c):
 
 @triton.jit
 def _nearest_segment(r, g, b, up_r, dn_r, up_g, dn_g, up_b, dn_b):
-    """Segment k, local position s, its complement c = 1 - s, and dist2 (docs/format.md, Depth, walk table).
+    """Segment k, local position s, its complement c = 1 - s, and dist2 (docs/format.md, Depth,
+    the walk).
 
     ``r, g, b`` are 0..255 units (int32 for uint8 input: exact); ``up_*``/``dn_*`` each
     channel's edge fractions v/255 and 1 - v/255, both computed directly as the reference

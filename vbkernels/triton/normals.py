@@ -1,4 +1,5 @@
-"""Surface normals from linearly mapped RGB and back (docs/format.md, Normals), one pass per pixel."""
+"""Surface normals from linearly mapped RGB and back (docs/format.md, Normals), one pass per
+pixel."""
 
 from __future__ import annotations
 
