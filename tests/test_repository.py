@@ -3,6 +3,7 @@ Markdown link in the README and docs/ resolves to a file of the repository."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -114,3 +115,58 @@ def test_markdown_links_resolve_inside_the_repository():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert not broken, "links that do not resolve to a file of the repository:\n" + "\n".join(
         broken)
+
+
+# ------------------------------------------------ docs/format.md agrees with the code
+
+
+def _format_section(title: str) -> str:
+    text = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def _table_rows(text: str, first_cell: str) -> list[list[str]]:
+    """Cells of the Markdown table rows whose first cell matches the regex ``first_cell``."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and re.fullmatch(first_cell, cells[0]):
+            rows.append(cells)
+    return rows
+
+
+def _number(cell: str) -> float:
+    return float("inf") if cell == "+inf" else float(cell)
+
+
+def test_format_worked_examples_match_the_code():
+    import torch
+
+    import vbkernels as vb
+
+    rows = _table_rows(_format_section("Depth"), r"\(\d+, \d+, \d+\)")
+    assert len(rows) >= 10
+    rgb = torch.tensor([ast.literal_eval(r[0]) for r in rows], dtype=torch.uint8).view(1, -1, 3)
+    t = vb.hilbert_project(rgb, backend="torch")[0].double()
+    depth, dist = vb.decode_depth(rgb, return_distance=True, backend="torch")
+    for i, (colour, _, t_doc, depth_doc, dist_doc) in enumerate(rows):
+        assert abs(t[i].item() - _number(t_doc)) <= 1e-6, colour
+        want = _number(depth_doc)
+        got = depth[0, i].item()
+        assert got == want if want in (0.0, float("inf")) else abs(got / want - 1) <= 1e-5, colour
+        assert abs(dist[0, i].item() - _number(dist_doc)) <= 1e-3, colour
+
+
+def test_format_precision_table_matches_the_precision_command():
+    from vbkernels.cli.precision import precision_table
+
+    rows = _table_rows(_format_section("Depth"), r"[\d.]+ m")
+    assert len(rows) >= 8
+    units = {"mm": 1e-3, "cm": 1e-2, "m": 1.0}
+    computed = {row["depth"]: row["step"] for row in precision_table(-3.0, 10 / 3)}
+    for depth_cell, step_cell, _ in rows:
+        value, unit = step_cell.split()
+        step = computed[float(depth_cell.split()[0])]
+        assert abs(step / (float(value) * units[unit]) - 1) < 5e-3, depth_cell
