@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vbkernels.benchmark.png_read import encode_png
@@ -252,3 +253,46 @@ def test_inflate_errors():
     rows[1, 0] = 7
     with pytest.raises(ValueError, match="row filter 7"):
         png.unfilter(rows, 3)
+
+
+# --- The GPU half: the Triton unfilter (interpreted on CPU unless CUDA is here) -----------
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="module")
+def gpu_unfilter():
+    pytest.importorskip("triton")
+    from vbkernels.triton import png_unfilter
+    return png_unfilter
+
+
+@pytest.mark.parametrize("channels, shape, count", [(3, (6, 7), 2), (1, (11, 4), 1),
+                                                     (4, (2, 3), 1), (2, (1, 1), 1)])
+def test_triton_unfilter_matches_numpy(gpu_unfilter, channels, shape, count):
+    # (11, 4) spans two blocks of rows under the interpreter (8 rows a block).
+    rng = np.random.default_rng(channels)
+    filtered, expected = [], []
+    for i in range(count):
+        px = rng.integers(0, 256, (*shape, channels), np.uint8)
+        header, rows = png.inflate_png(encode_png(px, (np.arange(shape[0]) + i) % 5))
+        filtered.append(rows)
+        expected.append(png.unfilter(rows, channels))
+    if count * shape[0] >= 5:
+        assert {int(k) for r in filtered for k in r[:, 0]} == set(range(5))
+    got = gpu_unfilter.unfilter(torch.from_numpy(np.stack(filtered)).to(DEVICE), channels)
+    assert np.array_equal(got.cpu().numpy(), np.stack(expected))
+    rgb = gpu_unfilter.to_rgb(got).cpu().numpy()
+    want = np.stack([pillow_rgb(encode_png(e, 0)) for e in expected])
+    assert np.array_equal(rgb, want)
+
+
+def test_triton_unfilter_checks_its_input(gpu_unfilter):
+    rows = torch.zeros((1, 2, 7), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="channels must be"):
+        gpu_unfilter.unfilter(rows, 4)
+    with pytest.raises(ValueError, match="uint8 tensor"):
+        gpu_unfilter.unfilter(rows.float(), 3)
+    rows[0, 1, 0] = 5
+    with pytest.raises(ValueError, match="row filter 5"):
+        gpu_unfilter.unfilter(rows, 3)
