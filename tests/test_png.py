@@ -220,9 +220,8 @@ def test_without_pyspng_pillow_reads(monkeypatch):
     assert np.array_equal(png.read_png(data), pillow_rgb(data))
 
 
-def test_without_isal_and_libdeflate_zlib_inflates(monkeypatch):
+def test_without_isal_zlib_inflates(monkeypatch):
     monkeypatch.setitem(sys.modules, "isal", None)
-    monkeypatch.setitem(sys.modules, "deflate", None)
     assert list(png.inflaters()) == ["zlib"]
     assert png._crc32_function() is zlib.crc32
     px = pixels((9, 10), 3)
@@ -296,3 +295,16 @@ def test_triton_unfilter_checks_its_input(gpu_unfilter):
     rows[0, 1, 0] = 5
     with pytest.raises(ValueError, match="row filter 5"):
         gpu_unfilter.unfilter(rows, 3)
+
+
+@pytest.mark.parametrize("inflater", list(png.inflaters()))
+def test_broken_stream_raises_value_error(inflater):
+    data = encode_png(pixels((9, 10), 3), 1)
+    stream = b"\x78\x9c\xff\xff\xff\xff"
+    chunk = struct.pack(">I", len(stream)) + b"IDAT" + stream \
+        + struct.pack(">I", zlib.crc32(b"IDAT" + stream))
+    broken = data[:33] + chunk + data[-12:]
+    with pytest.raises(ValueError, match="broken.png: PNG image data does not inflate"):
+        png.inflate_png(broken, inflater=inflater, name="broken.png")
+    with pytest.raises(ValueError, match="broken.png"):
+        png.read_png(broken, name="broken.png")

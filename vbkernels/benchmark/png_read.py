@@ -4,8 +4,8 @@ Routes (each one process, one thread: per-core figures):
 
 - ``pillow``: ``np.array(Image.open(f).convert("RGB"))``, what the command line did;
 - ``pyspng``: :func:`vbkernels.pipeline.png.read_png` (chunk walk + CRC, then libspng);
-- ``<inflater>+numpy``: :func:`~vbkernels.pipeline.png.inflate_png` with zlib, libdeflate
-  or ISA-L, then the NumPy :func:`~vbkernels.pipeline.png.unfilter`;
+- ``<inflater>+numpy``: :func:`~vbkernels.pipeline.png.inflate_png` with zlib or ISA-L,
+  then the NumPy :func:`~vbkernels.pipeline.png.unfilter`;
 - ``<inflater> only``: the inflate alone, what CPU workers would do if a GPU unfiltered.
 
 The corpus is what generated depth looks like on disk: cube-walk encoded street scenes
@@ -127,18 +127,18 @@ def png_read_benchmark(files: list[bytes] | None = None, *, repeats: int = 5,
                 got = route(d)
                 if not np.array_equal(got, want):
                     raise AssertionError(f"route {name} differs from Pillow")
-    rows = []
-    for name, route in routes.items():
-        cpu, wall = [], []
-        for _ in range(repeats):
+    cpu = {name: [] for name in routes}
+    wall = {name: [] for name in routes}
+    for _ in range(repeats):  # routes interleaved, so a burst of load hits them all alike
+        for name, route in routes.items():
             start_cpu, start_wall = time.process_time(), time.perf_counter()
             for d in files:
                 route(d)
-            cpu.append((time.process_time() - start_cpu) / len(files))
-            wall.append((time.perf_counter() - start_wall) / len(files))
-        rows.append({"route": name, "ms": 1e3 * statistics.median(cpu),
-                     "wall_ms": 1e3 * statistics.median(wall),
-                     "samples_ms": [1e3 * s for s in cpu]})
+            cpu[name].append((time.process_time() - start_cpu) / len(files))
+            wall[name].append((time.perf_counter() - start_wall) / len(files))
+    rows = [{"route": name, "ms": 1e3 * statistics.median(cpu[name]),
+             "wall_ms": 1e3 * statistics.median(wall[name]),
+             "samples_ms": [1e3 * s for s in cpu[name]]} for name in routes]
     pillow_ms = rows[0]["ms"]
     for row in rows:
         row["frames_per_s"] = 1e3 / row["ms"]
