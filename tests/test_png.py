@@ -99,6 +99,24 @@ def test_pillow_written_files(mode, shape):
     assert got.flags.writeable and got.flags.c_contiguous
 
 
+def test_accepted_files_never_reach_pillow(monkeypatch):
+    def no_pillow(data, name):
+        raise AssertionError("the fast route fell back to Pillow")
+
+    files = [encode_png(pixels((13, 31), c), np.arange(13) % 5) for c in (1, 2, 3, 4)]
+    expected = [pillow_rgb(d) for d in files]
+    monkeypatch.setattr(png, "_read_with_pillow", no_pillow)
+    for data, want in zip(files, expected):
+        assert np.array_equal(png.read_png(data), want)
+
+
+def test_large_noisy_frame(tmp_path):
+    rgb = pixels((1080, 1920), 3, seed=7)
+    path = tmp_path / "frame.png"
+    Image.fromarray(rgb).save(path)
+    assert np.array_equal(png.read_image(path), rgb)
+
+
 def test_pillow_files_mix_filters():
     kinds = set()
     for seed in range(4):
