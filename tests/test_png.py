@@ -41,7 +41,7 @@ def pixels(shape, channels, seed=0) -> np.ndarray:
 
 
 def filter_kinds(data: bytes) -> set[int]:
-    header, filtered = png.inflate_png(data)
+    _, filtered = png.inflate_png(data)
     return set(filtered[:, 0].tolist())
 
 
@@ -68,7 +68,8 @@ def test_every_filter_matches_pillow(channels, shape):
     got = png.read_png(data)
     assert got.dtype == np.uint8 and got.shape == expected.shape and np.array_equal(got, expected)
     header, filtered = png.inflate_png(data)
-    assert np.array_equal(png.unfilter(filtered, header.channels), px.reshape(*shape, channels))
+    assert header.channels == channels and (header.height, header.width) == shape
+    assert np.array_equal(png.unfilter(filtered, channels), px.reshape(*shape, channels))
 
 
 def test_encoded_corpus_holds_all_five_filters():
@@ -84,7 +85,7 @@ def test_single_filter_images(filt):
     data = encode_png(px, filt)
     assert filter_kinds(data) == {filt}
     assert np.array_equal(png.read_png(data), pillow_rgb(data))
-    header, filtered = png.inflate_png(data)
+    _, filtered = png.inflate_png(data)
     assert np.array_equal(png.unfilter(filtered, 3), px)
 
 
@@ -243,7 +244,7 @@ def test_without_isal_zlib_inflates(monkeypatch):
     assert list(png.inflaters()) == ["zlib"]
     assert png._crc32_function() is zlib.crc32
     px = pixels((9, 10), 3)
-    header, filtered = png.inflate_png(encode_png(px, 4))
+    _, filtered = png.inflate_png(encode_png(px, 4))
     assert np.array_equal(png.unfilter(filtered, 3), px)
 
 
@@ -292,7 +293,7 @@ def test_triton_unfilter_matches_numpy(gpu_unfilter, channels, shape, count):
     filtered, expected = [], []
     for i in range(count):
         px = rng.integers(0, 256, (*shape, channels), np.uint8)
-        header, rows = png.inflate_png(encode_png(px, (np.arange(shape[0]) + i) % 5))
+        _, rows = png.inflate_png(encode_png(px, (np.arange(shape[0]) + i) % 5))
         filtered.append(rows)
         expected.append(png.unfilter(rows, channels))
     if count * shape[0] >= 5:

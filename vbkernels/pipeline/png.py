@@ -120,7 +120,8 @@ def parse_png(data: bytes) -> PngHeader | None:
 
 
 def _accepted_ihdr(ihdr: bytes) -> tuple[int, int, int] | None:
-    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", ihdr)
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", ihdr)
     if depth != 8 or colour not in _CHANNELS or compression or filtering or interlace:
         return None
     if not width or not height or _too_many_pixels(width, height):

@@ -44,7 +44,7 @@ def _unfilter_kernel(p_in, p_out, H, W, s_in_n, s_in_h, s_out_n, s_out_h,
         has_above = live & (y > 0)
         a = tl.zeros([ROWS * CP], dtype=tl.int32)
         c = tl.zeros([ROWS * CP], dtype=tl.int32)
-        for s in range(0, W + ROWS - 1):
+        for s in range(W + ROWS - 1):
             x = s - r
             active = live & (x >= 0) & (x < W)
             offset = x.to(tl.int64) * C
@@ -70,7 +70,8 @@ def unfilter(filtered: torch.Tensor, channels: int) -> torch.Tensor:
     """(N, H, 1 + W*channels) uint8 filtered rows (each a filter byte, then the row) ->
     (N, H, W, channels) uint8 pixels, on the tensors' device. Filter bytes outside 0..4
     raise ``ValueError`` (this reads them back to the host: one sync per call)."""
-    if not isinstance(filtered, torch.Tensor) or filtered.dtype != torch.uint8 or filtered.dim() != 3:
+    if not isinstance(filtered, torch.Tensor) or filtered.dtype != torch.uint8 \
+            or filtered.dim() != 3:
         raise ValueError("filtered must be an (N, H, 1 + W*channels) uint8 tensor, got "
                          f"{getattr(filtered, 'dtype', type(filtered).__name__)} "
                          f"{tuple(getattr(filtered, 'shape', ()))}")
