@@ -10,9 +10,9 @@ Routes (each one process, one thread: per-core figures):
 
 The corpus is what generated depth looks like on disk: cube-walk encoded street scenes
 (:mod:`vbkernels.scenes`), blurred and JPEG-degraded, plus Gaussian noise so a 1080p frame
-weighs 2-4 MB, saved by Pillow (``writer="pillow"``: adaptive filters, mostly Sub/Up) or
-by :func:`encode_png` with every row Paeth (``writer="paeth"``, as libpng-based writers
-such as OpenCV mostly choose on photos).
+weighs 2-4 MB, saved by Pillow (``writer="pillow"``: adaptive filters, here mostly Sub/Up
+with a few Paeth rows) or by :func:`encode_png` with every row Paeth (``writer="paeth"``:
+the slowest filter to undo, for Pillow and libspng alike). Frames are RGB.
 
 ``python -m vbkernels.benchmark.png_read`` prints the Markdown table.
 """
