@@ -78,6 +78,9 @@ def unfilter(filtered: torch.Tensor, channels: int) -> torch.Tensor:
     if channels not in (1, 2, 3, 4) or (filtered.shape[2] - 1) % channels:
         raise ValueError(f"channels must be 1..4 and divide the row length "
                          f"{filtered.shape[2] - 1}, got {channels!r}")
+    if filtered.device.type != "cuda" and not cm.interpreting():
+        raise ValueError(f"filtered must be on a CUDA device (or run with TRITON_INTERPRET=1), "
+                         f"got {filtered.device}")
     n, h, row = filtered.shape
     w = (row - 1) // channels
     out = torch.empty((n, h, w, channels), dtype=torch.uint8, device=filtered.device)
