@@ -3,7 +3,9 @@
 Routes (each one process, one thread: per-core figures):
 
 - ``pillow``: ``np.array(Image.open(f).convert("RGB"))``, what the command line did;
-- ``pyspng``: :func:`vbkernels.pipeline.png.read_png` (chunk walk + CRC, then libspng);
+- ``read_png``: :func:`vbkernels.pipeline.png.read_png`, the route the pipeline uses
+  (chunk walk + CRC, then ISA-L + NumPy/torch unfilter or libspng);
+- ``pyspng``: libspng alone (``pyspng.load``), no chunk walk;
 - ``<inflater>+numpy``: :func:`~vbkernels.pipeline.png.inflate_png` with zlib or ISA-L,
   then the NumPy :func:`~vbkernels.pipeline.png.unfilter`;
 - ``<inflater> only``: the inflate alone, what CPU workers would do if a GPU unfiltered.
@@ -95,9 +97,11 @@ def make_corpus(n: int = 4, height: int = 1080, width: int = 1920, *, writer: st
 def _routes(writer: str) -> dict:
     from PIL import Image
 
-    routes = {"pillow": lambda d: np.array(Image.open(io.BytesIO(d)).convert("RGB"))}
-    if png.png_route() == "pyspng":
-        routes["pyspng"] = png.read_png
+    routes = {"pillow": lambda d: np.array(Image.open(io.BytesIO(d)).convert("RGB")),
+              "read_png": png.read_png}
+    if "pyspng" in png.fast_routes():
+        import pyspng
+        routes["pyspng"] = lambda d: pyspng.load(d, format="RGB")
     for name in png.inflaters():
         if writer == "pillow":  # a Paeth row costs ~10 ms in the NumPy unfilter: 11 s a frame
             routes[f"{name}+numpy"] = lambda d, name=name: _inflate_unfilter(d, name)
