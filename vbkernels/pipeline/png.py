@@ -37,8 +37,8 @@ except ImportError:
     _pyspng = None
 
 __all__ = [
-    "read_image", "read_png", "fast_routes", "MAX_SLOW_ROWS", "PngHeader", "parse_png", "inflate_png",
-    "unfilter", "inflaters", "PNG_SIGNATURE",
+    "read_image", "read_png", "fast_routes", "MAX_SLOW_ROWS", "PngHeader", "parse_png",
+    "inflate_png", "unfilter", "inflaters", "PNG_SIGNATURE",
 ]
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
