@@ -4,7 +4,7 @@ Routes (each one process, one thread: per-core figures):
 
 - ``pillow``: ``np.array(Image.open(f).convert("RGB"))``, what the command line did;
 - ``read_png``: :func:`vbkernels.pipeline.png.read_png`, the route the pipeline uses
-  (chunk walk + CRC, then ISA-L + NumPy/torch unfilter or libspng);
+  (chunk walk + CRC, then libspng);
 - ``pyspng``: libspng alone (``pyspng.load``), no chunk walk;
 - ``<inflater>+numpy``: :func:`~vbkernels.pipeline.png.inflate_png` with zlib or ISA-L,
   then the NumPy :func:`~vbkernels.pipeline.png.unfilter`;
@@ -28,6 +28,7 @@ import time
 import zlib
 
 import numpy as np
+import torch
 
 from vbkernels.pipeline import png
 
@@ -99,7 +100,7 @@ def _routes(writer: str) -> dict:
 
     routes = {"pillow": lambda d: np.array(Image.open(io.BytesIO(d)).convert("RGB")),
               "read_png": png.read_png}
-    if "pyspng" in png.fast_routes():
+    if png.png_route() == "pyspng":
         import pyspng
         routes["pyspng"] = lambda d: pyspng.load(d, format="RGB")
     for name in png.inflaters():
@@ -133,13 +134,18 @@ def png_read_benchmark(files: list[bytes] | None = None, *, repeats: int = 5,
                     raise AssertionError(f"route {name} differs from Pillow")
     cpu = {name: [] for name in routes}
     wall = {name: [] for name in routes}
-    for _ in range(repeats):  # routes interleaved, so a burst of load hits them all alike
-        for name, route in routes.items():
-            start_cpu, start_wall = time.process_time(), time.perf_counter()
-            for d in files:
-                route(d)
-            cpu[name].append((time.process_time() - start_cpu) / len(files))
-            wall[name].append((time.perf_counter() - start_wall) / len(files))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core, as in a pipeline worker; idle OpenMP threads spin
+    try:
+        for _ in range(repeats):  # routes interleaved, so a burst of load hits all alike
+            for name, route in routes.items():
+                start_cpu, start_wall = time.process_time(), time.perf_counter()
+                for d in files:
+                    route(d)
+                cpu[name].append((time.process_time() - start_cpu) / len(files))
+                wall[name].append((time.perf_counter() - start_wall) / len(files))
+    finally:
+        torch.set_num_threads(threads)
     rows = [{"route": name, "ms": 1e3 * statistics.median(cpu[name]),
              "wall_ms": 1e3 * statistics.median(wall[name]),
              "samples_ms": [1e3 * s for s in cpu[name]]} for name in routes]

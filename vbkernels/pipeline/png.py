@@ -2,20 +2,22 @@
 
 :func:`read_image` is a drop-in for ``np.asarray(Image.open(f).convert("RGB"))``: the same
 pixels, the same accepted modes, a ``ValueError`` naming the file for anything it cannot
-read. A PNG (:func:`read_png`) takes a fast route when it is 8-bit greyscale, grey+alpha,
+read. A PNG (:func:`read_png`) takes the fast route when it is 8-bit greyscale, grey+alpha,
 RGB or RGBA, not interlaced, not animated, and every chunk's CRC checks out
-(:func:`parse_png`). The fast routes (the ``fastpng`` extra) are ISA-L's inflate (``isal``)
-plus the NumPy/torch :func:`unfilter`, for files with few Average/Paeth rows (noisy frames
-that Pillow writes are mostly Sub/Up), and libspng (``pyspng``) for the rest; both drop
-alpha and replicate grey as Pillow's ``convert("RGB")`` does. Anything else, including
-every file a fast route rejects for any reason, goes to Pillow, so the result is always
-Pillow's (or Pillow's error).
+(:func:`parse_png`): libspng (``pyspng``, the ``fastpng`` extra) decodes it straight to
+RGB, dropping alpha and replicating grey as Pillow's ``convert("RGB")`` does. Anything
+else, including every file the fast route rejects for any reason, goes to Pillow, so the
+result is always Pillow's (or Pillow's error).
 
 The CRC check is ours: libspng as pyspng calls it returns pixels from files with flipped
 bytes in their image data without an error, where Pillow raises.
 
 For a GPU, :func:`inflate_png` does only the CPU half of a PNG decode (chunk walk, CRC,
-inflate) and leaves the per-row filters to the device (``vbkernels.triton.png_unfilter``).
+inflate with ISA-L or zlib) and leaves the per-row filters to the device
+(``vbkernels.triton.png_unfilter``); :func:`unfilter` is the NumPy version of that half.
+ISA-L inflate + :func:`unfilter` measured as fast as libspng on Pillow-written frames
+(mostly Sub/Up rows) but costs 5-10 ms per Average/Paeth row, a Python loop, so it is
+not a read route.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ except ImportError:
     _pyspng = None
 
 __all__ = [
-    "read_image", "read_png", "fast_routes", "MAX_SLOW_ROWS", "PngHeader", "parse_png",
-    "inflate_png", "unfilter", "inflaters", "PNG_SIGNATURE",
+    "read_image", "read_png", "png_route", "PngHeader", "parse_png", "inflate_png",
+    "unfilter", "inflaters", "PNG_SIGNATURE",
 ]
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
@@ -141,60 +143,22 @@ def _too_many_pixels(width: int, height: int) -> bool:
     return limit is not None and width * height > limit
 
 
-def fast_routes() -> list[str]:
-    """The fast PNG decoders installed, in the order :func:`read_png` tries them:
-    ``"isal+numpy"`` (the ``isal`` package) and ``"pyspng"``; empty means Pillow only."""
-    return (["isal+numpy"] if _isal_inflate is not None else []) + (
-        ["pyspng"] if _pyspng is not None else [])
-
-
-# An Average or Paeth row costs 5-10 ms in the Python loop of `unfilter`; a file with more
-# than this many goes to libspng, which undoes them in C.
-MAX_SLOW_ROWS = 2
+def png_route() -> str:
+    """``"pyspng"`` when the fast PNG route is installed, else ``"pillow"``."""
+    return "pillow" if _pyspng is None else "pyspng"
 
 
 def read_png(source: Source, *, name: str | None = None) -> np.ndarray:
     """A PNG file (path, bytes or open binary file) as a new (H, W, 3) uint8 array,
     pixel-identical to Pillow's ``convert("RGB")``; ``ValueError`` naming the file
-    (``name``, else the path) when it cannot be read.
-
-    A file :func:`parse_png` accepts is inflated with ISA-L and unfiltered by
-    :func:`unfilter` when it has at most :data:`MAX_SLOW_ROWS` Average/Paeth rows (Pillow
-    writes noisy frames mostly with Sub/Up), else decoded by libspng. Every other file, and
-    any the fast routes refuse, is Pillow's to decode or reject."""
+    (``name``, else the path) when it cannot be read."""
     data, name = _read_source(source, name)
-    header = parse_png(data)
-    if header is not None:
-        pixels = _fast_decode(data, header, name)
-        if pixels is not None:
-            return pixels
-    return _read_with_pillow(data, name)
-
-
-def _fast_decode(data: bytes, header: PngHeader, name: str) -> np.ndarray | None:
-    if _isal_inflate is not None:
-        try:
-            filtered = _inflate(data, header, _isal_inflate, name)
-        except ValueError:
-            return None  # a broken stream: Pillow reports it in its own words
-        kinds = filtered[:, 0]
-        if kinds.max() <= 4 and np.count_nonzero(kinds >= 3) <= MAX_SLOW_ROWS:
-            return _to_rgb(unfilter(filtered, header.channels, name=name))
-    if _pyspng is not None:
+    if _pyspng is not None and parse_png(data) is not None:
         try:
             return _pyspng.load(data, format="RGB")
         except RuntimeError:
-            pass  # libspng refused something our walk did not check
-    return None
-
-
-def _to_rgb(pixels: np.ndarray) -> np.ndarray:
-    """What ``convert("RGB")`` does to 8-bit L, LA, RGB, RGBA: grey copied, alpha dropped."""
-    if pixels.shape[2] == 3:
-        return pixels
-    if pixels.shape[2] == 4:
-        return np.ascontiguousarray(pixels[..., :3])
-    return np.repeat(pixels[..., :1], 3, axis=2)
+            pass  # libspng refused something our walk did not check: Pillow decides
+    return _read_with_pillow(data, name)
 
 
 def read_image(source: Source, *, name: str | None = None) -> np.ndarray:
@@ -255,8 +219,6 @@ def inflaters() -> dict[str, object]:
     found["zlib"] = lambda stream, size: zlib.decompress(stream, bufsize=size)
     return found
 
-
-_isal_inflate = inflaters().get("isal")
 
 
 def inflate_png(data: bytes, *, inflater: str = "auto", name: str = "<bytes>"):
