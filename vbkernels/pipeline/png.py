@@ -220,7 +220,6 @@ def inflaters() -> dict[str, object]:
     return found
 
 
-
 def inflate_png(data: bytes, *, inflater: str = "auto", name: str = "<bytes>"):
     """``(header, filtered)`` for a PNG the fast route takes, else ``None``: ``filtered`` is
     the inflated image data as (H, 1 + W*channels) uint8 rows, each a filter byte followed
