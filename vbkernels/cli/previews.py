@@ -16,12 +16,13 @@ import numpy as np
 
 from .io import png_bytes
 
-# Kelly's colours of maximum contrast (Kelly 1965), without white, black and the grey that
-# would look like "near no colour": a fixed cycle for instance ids 1, 2, 3, ...
+# Kelly's colours of maximum contrast (Kelly 1965), without white, black, the grey that
+# would look like "near no colour", and the greenish and orange yellows that sit too close
+# to yellow and orange: a fixed cycle for instance ids 1, 2, 3, ...
 INSTANCE_COLOURS = np.array([
     (243, 195, 0), (135, 86, 146), (243, 132, 0), (161, 202, 241), (190, 0, 50),
     (194, 178, 128), (0, 136, 86), (230, 143, 172), (0, 103, 165), (249, 147, 121),
-    (96, 78, 151), (246, 166, 0), (179, 68, 108), (220, 211, 0), (136, 45, 23),
+    (96, 78, 151), (179, 68, 108), (136, 45, 23),
     (141, 182, 0), (101, 69, 34), (226, 88, 34), (43, 61, 38),
 ], dtype=np.uint8)
 INSTANCE_BOUNDARY = (255, 255, 255)
@@ -86,7 +87,7 @@ def seg_preview_png(labels, palette) -> bytes:
 
 def instance_preview_png(labels) -> bytes:
     """(H, W) instance ids -> PNG at (H, W): background (0) black, instance ``i`` the
-    ``(i - 1) % 19``-th of a fixed cycle of well-separated colours (the same id gets the
+    ``(i - 1) % 17``-th of a fixed cycle of well-separated colours (the same id gets the
     same colour in every frame), -1 ("near no colour") mid grey, and a one-pixel white
     line wherever the label changes, so touching instances stay apart."""
     labels = np.asarray(labels)
