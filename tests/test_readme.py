@@ -68,3 +68,50 @@ def test_block_extraction():
 @pytest.mark.parametrize("line, source", BLOCKS, ids=[f"README.md:{n}" for n, _ in BLOCKS])
 def test_readme_block_runs(line, source, outcomes):
     assert outcomes[line] is None, f"README.md block at line {line}:\n{source}\n{outcomes[line]}"
+
+
+def _signatures_in_the_api_table(text: str) -> list[tuple[str, str]]:
+    """(name, argument text) of every `name(...)` in the first cell of the API table."""
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    found = []
+    for row in rows:
+        first_cell = row.split(" | ")[0]
+        found += re.findall(r"`([a-z_]+)\((.*?)\)`", first_cell)
+    return found
+
+
+def _split_arguments(args: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for char in args:
+        depth += (char in "([") - (char in ")]")
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [p for p in parts + [current.strip()] if p]
+
+
+def test_the_api_table_shows_the_real_signatures():
+    """Each function in the README's API table lists every parameter of the real function,
+    with the real default."""
+    import inspect
+
+    import torch
+
+    import vbkernels
+
+    table = _signatures_in_the_api_table((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert {"decode_depth", "encode_depth", "decode_segmentation"} <= {n for n, _ in table}
+    for name, args in table:
+        real = inspect.signature(getattr(vbkernels, name)).parameters
+        shown = {}
+        for arg in _split_arguments(args):
+            if arg == "*":
+                continue
+            key, _, default = arg.partition("=")
+            shown[key] = eval(default, {"torch": torch}) if default else inspect.Parameter.empty
+        assert list(shown) == list(real), f"{name}: README {list(shown)}, real {list(real)}"
+        for key, default in shown.items():
+            assert default == real[key].default, f"{name}({key}=...): README {default!r}, " \
+                                                 f"real {real[key].default!r}"
