@@ -290,9 +290,9 @@ def test_ignore_colour_traces_into_one_graph():
     city = load_palette("cityscapes")
     labels = torch.tensor([[0, 5, 255, 18], [255, 1, 2, 3]])
     rgb = vb.encode_segmentation(labels, city)
-    for out_dtype in (torch.uint8, torch.int32):
+    for out_dtype, backend in ((torch.uint8, "torch"), (torch.int32, "auto")):
         torch._dynamo.reset()
         call = lambda x: vb.decode_segmentation(x, city, out_dtype=out_dtype,  # noqa: E731
-                                                backend="torch")
+                                                backend=backend)
         compiled = torch.compile(call, fullgraph=True, backend="eager")
         assert torch.equal(compiled(rgb).long(), labels)
