@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 _DRIVER = r"""
 import json, os, sys, traceback
@@ -51,7 +51,7 @@ def outcomes(tmp_path_factory) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     result = subprocess.run(
         [sys.executable, "-c", _DRIVER, str(work / "blocks.json"), str(work / "results.json"),
-         str(work)], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+         str(work)], check=False, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return {int(k): v for k, v in json.loads((work / "results.json").read_text()).items()}
 

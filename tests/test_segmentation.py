@@ -292,7 +292,8 @@ def test_ignore_colour_traces_into_one_graph():
     rgb = vb.encode_segmentation(labels, city)
     for out_dtype, backend in ((torch.uint8, "torch"), (torch.int32, "auto")):
         torch._dynamo.reset()
-        call = lambda x: vb.decode_segmentation(x, city, out_dtype=out_dtype,  # noqa: E731
-                                                backend=backend)
+        def call(x, out_dtype=out_dtype, backend=backend):
+            return vb.decode_segmentation(x, city, out_dtype=out_dtype, backend=backend)
+
         compiled = torch.compile(call, fullgraph=True, backend="eager")
         assert torch.equal(compiled(rgb).long(), labels)
