@@ -436,12 +436,14 @@ def decode_segmentation(rgb, palette, *, max_distance=None, ignore_index=None, l
     labels = _scalar_output(img, out_dtype, out)
     distance = _scalar_output(img, torch.float32) if return_distance else None
     if not img.empty:
-        # The ignore colour decodes as label K: into a wider scratch when K does not fit.
+        # The ignore colour decodes as label K, then becomes ignore_index. When K does not
+        # fit out_dtype (uint8 or int16 then, as K < 65535 fits int32) decode into an
+        # int32 scratch; ignore_index fits out_dtype, checked above, so int32 too.
         wide = ignore_color is not None and not chk.int_fits(k, out_dtype)
         target = labels.kernel
         if wide:
-            scratch = torch.int32 if chk.int_fits(ignore_index, torch.int32) else torch.int64
-            target = torch.empty(labels.kernel.shape, dtype=scratch, device=labels.kernel.device)
+            target = torch.empty(labels.kernel.shape, dtype=torch.int32,
+                                 device=labels.kernel.device)
         op(img.view, palette_w, target, distance.kernel if distance else None,
            max_dist2, ignore_index)
         if wide:
