@@ -114,3 +114,25 @@ def test_unknown_palette_name():
         load_palette("no-such-palette")
     with pytest.raises(TypeError, match="palette"):
         load_palette(3)
+
+
+def test_palette_arguments_explicit_wins_then_palette_then_defaults():
+    from vbkernels.palettes import palette_arguments
+
+    voc = load_palette("voc")
+    colours, index, colour = palette_arguments(voc)
+    assert colours is voc.colors and index == 255 and colour == (224, 224, 192)
+    assert palette_arguments(voc, 7, (1, 2, 3))[1:] == (7, (1, 2, 3))
+    plain = [[0, 0, 0]]
+    assert palette_arguments(plain) == (plain, 255, None)
+    assert palette_arguments(plain, default_color=(0, 0, 0)) == (plain, 255, (0, 0, 0))
+
+
+@pytest.mark.parametrize("name", BUILTIN_PALETTES)
+def test_palette_objects_go_straight_into_the_api(name):
+    """No 'palette must be a torch.Tensor or numpy.ndarray, got Palette'."""
+    palette = load_palette(name)
+    labels = torch.tensor([[0, len(palette) - 1, palette.ignore_index]])
+    rgb = vbkernels.encode_segmentation(labels, palette)
+    assert rgb[0, 2].tolist() == list(palette.ignore_color)
+    assert torch.equal(vbkernels.decode_segmentation(rgb, palette), labels)

@@ -159,3 +159,141 @@ def test_all_2_24_colours_numpy_equals_torch():
     if "cpu" in vb.available_backends():
         assert torch.equal(ref, vb.decode_segmentation(rgb, pal, max_distance=60,
                                                        ignore_index=-1, backend="cpu"))
+
+
+# ------------------------------------------------ Palette objects and the ignore colour
+
+
+@pytest.mark.parametrize("name", ["cityscapes", "ade20k", "voc"])
+def test_builtin_palette_round_trip_including_ignore(backend_device, name):
+    """encode -> decode with the same Palette is the identity for every label, the ignore
+    label included (ADE20K's skyscraper shares road's colour, so it comes back as road)."""
+    from vbkernels.palettes import load_palette
+
+    backend, device = backend_device
+    pal = load_palette(name)
+    labels = torch.cat([torch.arange(len(pal)), torch.tensor([pal.ignore_index])])
+    labels = labels.reshape(1, 1, -1).repeat(2, 3, 1).to(device)
+    rgb = vb.encode_segmentation(labels, pal, backend=backend)
+    assert (rgb[labels == pal.ignore_index] == torch.tensor(
+        pal.ignore_color, dtype=torch.uint8, device=device)).all()
+    expected = labels.cpu().clone()
+    if name == "ade20k":
+        expected[expected == 48] = 6
+    for out_dtype in (None, torch.uint8):
+        back = vb.decode_segmentation(rgb, pal, out_dtype=out_dtype, backend=backend).cpu()
+        assert torch.equal(back.long(), expected), out_dtype
+    float_back = vb.decode_segmentation(rgb.float() / 255, pal, backend=backend).cpu()
+    assert torch.equal(float_back, expected)
+
+
+def test_ignore_colour_uint8_exact_against_extended_palette(backend_device):
+    """Pixels nearest the ignore colour get ignore_index; the rest are exactly the nearest
+    of K classes + the ignore colour as entry K (ties to the lower index: the class)."""
+    backend, device = backend_device
+    shape = (2, 5, 9, 3) if is_interpreted(backend, device) else (3, 37, 41, 3)
+    rgb = random_rgb(shape, torch.uint8, seed=71, device=device)
+    pal = palette(19, seed=72)
+    ignore = (40, 200, 90)
+    labels, dist = vb.decode_segmentation(rgb, pal, ignore_color=ignore, ignore_index=-1,
+                                          return_distance=True, backend=backend)
+    extended = np.concatenate([pal.numpy(), [ignore]])
+    want, d2 = truth.nearest(rgb.cpu().numpy(), extended)
+    want = np.where(want == 19, -1, want)
+    assert np.array_equal(labels.cpu().numpy().ravel(), want)
+    assert (want == -1).any()
+    np.testing.assert_allclose(dist.cpu().numpy().ravel(), np.sqrt(d2), rtol=1e-6)
+
+
+def test_ignore_colour_ties_go_to_the_class(backend_device):
+    backend, device = backend_device
+    # (10, 0, 0) is 10 from class 1 (20, 0, 0) and 10 from the ignore colour (0, 0, 0).
+    pal = torch.tensor([[0, 0, 255], [20, 0, 0]])
+    rgb = torch.tensor([[[10, 0, 0], [9, 0, 0], [11, 0, 0], [0, 0, 0]]], dtype=torch.uint8,
+                       device=device)
+    got = vb.decode_segmentation(rgb, pal, ignore_color=(0, 0, 0), backend=backend).cpu()
+    assert got.tolist() == [[1, 255, 1, 255]]
+    # An ignore colour equal to a class colour never wins.
+    same = vb.decode_segmentation(rgb, pal, ignore_color=(20, 0, 0), backend=backend).cpu()
+    assert same.tolist() == [[1, 1, 1, 1]]
+
+
+def test_ignore_index_equal_to_k_and_wide_scratch(backend_device):
+    backend, device = backend_device
+    pal = palette(3, seed=73)
+    ignore = (1, 2, 3)
+    rgb = torch.tensor([[[1, 2, 3]] + [c for c in pal.tolist()]], dtype=torch.uint8,
+                       device=device)
+    got = vb.decode_segmentation(rgb, pal, ignore_color=ignore, ignore_index=3, backend=backend)
+    assert got.cpu().tolist() == [[3, 0, 1, 2]]
+    # int16 holds the labels 0..32766 and -1 but not K = 32767 itself: decoded in a wider
+    # scratch, then narrowed.
+    big = torch.stack(torch.meshgrid(torch.arange(32), torch.arange(32), torch.arange(32),
+                                     indexing="ij"), -1).reshape(-1, 3)[:32767] * 8
+    pixels = torch.tensor([[[1, 2, 3], [8, 8, 8], [248, 248, 240]]], dtype=torch.uint8,
+                          device=device)
+    wide = vb.decode_segmentation(pixels, big, ignore_color=(3, 3, 3), ignore_index=-1,
+                                  out_dtype=torch.int16, backend="torch")
+    assert wide.dtype == torch.int16 and wide.cpu().tolist() == [[-1, 32 * 32 + 32 + 1, 32766]]
+
+
+def test_palette_ignore_index_and_colour_are_defaults_explicit_wins(backend_device):
+    from vbkernels.palettes import load_palette
+
+    backend, device = backend_device
+    voc = load_palette("voc")  # background black is class 0; ignore (224, 224, 192)
+    rgb = torch.tensor([[[0, 0, 0], [224, 224, 192], [220, 220, 190]]], dtype=torch.uint8,
+                       device=device)
+    assert vb.decode_segmentation(rgb, voc, backend=backend).cpu().tolist() == [[0, 255, 255]]
+    assert vb.decode_segmentation(rgb, voc, ignore_index=99,
+                                  backend=backend).cpu().tolist() == [[0, 99, 99]]
+    # A plain (K, 3) palette keeps the behaviour without an ignore colour.
+    plain = vb.decode_segmentation(rgb, voc.colors.to(device), backend=backend).cpu()
+    assert 255 not in plain.tolist()[0]
+    painted = vb.encode_segmentation(torch.tensor([[255, -1]], device=device), voc,
+                                     backend=backend).cpu()
+    assert painted.tolist() == [[[224, 224, 192], [224, 224, 192]]]
+    mine = vb.encode_segmentation(torch.tensor([[255]], device=device), voc,
+                                  ignore_color=(9, 8, 7), backend=backend).cpu()
+    assert mine.tolist() == [[[9, 8, 7]]]
+
+
+def test_palette_with_numpy_input():
+    from vbkernels.palettes import load_palette
+
+    city = load_palette("cityscapes")
+    labels = np.array([[0, 13, 255]])
+    rgb = vb.encode_segmentation(labels, city)
+    assert isinstance(rgb, np.ndarray) and rgb[0, 2].tolist() == [0, 0, 0]
+    assert vb.decode_segmentation(rgb, city).tolist() == [[0, 13, 255]]
+
+
+def test_bad_ignore_colour_and_full_palette():
+    with pytest.raises(ValueError, match="ignore_color"):
+        vb.decode_segmentation(torch.zeros(1, 1, 3, dtype=torch.uint8), [[0, 0, 0]],
+                               ignore_color=(0, 0, 300))
+    with pytest.raises(ValueError, match="ignore_color"):
+        vb.decode_segmentation(torch.zeros(1, 1, 3, dtype=torch.uint8), [[0, 0, 0]],
+                               ignore_color="red")
+    full = torch.zeros(65535, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="at most 65534"):
+        vb.decode_segmentation(torch.zeros(1, 1, 3, dtype=torch.uint8), full,
+                               ignore_color=(0, 0, 0), ignore_index=-1)
+    with pytest.raises(ValueError, match="do not fit"):  # the ignore label must fit out_dtype
+        vb.decode_segmentation(torch.zeros(1, 1, 3, dtype=torch.uint8), [[9, 9, 9]],
+                               ignore_color=(0, 0, 0), ignore_index=-1, out_dtype=torch.uint8)
+
+
+def test_ignore_colour_traces_into_one_graph():
+    from vbkernels.palettes import load_palette
+
+    city = load_palette("cityscapes")
+    labels = torch.tensor([[0, 5, 255, 18], [255, 1, 2, 3]])
+    rgb = vb.encode_segmentation(labels, city)
+    for out_dtype, backend in ((torch.uint8, "torch"), (torch.int32, "auto")):
+        torch._dynamo.reset()
+        def call(x, out_dtype=out_dtype, backend=backend):
+            return vb.decode_segmentation(x, city, out_dtype=out_dtype, backend=backend)
+
+        compiled = torch.compile(call, fullgraph=True, backend="eager")
+        assert torch.equal(compiled(rgb).long(), labels)

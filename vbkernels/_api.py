@@ -17,6 +17,7 @@ import torch
 
 from . import _checks as chk
 from ._dispatch import Backend, select
+from .palettes import palette_arguments
 from .reference import depth as ref_depth
 from .reference._common import work_dtype
 
@@ -362,20 +363,59 @@ def _check_ignore_index(ignore_index: Any, k: int) -> int:
     return ignore_index
 
 
-def decode_segmentation(rgb, palette, *, max_distance=None, ignore_index=255, layout="auto",
-                        out_dtype=None, return_distance=False, backend="auto", out=None):
+_MAX_COLOURS = 65535  # palette entries the kernels take, the ignore colour included
+
+
+def _ignore_colour(value: Any) -> list[float]:
+    """An ignore colour as 3 Python floats in 0..255 (no tensor, so no device sync)."""
+    try:
+        values = [float(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):  # NaN fails too
+        raise ValueError(f"ignore_color must be 3 values in 0..255, got {value!r}")
+    return values
+
+
+def _with_ignore_colour(colours: torch.Tensor, ignore_color: list[float]) -> torch.Tensor:
+    """The (K, 3) class colours with the ignore colour appended as entry K.
+
+    Integer colours stay integer (so uint8 decoding stays exact and the integer
+    ``max_distance`` threshold still applies under torch.compile)."""
+    integral = all(v.is_integer() for v in ignore_color)
+    dtype = torch.promote_types(colours.dtype, torch.int64 if integral else torch.float64)
+    extra = torch.tensor([ignore_color], dtype=dtype, device=colours.device)
+    return torch.cat([colours.to(dtype), extra])
+
+
+def decode_segmentation(rgb, palette, *, max_distance=None, ignore_index=None, layout="auto",
+                        out_dtype=None, return_distance=False, backend="auto", out=None,
+                        ignore_color=None):
     """Index of the nearest palette colour for every pixel (SPEC §4).
 
-    palette: ``(K, 3)`` in 0..255 units, ``1 <= K <= 65535``. Ties go to the lowest index;
+    palette: ``(K, 3)`` in 0..255 units, ``1 <= K <= 65535``, or a
+    :class:`vbkernels.palettes.Palette`. Ties go to the lowest index;
     exact for uint8 images with integer palettes. With ``max_distance=r`` a pixel whose
     nearest colour is farther than ``r`` (0..255 units) gets ``ignore_index``, as does a
     NaN pixel. Returns labels ``(..., H, W)``, int64 unless ``out_dtype`` asks for uint8,
     int16 or int32 (``ValueError`` if the labels cannot fit), and with
     ``return_distance=True`` the Euclidean distance to the chosen colour (float32).
+
+    ``ignore_index=None`` means the Palette's, else 255. ``ignore_color=None`` means the
+    Palette's, else none. With an ignore colour, pixels nearest to it get ``ignore_index``:
+    it is matched as palette entry K, after every class, so a tie with a class colour goes
+    to the class.
     """
     img = _image(rgb, layout)
-    palette_w, integral = _palette_for(img.tensor.dtype, palette, img.tensor.device)
-    k = palette_w.shape[0]
+    colours, ignore_index, ignore_color = palette_arguments(palette, ignore_index, ignore_color)
+    if ignore_color is not None:
+        checked = chk.check_palette(colours, img.tensor.device)
+        if checked.shape[0] == _MAX_COLOURS:
+            raise ValueError(f"a palette with an ignore_color holds at most "
+                             f"{_MAX_COLOURS - 1} class colours, got {checked.shape[0]}")
+        colours = _with_ignore_colour(checked, _ignore_colour(ignore_color))
+    palette_w, integral = _palette_for(img.tensor.dtype, colours, img.tensor.device)
+    k = palette_w.shape[0] - (ignore_color is not None)  # classes, without the ignore entry
     ignore_index = _check_ignore_index(ignore_index, k)
     max_distance = chk.optional_positive(max_distance, "max_distance")
     max_dist2 = None
@@ -387,7 +427,8 @@ def decode_segmentation(rgb, palette, *, max_distance=None, ignore_index=255, la
     out_dtype = torch.int64 if out_dtype is None else _torch_dtype(out_dtype, "out_dtype")
     if out_dtype not in chk.LABEL_DTYPES:
         raise ValueError(f"out_dtype must be uint8, int16, int32 or int64, got {out_dtype}")
-    can_ignore = max_distance is not None or img.tensor.is_floating_point()
+    can_ignore = (max_distance is not None or img.tensor.is_floating_point()
+                  or ignore_color is not None)
     for needed in [k - 1] + ([ignore_index] if can_ignore else []):
         if not chk.int_fits(needed, out_dtype):
             raise ValueError(f"labels up to {needed} do not fit out_dtype={out_dtype}")
@@ -395,21 +436,37 @@ def decode_segmentation(rgb, palette, *, max_distance=None, ignore_index=255, la
     labels = _scalar_output(img, out_dtype, out)
     distance = _scalar_output(img, torch.float32) if return_distance else None
     if not img.empty:
-        op(img.view, palette_w, labels.kernel, distance.kernel if distance else None,
+        # The ignore colour decodes as label K, then becomes ignore_index. When K does not
+        # fit out_dtype (uint8 or int16 then, as K < 65535 fits int32) decode into an
+        # int32 scratch; ignore_index fits out_dtype, checked above, so int32 too.
+        wide = ignore_color is not None and not chk.int_fits(k, out_dtype)
+        target = labels.kernel
+        if wide:
+            target = torch.empty(labels.kernel.shape, dtype=torch.int32,
+                                 device=labels.kernel.device)
+        op(img.view, palette_w, target, distance.kernel if distance else None,
            max_dist2, ignore_index)
+        if wide:
+            labels.kernel.copy_(target.masked_fill(target == k, ignore_index))
+        elif ignore_color is not None and ignore_index != k:
+            labels.kernel.masked_fill_(labels.kernel == k, ignore_index)
     result = labels.finish(img.numpy_io, out)
     if distance is None:
         return result
     return result, distance.finish(img.numpy_io)
 
 
-def encode_segmentation(labels, palette, *, ignore_color=(0, 0, 0), layout="hwc",
+def encode_segmentation(labels, palette, *, ignore_color=None, layout="hwc",
                         backend="auto"):
     """Labels ``(..., H, W)`` -> uint8 palette colours ``(..., H, W, 3)`` or ``(..., 3, H, W)``.
 
-    Labels outside ``[0, K)`` (e.g. an ignore index) are painted ``ignore_color``. A palette
-    with fractional values is rounded to the nearest uint8 colour.
+    ``palette`` is ``(K, 3)`` or a :class:`vbkernels.palettes.Palette`. Labels outside
+    ``[0, K)`` (e.g. an ignore index) are painted ``ignore_color``: ``None`` means the
+    Palette's, else black. A palette with fractional values is rounded to the nearest uint8
+    colour.
     """
+    palette, _, ignore_color = palette_arguments(palette, None, ignore_color,
+                                                 default_color=(0, 0, 0))
     tensor, numpy_io = chk.as_tensor(labels, "labels")
     if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got {tensor.dtype}")

@@ -9,9 +9,9 @@ task       always                         with --preview
 depth      NAME.depth.npy  float32 metres NAME.depth.preview.png (colormap + colourbar)
            NAME.depth.png  uint16, 16-bit depth PNG (see below)
 normals    NAME.normals.npy float32 (H,W,3) NAME.normals.preview.png (normals as RGB)
-seg        NAME.seg.npy    uint8/int32    NAME.seg.preview.png (palette colours)
+seg        NAME.seg.npy    uint8/int32    NAME.seg.preview.png (palette colours + legend)
            NAME.seg.png    label PNG (8-bit, 16-bit above 255 classes)
-instances  NAME.instances.npy int32       NAME.instances.preview.png (found colours)
+instances  NAME.instances.npy int32       NAME.instances.preview.png (fixed colours, edges)
            NAME.instances.png uint16 (-1 'near no colour' written as 65535)
 ========== ============================== ============================================
 
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from . import io as vio
+from .previews import depth_preview_png, instance_preview_png, seg_preview_png
 
 BACKEND_CHOICE = click.Choice(["auto", "torch", "triton", "cuda", "cpu", "numpy"])
 
@@ -182,10 +183,7 @@ def seg_command(inputs, outdir, backend, device, batch_size, preview, overwrite,
         _save(stem, ".seg.npy", vio.npy_bytes(labels), overwrite)
         _save(stem, ".seg.png", vio.png_bytes(labels_to_png(labels)), overwrite)
         if preview:
-            colours = vbkernels.encode_segmentation(
-                torch.from_numpy(labels.astype(np.int64)), palette.colors,
-                ignore_color=palette.ignore_color)
-            _save(stem, ".seg.preview.png", vio.png_bytes(colours.numpy()), overwrite)
+            _save(stem, ".seg.preview.png", seg_preview_png(labels, palette), overwrite)
 
     suffixes = [".seg.npy", ".seg.png"] + ([".seg.preview.png"] if preview else [])
     _run(Task("seg", run, write, _outputs(suffixes)), inputs, outdir, backend, device,
@@ -213,8 +211,7 @@ def instances_command(inputs, outdir, backend, device, batch_size, preview, over
         _save(stem, ".instances.npy", vio.npy_bytes(labels), overwrite)
         _save(stem, ".instances.png", vio.png_bytes(labels.astype(np.uint16)), overwrite)
         if preview:
-            _save(stem, ".instances.preview.png",
-                  vio.png_bytes(instance_colours(labels, out["colours"])), overwrite)
+            _save(stem, ".instances.preview.png", instance_preview_png(labels), overwrite)
 
     suffixes = [".instances.npy", ".instances.png"] + (
         [".instances.preview.png"] if preview else [])
@@ -369,54 +366,3 @@ def depth_to_png16(depth: np.ndarray, scale: float) -> np.ndarray:
 
 def labels_to_png(labels: np.ndarray) -> np.ndarray:
     return labels.astype(np.uint8) if labels.max(initial=0) <= 255 else labels.astype(np.uint16)
-
-
-def depth_preview_png(depth: np.ndarray, cmap: str = "turbo") -> bytes:
-    """A depth map drawn with a matplotlib colormap and a colourbar in metres.
-
-    The colour range is the 1st..99th percentile of the finite depths, so one far pixel
-    (or +inf white) does not wash the image out; a range over a decade wide is drawn on a
-    log scale, so near structure stays visible beside a far background.
-    """
-    import io as _io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    finite = depth[np.isfinite(depth)]
-    low, high = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
-    if high <= low:
-        high = low + 1e-3
-    height, width = depth.shape
-    dpi = 100
-    figure = Figure(figsize=(max(width, 64) / dpi * 1.25 + 0.6, max(height, 64) / dpi + 0.2),
-                    dpi=dpi)
-    FigureCanvasAgg(figure)
-    axes = figure.add_axes((0.0, 0.0, 0.78, 1.0))
-    image = axes.imshow(np.ma.masked_invalid(depth), cmap=cmap, norm=_depth_norm(low, high),
-                        interpolation="nearest")
-    axes.set_axis_off()
-    colourbar = figure.colorbar(image, ax=axes, fraction=0.08, pad=0.02)
-    colourbar.set_label("depth (m)")
-    buffer = _io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-def _depth_norm(low: float, high: float):
-    from matplotlib.colors import LogNorm, Normalize
-
-    if low > 0 and high / low > 10:
-        return LogNorm(vmin=low, vmax=high)
-    return Normalize(vmin=low, vmax=high)
-
-
-def instance_colours(labels: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8: each instance in the colour found for it, background black,
-    pixels near no colour (-1) mid grey."""
-    found = np.clip(np.rint(np.asarray(colours, dtype=np.float64)), 0, 255).astype(np.uint8)
-    table = np.concatenate([np.zeros((1, 3), np.uint8), found.reshape(-1, 3)], axis=0)
-    index = np.clip(labels, 0, len(table) - 1)
-    rgb = table[index]
-    rgb[labels < 0] = 128
-    return rgb

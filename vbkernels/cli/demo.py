@@ -18,6 +18,9 @@ from .decode import BACKEND_CHOICE
 
 # Depth metrics use the KITTI cap: the sky plane (250 m) and anything past 80 m are left out.
 EVAL_MAX_DEPTH = 80.0
+# The panel draws one row per scene, up to this many (a taller panel is unreadable).
+PANEL_MAX_SCENES = 4
+DEFAULT_PANEL = "vbkernels_demo.png"
 
 
 @click.command("demo")
@@ -34,8 +37,9 @@ EVAL_MAX_DEPTH = 80.0
               help="auto (CUDA when available), cpu or cuda.")
 @click.option("--backend", default="auto", show_default=True, type=BACKEND_CHOICE,
               help="Kernel backend.")
-@click.option("-o", "--output", "panel_path", default="vbkernels_demo.png", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Where to write the panel.")
+@click.option("-o", "--output", "panel_path", default=DEFAULT_PANEL, show_default=True,
+              type=click.Path(path_type=Path),
+              help=f"Where to write the panel PNG (a directory gets {DEFAULT_PANEL} inside).")
 @click.option("--no-panel", is_flag=True, help="Skip the PNG panel.")
 def demo(count, height, width, seed, jpeg_quality, blur_sigma, h264, device, backend,
          panel_path, no_panel):
@@ -56,8 +60,7 @@ def demo(count, height, width, seed, jpeg_quality, blur_sigma, h264, device, bac
     encoded = {
         "depth": vbkernels.encode_depth(truth["depth"]),
         "normals": vbkernels.encode_normals(truth["normals"]),
-        "seg": vbkernels.encode_segmentation(truth["semantic"], palette.colors.to(torch_device),
-                                             ignore_color=palette.ignore_color),
+        "seg": vbkernels.encode_segmentation(truth["semantic"], palette),
     }
     degraded = {name: degrade(rgb, jpeg_quality=jpeg_quality, blur_sigma=blur_sigma, h264=h264)
                 for name, rgb in encoded.items()}
@@ -74,16 +77,25 @@ def demo(count, height, width, seed, jpeg_quality, blur_sigma, h264, device, bac
     _print_scores(rows, count, height, width)
     if no_panel:
         return
+    shown = min(count, PANEL_MAX_SCENES)
     try:
-        png = _panel_png(inputs=degraded, decoded=decoded,
-                         truth=truth, palette=palette, scenes=min(count, 3))
+        png = _panel_png(inputs=degraded, decoded=decoded, truth=truth, palette=palette,
+                         scenes=shown, total=count)
     except ImportError:
         click.echo("panel skipped: it needs matplotlib (pip install matplotlib)", err=True)
         return
     from .io import write_atomic
 
+    if panel_path.is_dir():
+        panel_path = panel_path / DEFAULT_PANEL
     write_atomic(panel_path, png, overwrite=True)
-    click.echo(f"panel written to {panel_path}")
+    click.echo(f"panel of {_scenes_shown(shown, count)} written to {panel_path.resolve()}")
+
+
+def _scenes_shown(shown: int, count: int) -> str:
+    if shown == count:
+        return f"{count} scene{'s' if count > 1 else ''}"
+    return f"the first {shown} of {count} scenes"
 
 
 def _have_pyav() -> bool:
@@ -96,8 +108,7 @@ def _have_pyav() -> bool:
 
 def _decoders(vbkernels, palette, backend):
     def seg(rgb):
-        return vbkernels.decode_segmentation(rgb, palette.colors.to(rgb.device),
-                                             ignore_index=palette.ignore_index, backend=backend)
+        return vbkernels.decode_segmentation(rgb, palette, backend=backend)
 
     return {
         "depth": lambda rgb: vbkernels.decode_depth(rgb, backend=backend),
@@ -152,8 +163,9 @@ def _print_scores(rows, count, height, width) -> None:
                    f"{megapixels / seconds if seconds > 0 else float('inf'):8.1f} Mpx/s")
 
 
-def _panel_png(*, inputs, decoded, truth, palette, scenes: int) -> bytes:
-    """Rows = scenes; columns = each task's degraded input, decoded output, error map."""
+def _panel_png(*, inputs, decoded, truth, palette, scenes: int, total: int) -> bytes:
+    """Rows = the first ``scenes`` of ``total`` scenes; columns = each task's degraded
+    input, decoded output, error map."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -170,8 +182,7 @@ def _panel_png(*, inputs, decoded, truth, palette, scenes: int) -> bytes:
     angle = torch.rad2deg(torch.acos(cos))
     seg_pred = decoded["seg"][:scenes].cpu()
     seg_true = truth["semantic"][:scenes].cpu()
-    seg_colours = vbkernels.encode_segmentation(seg_pred, palette.colors,
-                                                ignore_color=palette.ignore_color)
+    seg_colours = vbkernels.encode_segmentation(seg_pred, palette)
     columns = [
         ("depth input", lambda i: (inputs["depth"][i].cpu().numpy(), {})),
         ("decoded depth (m)", lambda i: (depth_pred[i].numpy(),
@@ -202,6 +213,8 @@ def _panel_png(*, inputs, decoded, truth, palette, scenes: int) -> bytes:
             if style.get("cmap") not in (None, "gray") and row == scenes - 1:
                 figure.colorbar(shown, ax=axes, orientation="horizontal", fraction=0.06,
                                 pad=0.02).ax.tick_params(labelsize=6)
+    figure.suptitle(f"vbkernels demo: {_scenes_shown(scenes, total)} (rows), "
+                    "degraded input -> decoded -> error", fontsize=9)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()

@@ -96,28 +96,49 @@ def _metres(value: float) -> str:
 def _plot_png(finite: np.ndarray, boundaries, lam: float, c: float) -> bytes:
     import io
 
+    figure = plot_figure(finite, boundaries, lam, c)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def plot_figure(finite: np.ndarray, boundaries, lam: float, c: float):
+    """Two panels over depth (log): the step in metres, and the step relative to the depth
+    in percent; the walk vertices are marked and named along the top."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import FuncFormatter, NullLocator
     except ImportError:
         raise click.ClickException("the plot needs matplotlib: pip install matplotlib "
                                    "(or pass --no-plot)") from None
     mids = finite[1:-1]
     steps = np.diff(finite)[1:]
-    figure = Figure(figsize=(8, 4.5), dpi=100)
+    figure = Figure(figsize=(8, 6), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    axes.loglog(mids, steps, label="depth step (m)")
-    axes.loglog(mids, steps / mids, label="relative step")
-    for name, depth in boundaries[1:-1]:
-        axes.axvline(depth, color="0.8", linewidth=0.8, zorder=0)
-        axes.text(depth, axes.get_ylim()[1], name, rotation=90, va="top", ha="right",
-                  fontsize=7, color="0.4")
-    axes.set_xlabel("depth (m)")
-    axes.set_title(f"8-bit cube-walk depth precision (lam={lam:g}, c={c:g}; "
-                   f"max finite {finite[-1]:.1f} m)")
-    axes.grid(True, which="both", alpha=0.2)
-    axes.legend(loc="upper left")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()
+    step_axes, relative_axes = figure.subplots(2, 1, sharex=True)
+    step_axes.loglog(mids, steps, color="C0")
+    step_axes.set_ylabel("depth step")
+    step_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _metres(v)))
+    relative_axes.loglog(mids, 100 * steps / mids, color="C1")
+    relative_axes.set_ylabel("relative step (%)")
+    relative_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    relative_axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    relative_axes.set_xlabel("depth (m)")
+    vertices = boundaries[1:-1]
+    for axes in (step_axes, relative_axes):
+        axes.grid(True, which="both", alpha=0.2)
+        for _, depth in vertices:
+            axes.axvline(depth, color="0.75", linewidth=0.8, zorder=0)
+        axes.axvline(finite[-1], color="0.4", linewidth=0.8, linestyle="--", zorder=0)
+    top = step_axes.secondary_xaxis("top")
+    top.set_xticks([d for _, d in vertices], labels=[name for name, _ in vertices])
+    top.tick_params(labelsize=8, labelrotation=45)
+    step_axes.set_ylim(bottom=1e-3)
+    relative_axes.set_ylim(bottom=0.1)
+    step_axes.text(finite[-1], 2e-3, f"largest finite\ndepth {finite[-1]:.4g} m ",
+                   ha="right", va="bottom", fontsize=8, color="0.3")
+    top.xaxis.set_minor_locator(NullLocator())
+    step_axes.set_title(f"8-bit cube-walk depth: one colour step vs depth "
+                        f"(lam={lam:.4g}, c={c:.4g})", fontsize=10)
+    return figure

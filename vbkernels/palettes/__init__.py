@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Palette", "BUILTIN_PALETTES", "load_palette", "parse_palette", "palette_to_csv"]
+__all__ = ["Palette", "BUILTIN_PALETTES", "load_palette", "parse_palette", "palette_to_csv",
+           "palette_arguments"]
 
 _HERE = Path(__file__).resolve().parent
 BUILTIN_PALETTES = ("cityscapes", "ade20k", "voc")
@@ -52,6 +53,23 @@ class Palette:
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+def palette_arguments(palette, ignore_index=None, ignore_color=None, *, default_color=None):
+    """Split what a caller passed as ``palette`` into ``(colours, ignore_index, ignore_color)``.
+
+    ``palette`` is a :class:`Palette` or anything (K, 3) (tensor, array, nested lists). The
+    explicit ``ignore_index``/``ignore_color`` arguments win; ``None`` means the Palette's
+    own, else 255 and ``default_color`` (``None``: no ignore colour).
+    """
+    if isinstance(palette, Palette):
+        colours = palette.colors
+        default_index, default_color = palette.ignore_index, palette.ignore_color
+    else:
+        colours, default_index = palette, 255
+    return (colours,
+            default_index if ignore_index is None else ignore_index,
+            default_color if ignore_color is None else ignore_color)
 
 
 def load_palette(spec) -> Palette:
