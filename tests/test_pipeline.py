@@ -1,6 +1,7 @@
 """The file pipeline (vbkernels.pipeline): stage functions, the local engine against the
 library called on each file alone, the manifest and resume rule, and Ctrl-C."""
 
+import io
 import json
 import multiprocessing
 import os
@@ -208,7 +209,6 @@ def test_stage_functions_for_a_distributed_engine(inputs):
     decoded = task.decode(batch)
     files = task.encode({k: v[1].numpy() for k, v in decoded.items()}, ["npy"])
     expected = vbkernels.decode_depth(frames[1], lam=-2.5, c=2.0)
-    import io
     assert np.array_equal(np.load(io.BytesIO(files[".depth.npy"])), expected)
 
 
