@@ -337,3 +337,15 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert len(workers) >= 2 and not [pid for pid in workers if _alive(pid)]
     rows = (out / "manifest.jsonl").read_text() if (out / "manifest.jsonl").exists() else ""
     assert '"ok"' not in rows  # the video is not done: a rerun redoes it
+
+
+def test_e2e_benchmark_runs_on_a_tiny_folder(tmp_path):
+    """The benchmark's code paths (no figures checked: timing never decides a test)."""
+    from vbkernels.benchmark import e2e
+
+    result = e2e.run(frames=2, height=24, width=32, folder=tmp_path / "in", log=lambda _: None,
+                     rounds=1)
+    assert result["frames"] == 2 and set(result["rows"]) >= {
+        "pipeline, defaults", "pipeline, --workers 1", "read only, processes",
+        "kernel alone (batches of 16)", "plain multiprocessing pool"}
+    assert "| pipeline, defaults |" in e2e.markdown(result)

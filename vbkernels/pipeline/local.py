@@ -116,7 +116,22 @@ def _worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     _exit_with_parent(parent)
+    single_threaded()
+
+
+def single_threaded() -> None:
+    """One compute thread in this (forked) process. Besides sparing the cores, it keeps
+    OpenMP out of its thread pool: a fork has none of the parent's pool threads, and GNU
+    libgomp waits for them forever in the next parallel region (torch bundles its own
+    libgomp; the ``cpu`` backend uses the system one, so both are set)."""
     torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libgomp.so.1").omp_set_num_threads(1)
+        except (OSError, AttributeError):
+            pass  # no system libgomp: nothing of ours uses it
 
 
 def _exit_with_parent(parent: int) -> None:
