@@ -118,8 +118,9 @@ def frames_from_bytes(data: bytes, name: str) -> Iterator[np.ndarray]:
 
 
 def read_image(path: Path | BinaryIO) -> np.ndarray:
-    """One image file (or open binary file) as (H, W, 3) uint8; every image read of the
-    pipeline goes through here. ``ValueError`` for anything that is not an 8-bit image."""
+    """One image file (or open binary file) as (H, W, 3) uint8, read-only (Pillow's pixel
+    buffer, not copied again); every image read of the pipeline goes through here.
+    ``ValueError`` for anything that is not an 8-bit image."""
     from PIL import Image, UnidentifiedImageError
 
     try:
