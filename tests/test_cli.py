@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -15,8 +14,9 @@ from PIL import Image
 import vbkernels
 from vbkernels import cli
 from vbkernels.cli import io as vio
-from vbkernels.cli.decode import depth_to_png16, load_decode_instances
 from vbkernels.cli.previews import INSTANCE_COLOURS
+from vbkernels.instances import decode_instances
+from vbkernels.pipeline import depth_to_png16
 from vbkernels.palettes import load_palette
 from vbkernels.scenes import make_scenes
 
@@ -104,7 +104,7 @@ def test_decode_normals_glob_opencv(tmp_path, encoded):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "img0.normals.npy", "img0.normals.preview.png", "img1.normals.npy",
-        "img1.normals.preview.png"]
+        "img1.normals.preview.png", "manifest.jsonl"]
     for i in range(2):
         expected = vbkernels.decode_normals(encoded["normals"][i], convention="opencv")
         assert np.array_equal(np.load(tmp_path / "out" / f"img{i}.normals.npy"), expected)
@@ -187,19 +187,40 @@ def test_bad_file_is_reported_and_the_rest_go_on(tmp_path, encoded):
     assert not (tmp_path / "out" / "broken.depth.npy").exists()
 
 
-def test_existing_outputs_are_kept_without_overwrite(tmp_path, encoded):
-    _save_images(tmp_path / "in", encoded["depth"][:1])
+def test_rerun_skips_done_inputs_and_overwrite_redoes_them(tmp_path, encoded):
+    _save_images(tmp_path / "in", encoded["depth"][:2])
     out = tmp_path / "out" / "img0.depth.npy"
-    result = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet")
-    assert result.exit_code == 0
+    assert _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out").exit_code == 0
     out.write_bytes(b"sentinel")
-    again = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet")
-    assert again.exit_code == 1 and "exists" in again.output and "--overwrite" in again.output
-    assert out.read_bytes() == b"sentinel"
+    again = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out")
+    assert again.exit_code == 0, again.output
+    assert "all 2 input(s) are done already" in again.output
+    assert out.read_bytes() == b"sentinel"  # skipped, not rewritten
     forced = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet",
                      "--overwrite")
     assert forced.exit_code == 0
     assert np.array_equal(np.load(out), vbkernels.decode_depth(encoded["depth"][0]))
+
+
+def test_partial_outputs_are_redone_and_overwrite_drops_stale_previews(tmp_path, encoded):
+    pytest.importorskip("matplotlib")
+    _save_images(tmp_path / "in", encoded["depth"][:2])
+    args = ("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet")
+    assert _invoke(*args, "--preview").exit_code == 0
+    (tmp_path / "out" / "img1.depth.preview.png").unlink()  # as if stopped mid-way
+    (tmp_path / "out" / "img1.depth.npy").write_bytes(b"partial")
+    result = _invoke(*args[:-1], "--preview")
+    assert result.exit_code == 0, result.output
+    assert "decoded 1 frame(s) from 1 input(s)" in result.output and "1 input(s) skipped" in result.output
+    assert np.array_equal(np.load(tmp_path / "out" / "img1.depth.npy"),
+                          vbkernels.decode_depth(encoded["depth"][1]))
+    assert (tmp_path / "out" / "img1.depth.preview.png").exists()
+    # Without --preview the previews are not asked for: everything is done...
+    assert "all 2 input(s)" in _invoke(*args[:-1]).output
+    # ...and --overwrite replaces the outputs and removes the stale previews.
+    assert _invoke(*args, "--overwrite").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("img*")) == [
+        "img0.depth.npy", "img0.depth.png", "img1.depth.npy", "img1.depth.png"]
 
 
 def test_same_output_name_from_two_inputs_is_an_error(tmp_path, encoded):
@@ -237,11 +258,6 @@ def test_instances_subcommand(tmp_path):
     _save_images(tmp_path / "in", [image])
     result = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "out",
                      "--min-pixels", 4, "--quiet", "--preview")
-    try:
-        decode_instances = load_decode_instances()
-    except click.ClickException:
-        assert result.exit_code == 1 and "decode_instances" in result.output
-        return
     assert result.exit_code == 0, result.output
     labels, colours, counts = decode_instances(image, min_pixels=4)
     assert counts == 2  # the two squares
@@ -316,3 +332,88 @@ def test_backend_is_passed_through_and_its_errors_are_messages(tmp_path, encoded
                      "--backend", "cuda", "--device", "cpu")
     assert failed.exit_code == 1 and "decoding failed" in failed.output
     assert "Traceback" not in failed.output
+
+
+def test_instances_options_match_the_api(tmp_path):
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[:] = (250, 250, 250)
+    image[2:8, 2:8] = (200, 30, 30)
+    image[2:8, 10:15] = (200, 30, 30)
+    image[9:15, 6:14] = (205, 35, 30)
+    _save_images(tmp_path / "in", [image])
+    result = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "out", "--quiet",
+                     "--min-pixels", 4, "--background", "250,250,250", "--merge-distance", 20,
+                     "--split-components", "--workers", 0)
+    assert result.exit_code == 0, result.output
+    labels, _, counts = decode_instances(image, min_pixels=4, background=(250, 250, 250),
+                                         merge_distance=20, split_components=True)
+    assert counts == 3  # two squares of one colour split apart; the near colour merged
+    assert np.array_equal(np.load(tmp_path / "out" / "img0.instances.npy"), np.asarray(labels))
+    none = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "o2", "--quiet",
+                   "--min-pixels", 4, "--background", "none")
+    assert none.exit_code == 0, none.output
+    expected = decode_instances(image, min_pixels=4, background=None).labels
+    assert np.array_equal(np.load(tmp_path / "o2" / "img0.instances.npy"), np.asarray(expected))
+    bad = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "o3", "--background", "1,2")
+    assert bad.exit_code == 2 and "--background" in bad.output
+
+
+def test_depth_vmin_vmax_reach_the_preview(tmp_path, encoded, monkeypatch):
+    from types import SimpleNamespace
+
+    from vbkernels.pipeline import tasks
+
+    calls = []
+
+    def fake_preview(depth, **scale):
+        calls.append(scale)
+        return b"preview"
+
+    monkeypatch.setattr(tasks, "_previews", lambda: SimpleNamespace(depth_preview_png=fake_preview))
+    _save_images(tmp_path / "in", encoded["depth"][:2])
+    result = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet",
+                     "--outputs", "preview", "--vmin", 1, "--vmax", 20, "--workers", 0)
+    assert result.exit_code == 0, result.output
+    assert calls == [{"vmin": 1.0, "vmax": 20.0}] * 2
+    assert sorted(p.name for p in (tmp_path / "out").glob("img*")) == [
+        "img0.depth.preview.png", "img1.depth.preview.png"]
+    bad = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "o2", "--vmin", 5, "--vmax", 1)
+    assert bad.exit_code == 2 and "vmin" in bad.output
+
+
+def test_outputs_choice_and_keep_suffix(tmp_path, encoded):
+    folder = tmp_path / "in"
+    _save_images(folder, encoded["depth"][:1])
+    Image.fromarray(encoded["depth"][1]).save(folder / "img0.bmp")
+    clash = _invoke("decode", "depth", folder, "-o", tmp_path / "clash", "--quiet")
+    assert clash.exit_code == 1 and "same name" in clash.output and "--keep-suffix" in clash.output
+    result = _invoke("decode", "depth", folder, "-o", tmp_path / "out", "--quiet",
+                     "--outputs", "npy", "--keep-suffix")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("img*")) == [
+        "img0.bmp.depth.npy", "img0.png.depth.npy"]
+    assert np.array_equal(np.load(tmp_path / "out" / "img0.bmp.depth.npy"),
+                          vbkernels.decode_depth(encoded["depth"][1]))
+    bad = _invoke("decode", "normals", folder, "-o", tmp_path / "o2", "--outputs", "npy,png")
+    assert bad.exit_code == 2 and "--outputs" in bad.output
+
+
+def test_no_inputs_is_said_plainly(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _invoke("decode", "depth", tmp_path / "empty", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "holds no image or video files" in result.output and "nan" not in result.output
+    assert "no frames decoded" in result.output
+
+
+def test_option_names_agree_across_commands(tmp_path):
+    from vbkernels._dispatch import BACKEND_NAMES
+
+    help_text = _invoke("decode", "depth", "--help").output
+    assert all(name in help_text for name in BACKEND_NAMES)
+    robustness_help = _invoke("robustness", "--help").output
+    assert "-o, --output" in robustness_help and "--output-dir" not in robustness_help
+    old = _invoke("robustness", "-n", 1, "--height", 16, "--width", 24, "--codec", "png",
+                  "--no-plot", "--device", "cpu", "--output-dir", tmp_path / "old")
+    assert old.exit_code == 0, old.output
+    assert (tmp_path / "old" / "robustness.md").exists()

@@ -484,7 +484,7 @@ def plot_png(report: dict) -> bytes:
 def write_report(report: dict, out_dir, *, plot: bool = True) -> list[Path]:
     """Write ``robustness.md``, ``robustness.json`` and (with matplotlib) ``robustness.png``
     into ``out_dir`` atomically; returns the paths written."""
-    from vbkernels.cli.io import write_atomic
+    from vbkernels.files import write_atomic
 
     out_dir = Path(out_dir)
     outputs = {

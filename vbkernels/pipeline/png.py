@@ -171,13 +171,18 @@ def read_image(source: Source, *, name: str | None = None) -> np.ndarray:
     return _read_with_pillow(data, name)
 
 
+def _prefix(name: str) -> str:
+    """``"NAME: "`` for error messages; empty when the caller names the file itself."""
+    return f"{name}: " if name else ""
+
+
 def _read_source(source: Source, name: str | None) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), name or "<bytes>"
+        return bytes(source), "<bytes>" if name is None else name
     if isinstance(source, (str, os.PathLike)):
-        return Path(source).read_bytes(), name or str(source)
+        return Path(source).read_bytes(), str(source) if name is None else name
     if hasattr(source, "read"):
-        return source.read(), name or getattr(source, "name", None) or "<file>"
+        return source.read(), (getattr(source, "name", None) or "<file>") if name is None else name
     raise TypeError(f"source must be a path, bytes or a binary file, got {type(source).__name__}")
 
 
@@ -191,10 +196,10 @@ def _read_with_pillow(data: bytes, name: str) -> np.ndarray:
                 raise ValueError(f"image mode {img.mode!r} is not 8-bit colour")
             return np.array(img.convert("RGB"))
     except UnidentifiedImageError:
-        raise ValueError(f"{name}: not an image Pillow can read") from None
+        raise ValueError(f"{_prefix(name)}not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
             Image.DecompressionBombError) as exc:
-        raise ValueError(f"{name}: cannot read image: {exc}") from exc
+        raise ValueError(f"{_prefix(name)}cannot read image: {exc}") from exc
 
 
 # --- The CPU half of a GPU decode, and the NumPy unfilter ---------------------------------
@@ -242,9 +247,9 @@ def _inflate(data: bytes, header: PngHeader, inflate, name: str) -> np.ndarray:
     try:
         raw = inflate(stream, size)
     except zlib.error as exc:
-        raise ValueError(f"{name}: PNG image data does not inflate: {exc}") from exc
+        raise ValueError(f"{_prefix(name)}PNG image data does not inflate: {exc}") from exc
     if len(raw) < size:
-        raise ValueError(f"{name}: PNG image data ends after {len(raw)} of {size} bytes")
+        raise ValueError(f"{_prefix(name)}PNG image data ends after {len(raw)} of {size} bytes")
     # Bytes past the image are ignored, as Pillow does.
     return np.frombuffer(raw, np.uint8, size).reshape(header.height, -1)
 
@@ -257,7 +262,7 @@ def unfilter(filtered: np.ndarray, channels: int, *, name: str = "<bytes>") -> n
     kinds, rows = filtered[:, 0], filtered[:, 1:]
     height, row_bytes = rows.shape
     if kinds.size and kinds.max() > 4:
-        raise ValueError(f"{name}: PNG row filter {int(kinds.max())} is not one of 0..4")
+        raise ValueError(f"{_prefix(name)}PNG row filter {int(kinds.max())} is not one of 0..4")
     out = np.empty_like(rows)
     none, sub = kinds == 0, kinds == 1
     out[none] = rows[none]

@@ -1,0 +1,561 @@
+"""The single-machine engine: read in worker processes, decode in batches on the device,
+encode and write in the same workers, with bounded queues between the stages.
+
+::
+
+    inputs --(pool: read_image)--> read-ahead window --> same-size batches
+           --(BatchDecoder, one batch in flight)--> per-frame write tasks (pool: encode+write)
+
+Images are read in the worker pool (Pillow holds the GIL for much of a PNG decode, so
+threads would serialise on it; processes scale per core); a video is read by one thread
+of the main process (PyAV's FFmpeg decode runs its own threads outside the GIL). Frames
+keep their input order through the batches, so names and contents do not depend on the
+worker count; only the order in which files appear on disk does. Frames and decoded arrays
+travel between the processes pickled through the pool's pipes (a copy each way, received
+by a thread of the main process); handing them over in shared memory would save those
+copies and is the next step for many-core GPU machines.
+
+Memory bound: at most ``read_ahead`` frames read ahead (default ``2 * workers`` or one
+batch, whichever is larger; a video thread holds at most one batch), one batch being
+formed, one batch in flight on the device, and ``2 * workers`` frames' outputs being
+written. So RAM holds about ``(read_ahead + 2 * batch_size)`` input frames plus
+``(batch_size + 2 * workers)`` output frames, whatever the length of a video.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vbkernels.files import write_atomic
+
+from . import gpu_input
+from .device import BatchDecoder, resolve_device
+from .manifest import ManifestRow, ManifestWriter, is_done, read_manifest, relative_output
+from .sources import Source, frame_count, output_stem, read_frames, read_image
+
+_SHUTDOWN_GRACE_S = 10.0  # how long running worker tasks get to finish after Ctrl-C
+
+
+class DecodeFailed(RuntimeError):
+    """The device decode itself failed (e.g. a backend that cannot run on this device):
+    every batch would fail the same way, so the run stops."""
+
+
+@dataclass
+class InputState:
+    source: Source
+    frames_read: int = 0
+    frames_written: int = 0
+    frames_failed: int = 0
+    reading: bool = True
+    error: str | None = None
+    outputs: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.reading and self.frames_written + self.frames_failed == self.frames_read
+
+
+@dataclass
+class RunSummary:
+    inputs: int = 0                  # inputs found
+    frames: int = 0                  # frames written
+    seconds: float = 0.0
+    done: list[str] = field(default_factory=list)       # inputs finished in this run
+    skipped: list[str] = field(default_factory=list)    # inputs whose outputs all existed
+    failed: dict[str, str] = field(default_factory=dict)  # input -> first error
+    unfinished: list[str] = field(default_factory=list)  # inputs Ctrl-C left incomplete
+    interrupted: bool = False
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``decode_files``; ``summary`` says what was written."""
+
+    def __init__(self, summary: RunSummary):
+        super().__init__(f"interrupted after {summary.frames} frame(s)")
+        self.summary = summary
+
+
+@dataclass
+class PipelineOptions:
+    kinds: tuple | str | None = None     # output kinds; None = the task's default
+    device: str | torch.device = "auto"
+    batch_size: int = 16
+    workers: int | None = None            # None = one per core; 0 = no worker processes
+    overwrite: bool = False
+    keep_suffix: bool = False
+    gpu_input: bool = True                # nvJPEG / NVDEC on CUDA when installed
+    manifest: bool = True
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------- worker-side calls
+
+
+def _worker_init(parent: int) -> None:
+    # Ctrl-C goes to the whole process group: the main process decides what stops; the
+    # workers finish the file they are on. SIGTERM (the fallback) unwinds, so
+    # write_atomic's cleanup still removes its temporary file.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    _exit_with_parent(parent)
+    single_threaded()
+
+
+def single_threaded() -> None:
+    """One compute thread in this (forked) process. Besides sparing the cores, it keeps
+    OpenMP out of its thread pool: a fork has none of the parent's pool threads, and GNU
+    libgomp waits for them forever in the next parallel region (torch bundles its own
+    libgomp; the ``cpu`` backend uses the system one, so both are set)."""
+    torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libgomp.so.1").omp_set_num_threads(1)
+        except (OSError, AttributeError):
+            pass  # no system libgomp: nothing of ours uses it
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this worker when the main process dies however it dies (killed,
+    crashed), so no worker outlives it waiting on a queue that nobody feeds."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        sys.exit(1)
+
+
+def _read_file_bytes(path: Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def write_frame(task, arrays: dict, stem: Path, kinds) -> list[Path]:
+    """Encode one frame's arrays and write each output atomically; the written paths.
+
+    Outputs of an input that is being (re)done replace what is there: the decision to
+    redo it was taken before any frame was read (see ``manifest.is_done``)."""
+    written = []
+    for suffix, data in task.encode(arrays, kinds).items():
+        path = stem.with_name(stem.name + suffix)
+        write_atomic(path, data, overwrite=True)
+        written.append(path)
+    return written
+
+
+class _InlineExecutor:
+    """``workers=0``: the same calls, run at once in this process (no pool)."""
+
+    def submit(self, fn, *args):
+        future = cf.Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - delivered through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def make_pool(workers: int):
+    """A process pool whose workers exist before any thread or CUDA context is created
+    here (they are forked on Linux: no re-import of torch per worker)."""
+    if workers == 0:
+        return _InlineExecutor()
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                                  initargs=(os.getpid(),),
+                                  mp_context=multiprocessing.get_context(method))
+    cf.wait([pool.submit(os.getpid) for _ in range(workers)])  # start them all now
+    return pool
+
+
+def _stop_pool(pool, futures) -> None:
+    """Cancel queued work, let running tasks finish (bounded), then end every worker."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    running = [f for f in futures if not f.done()]
+    if running:
+        cf.wait(running, timeout=_SHUTDOWN_GRACE_S)
+    if any(not f.done() for f in futures):  # still busy after the grace period
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if process.is_alive():
+                process.terminate()
+    pool.shutdown(wait=True)
+
+
+# ------------------------------------------------------------------------ video thread
+
+
+class _VideoReader:
+    """Reads one video in a thread into a bounded queue (``None`` ends, an exception is
+    passed through); ``stop()`` ends it at the next frame."""
+
+    def __init__(self, frames: Iterator, depth: int):
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="vbk-video")
+        self._thread.start()
+
+    def _run(self):
+        try:
+            for frame in self._frames:
+                if not self._put(frame):
+                    return
+            self._put(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer as the input's error
+            self._put(exc)
+        finally:
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class LocalPipeline:
+    """One run of ``task`` over ``sources`` into ``outdir``; see the module docstring."""
+
+    def __init__(self, task, outdir: Path, options: PipelineOptions,
+                 on_error: Callable[[str, str], None] | None = None,
+                 progress=None):
+        self.task = task
+        self.outdir = Path(outdir)
+        self.options = options
+        self.kinds = task.check_kinds(options.kinds)
+        self.suffixes = task.suffixes(self.kinds)
+        self.device = resolve_device(options.device)
+        self.workers = default_workers() if options.workers is None else options.workers
+        if options.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        self.read_ahead = max(2 * self.workers, options.batch_size)
+        self.max_writes = max(2 * self.workers, 2)
+        self.on_error = on_error or (lambda item, message: None)
+        self.progress = progress  # anything with update(n) (a tqdm bar), or None
+        self.summary = RunSummary()
+        self._writes: deque = deque()  # (future, state)
+        self._states: list[InputState] = []
+        self._manifest: ManifestWriter | None = None
+        self._video: _VideoReader | None = None
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(self, sources: list[Source], input_errors=()) -> list[InputState]:
+        """Fail clashing names and unreadable inputs, skip inputs that are done; the rest
+        become the run's inputs (their stale outputs removed with ``overwrite``)."""
+        self.summary.inputs = len(sources) + len(input_errors)
+        for item, message in input_errors:
+            self._fail_input(item, message)
+        previous = read_manifest(self.outdir) if not self.options.overwrite else {}
+        claimed: dict[Path, Path] = {}
+        for source in sources:
+            base = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
+            base = base.parent if source.kind == "video" else base
+            if base in claimed:
+                hint = "" if self.options.keep_suffix else "; --keep-suffix keeps them apart"
+                self._fail_input(str(source.path), f"its outputs would overwrite those of "
+                                 f"{claimed[base]} (same name{hint})")
+                continue
+            claimed[base] = source.path
+            row = None if self.options.overwrite else is_done(
+                source, self.suffixes, self.outdir, keep_suffix=self.options.keep_suffix,
+                manifest=previous)
+            if row is not None:
+                self.summary.skipped.append(str(source.path))
+                self._record(row)
+                continue
+            if self.options.overwrite:
+                self._remove_stale(source)
+            self._states.append(InputState(source))
+        return self._states
+
+    def _remove_stale(self, source: Source) -> None:
+        """With overwrite: this task's outputs of other kinds (an old preview) go."""
+        stale = [s for s in self.task.all_suffixes() if s not in self.suffixes]
+        stem = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
+        if source.kind == "video":
+            candidates = [p for s in stale for p in stem.parent.glob(f"*{s}")]
+        else:
+            candidates = [stem.with_name(stem.name + s) for s in stale]
+        for path in candidates:
+            if path.is_file():
+                path.unlink()
+
+    # -- running ----------------------------------------------------------------------
+
+    def total_frames(self) -> int | None:
+        counts = [frame_count(s.source) for s in self._states]
+        return sum(counts) if all(c is not None for c in counts) else None
+
+    def run(self) -> RunSummary:
+        """Decode every planned input; ``KeyboardInterrupt`` ends the run cleanly with
+        ``summary.interrupted`` set (nothing half-written, every worker gone)."""
+        start = time.perf_counter()
+        pool = make_pool(self.workers) if self._states else None
+        completed = False
+        try:
+            if pool is not None:
+                self._run(pool)
+            completed = True
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            if self._video is not None:
+                self._video.stop()
+            if pool is not None:
+                self._finish(pool, completed)
+            if self._manifest is not None:
+                self._manifest.close()
+            self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    def _run(self, pool) -> None:
+        decoder = BatchDecoder(self.task, self.device)
+        pending = None
+        for batch in self._batches(pool):
+            try:
+                started = (batch, decoder.submit([rgb for _, _, rgb in batch]))
+            except (RuntimeError, ValueError) as exc:
+                raise DecodeFailed(str(exc)) from None
+            if pending is not None:
+                self._dispatch(pool, *pending)
+            pending = started
+        if pending is not None:
+            self._dispatch(pool, *pending)
+        while self._writes:
+            self._collect(block=True)
+
+    def _finish(self, pool, completed: bool) -> None:
+        if completed:
+            pool.shutdown(wait=True)
+        else:  # Ctrl-C or an error: stop now, keeping every finished file
+            _stop_pool(pool, [future for future, _ in self._writes])
+        self._collect(block=False)  # writes that completed while stopping still count
+        self.summary.unfinished = [str(s.source.path) for s in self._states if not s.finished]
+
+    # -- read -------------------------------------------------------------------------
+
+    def _frames(self, pool) -> Iterator[tuple[InputState, int, object]]:
+        """(input, frame index, rgb) in input order; read failures are recorded here."""
+        window: deque = deque()
+        upcoming = iter(self._states)
+
+        def fill():
+            while len(window) < self.read_ahead:
+                state = next(upcoming, None)
+                if state is None:
+                    return
+                window.append((state, self._submit_read(pool, state)))
+
+        fill()
+        while window:
+            state, future = window.popleft()
+            fill()
+            self._collect(block=False)
+            try:
+                if state.source.kind == "video":
+                    for index, rgb in enumerate(self._read_video(state)):
+                        state.frames_read += 1
+                        yield state, index, rgb
+                else:
+                    rgb = self._image_result(future)
+                    state.frames_read = 1
+                    yield state, 0, rgb
+            except Exception as exc:  # noqa: BLE001 - any decoder error is one bad file
+                self._fail(state, f"cannot read: {exc}")
+            state.reading = False
+            self._maybe_finish(state)
+
+    def _submit_read(self, pool, state: InputState):
+        source = state.source
+        if source.kind == "video":
+            return None  # read by a thread when its turn comes
+        if gpu_input.on_device(source, self.device, self.options.gpu_input):
+            return pool.submit(_read_file_bytes, source.path)
+        return pool.submit(read_image, source.path)
+
+    def _image_result(self, future):
+        result = future.result()
+        if isinstance(result, bytes):  # a JPEG for nvJPEG
+            return gpu_input.decode_jpeg_bytes(result, self.device)
+        return result
+
+    def _read_video(self, state: InputState) -> Iterator:
+        source = state.source
+        if gpu_input.on_device(source, self.device, self.options.gpu_input):
+            frames = gpu_input.video_frames_on(source.path, self.device)
+        else:
+            frames = read_frames(source)
+        self._video = _VideoReader(frames, self.options.batch_size)
+        try:
+            yield from self._video
+        finally:
+            self._video.stop()
+            self._video = None
+
+    def _batches(self, pool) -> Iterator[list]:
+        """Consecutive frames of one shape (and place), at most ``batch_size`` each."""
+        batch: list = []
+        key = None
+        for item in self._frames(pool):
+            rgb = item[2]
+            item_key = (tuple(rgb.shape), isinstance(rgb, torch.Tensor))
+            if batch and (len(batch) == self.options.batch_size or item_key != key):
+                yield batch
+                batch = []
+            batch.append(item)
+            key = item_key
+        if batch:
+            yield batch
+
+    # -- write ------------------------------------------------------------------------
+
+    def _dispatch(self, pool, batch, pending) -> None:
+        arrays = pending.result()
+        for i, (state, index, _) in enumerate(batch):
+            while len(self._writes) >= self.max_writes:
+                self._collect(block=True)
+            stem = output_stem(state.source, index, self.outdir,
+                               keep_suffix=self.options.keep_suffix)
+            frame = {name: value[i] for name, value in arrays.items()}
+            self._writes.append((pool.submit(write_frame, self.task, frame, stem, self.kinds),
+                                 state))
+
+    def _collect(self, block: bool) -> None:
+        """Account for finished writes (all of them that are done; with ``block``, wait
+        for at least one first)."""
+        if block and self._writes:
+            cf.wait([f for f, _ in self._writes], return_when=cf.FIRST_COMPLETED)
+        remaining = deque()
+        for future, state in self._writes:
+            if not future.done():
+                remaining.append((future, state))
+                continue
+            if future.cancelled():
+                continue
+            exc = future.exception()
+            if exc is None:
+                state.frames_written += 1
+                state.outputs += [relative_output(p, self.outdir) for p in future.result()]
+                self.summary.frames += 1
+                if self.progress is not None:
+                    self.progress.update(1)
+            else:
+                state.frames_failed += 1
+                self._fail(state, f"cannot write: {exc}")
+            self._maybe_finish(state)
+        self._writes = remaining
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def _maybe_finish(self, state: InputState) -> None:
+        if state.finished or not state.complete:
+            return
+        state.finished = True
+        path = str(state.source.path)
+        if state.error is None and state.frames_written == 0:
+            self._fail(state, "no frames")
+        if state.error is None:
+            self.summary.done.append(path)
+            self._record(ManifestRow(path, state.frames_written, sorted(state.outputs), "ok"))
+        else:
+            self._record(ManifestRow(path, state.frames_written, sorted(state.outputs),
+                                     "failed", state.error))
+
+    def _fail(self, state: InputState, message: str) -> None:
+        """The first error of a planned input (its row is written when it finishes)."""
+        if state.error is None:
+            state.error = message
+            self.summary.failed[str(state.source.path)] = message
+            self.on_error(str(state.source.path), message)
+
+    def _fail_input(self, item: str, message: str) -> None:
+        """An input that fails before it is read (missing, a name clash)."""
+        self.summary.failed.setdefault(item, message)
+        self.on_error(item, message)
+        self._record(ManifestRow(item, 0, [], "failed", message))
+
+    def _record(self, row: ManifestRow) -> None:
+        if not self.options.manifest:
+            return
+        if self._manifest is None:
+            self._manifest = ManifestWriter(self.outdir)
+        self._manifest.append(row)
+
+
+def decode_files(inputs, task, output, *, on_error=None, progress=None,
+                 **options) -> RunSummary:
+    """Decode ``inputs`` (paths, directories, globs) with ``task`` (a ``Task`` or a task
+    name) into ``output`` on this machine; ``options`` are ``PipelineOptions`` fields plus,
+    for a task name, ``build_task``'s options. Returns the run's summary; Ctrl-C raises
+    :class:`Interrupted` (a ``KeyboardInterrupt`` carrying the summary) after a clean stop."""
+    from .sources import expand_inputs
+    from .tasks import build_task
+
+    fields = set(PipelineOptions.__dataclass_fields__)
+    pipeline_options = PipelineOptions(**{k: v for k, v in options.items() if k in fields})
+    task_options = {k: v for k, v in options.items() if k not in fields}
+    if isinstance(task, str):
+        task = build_task(task, **task_options)
+    elif task_options:
+        raise TypeError(f"unknown options {sorted(task_options)} (task already built)")
+    sources, errors = expand_inputs(inputs)
+    pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress)
+    pipeline.plan(sources, errors)
+    summary = pipeline.run()
+    if summary.interrupted:
+        raise Interrupted(summary)
+    return summary

@@ -1,0 +1,134 @@
+"""``OUT/manifest.jsonl``: one JSON line per input and run, and the resume rule.
+
+Row fields: ``path`` (the input as given), ``frames`` (frames written), ``outputs`` (every
+output file written for it, relative to OUT, POSIX separators), ``status`` (``ok``,
+``failed`` or ``skipped``) and ``error`` (text, null unless failed). Reruns append: the
+newest row for an input is the one that counts.
+
+Each row goes to the file in one ``write`` on a descriptor opened with ``O_APPEND`` and is
+on disk (flushed, not fsynced) before the next; on a local POSIX file system the kernel
+appends each write whole, so several processes (local workers, Ray actors on one machine)
+may append to one manifest without interleaving lines. Network file systems (NFS) do not
+promise that; give each machine its own manifest there.
+
+The resume rule (``is_done``): an input is skipped iff ALL its outputs exist. For an image
+those are the outputs of its one frame. A video's frame count is not known cheaply, so it is
+done iff its newest ``ok``/``skipped`` row lists every output the current output choice
+asks for (for as many frames as that row has) and all of them exist. An input with only
+some outputs (a run stopped mid-way) is redone and its partial outputs replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .sources import Source, output_stem
+
+MANIFEST_NAME = "manifest.jsonl"
+STATUSES = ("ok", "failed", "skipped")
+
+
+@dataclass
+class ManifestRow:
+    path: str
+    frames: int = 0
+    outputs: list[str] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+class ManifestWriter:
+    """Appends rows to ``OUT/manifest.jsonl`` (created when missing), one write per row."""
+
+    def __init__(self, outdir: Path):
+        self.path = Path(outdir) / MANIFEST_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(self, row: ManifestRow) -> None:
+        data = (row.to_json() + "\n").encode("utf-8")
+        written = os.write(self._fd, data)
+        if written != len(data):  # a full disk; never leave half a line without saying so
+            raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_manifest(outdir: Path) -> dict[str, ManifestRow]:
+    """The newest ``ok``/``skipped`` row per input key (see ``input_key``); a torn or
+    foreign line is ignored."""
+    path = Path(outdir) / MANIFEST_NAME
+    latest: dict[str, ManifestRow] = {}
+    if not path.exists():
+        return latest
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                row = ManifestRow(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            if row.status in ("ok", "skipped"):
+                latest[input_key(row.path)] = row
+    return latest
+
+
+def input_key(path) -> str:
+    """How rows are matched to inputs: the absolute path for local files, the URI as is
+    for anything with a scheme (``s3://...``)."""
+    text = str(path)
+    return text if "://" in text else os.path.abspath(text)
+
+
+def relative_output(path: Path, outdir: Path) -> str:
+    return Path(path).relative_to(outdir).as_posix()
+
+
+def frame_outputs(source: Source, index: int, outdir: Path, suffixes, *,
+                  keep_suffix: bool = False) -> list[Path]:
+    """The files frame ``index`` of ``source`` is written to."""
+    stem = output_stem(source, index, outdir, keep_suffix=keep_suffix)
+    return [stem.with_name(stem.name + suffix) for suffix in suffixes]
+
+
+def is_done(source: Source, suffixes, outdir: Path, *, keep_suffix: bool = False,
+            manifest: dict[str, ManifestRow] | None = None) -> ManifestRow | None:
+    """The row a rerun records for ``source`` when ALL its outputs exist, else None.
+
+    ``manifest`` is ``read_manifest(outdir)`` (read once per run); videos need it.
+    """
+    outdir = Path(outdir)
+    if source.kind == "image":
+        files = frame_outputs(source, 0, outdir, suffixes, keep_suffix=keep_suffix)
+        if not all(f.exists() for f in files):
+            return None
+        return ManifestRow(str(source.path), 1, [relative_output(f, outdir) for f in files],
+                           "skipped")
+    previous = (manifest or {}).get(input_key(source.path))
+    if previous is None or previous.frames < 1:
+        return None
+    wanted = [relative_output(f, outdir) for i in range(previous.frames)
+              for f in frame_outputs(source, i, outdir, suffixes, keep_suffix=keep_suffix)]
+    if not set(wanted) <= set(previous.outputs):
+        return None
+    if not all((outdir / name).exists() for name in wanted):
+        return None
+    return ManifestRow(str(source.path), previous.frames, wanted, "skipped")

@@ -1,0 +1,152 @@
+"""Finding inputs, reading their frames, and naming their outputs.
+
+Inputs are image files (Pillow), videos (PyAV), directories (searched recursively for
+files with a known extension) and glob patterns. A video is read one frame at a time, so
+it is never held in memory whole. ``frames_from_bytes`` reads the same formats from bytes
+in memory, for engines that hand over file contents rather than paths.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import BinaryIO
+
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi"})
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file. ``name`` is its output name relative to the output directory,
+    suffix included (``sub/a.png`` for ``DIR/sub/a.png`` given as ``DIR``). ``path`` is a
+    local ``Path``, or a URI string (``s3://...``) for engines that read the bytes
+    themselves and pass them to ``frames_from_bytes``."""
+
+    path: Path | str
+    kind: str          # "image" or "video"
+    name: PurePath
+
+    @classmethod
+    def from_name(cls, path: Path | str, name: str | PurePath | None = None) -> Source:
+        """A source whose kind comes from its suffix (unknown suffixes: tried as images);
+        ``name`` defaults to the file name."""
+        name = PurePath(name) if name is not None else PurePath(str(path).rsplit("/", 1)[-1])
+        return cls(path, source_kind(name) or "image", name)
+
+    @property
+    def stem(self) -> PurePath:
+        return self.name.with_suffix("")
+
+
+def source_kind(name: str | PurePath) -> str | None:
+    """"image" or "video" from a file name's suffix, None for anything else."""
+    suffix = PurePath(name).suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    return None
+
+
+def expand_inputs(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Sources for the given paths, directories and globs, plus (input, error) pairs.
+
+    A directory contributes its image and video files (recursively, sorted) with output
+    names relative to it; a file or glob match contributes its file name.
+    """
+    sources, errors = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and source_kind(p))
+            if not found:
+                errors.append((str(item), "directory holds no image or video files"))
+            sources += [Source(p, source_kind(p), PurePath(p.relative_to(path))) for p in found]
+        elif path.is_file():
+            # A named file with an unknown suffix is tried as an image: Pillow sniffs content.
+            sources.append(Source(path, source_kind(path) or "image", PurePath(path.name)))
+        elif glob.has_magic(str(item)):
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+            files = [p for p in matches if p.is_file() and source_kind(p)]
+            if not files:
+                errors.append((str(item), "pattern matches no image or video files"))
+            sources += [Source(p, source_kind(p), PurePath(p.name)) for p in files]
+        else:
+            errors.append((str(item), "no such file or directory"))
+    return sources, errors
+
+
+def output_stem(source: Source, index: int, outdir: Path, *, keep_suffix: bool = False) -> Path:
+    """Output path without suffix of frame ``index`` of ``source``.
+
+    An image ``a.png`` gives ``OUT/a`` (``OUT/a.png`` with ``keep_suffix``, so ``a.png``
+    and ``a.jpg`` do not collide); frame 7 of a video ``clip.mp4`` gives
+    ``OUT/clip/000007`` (``OUT/clip.mp4/000007``).
+    """
+    base = Path(outdir) / (source.name if keep_suffix else source.stem)
+    return base / f"{index:06d}" if source.kind == "video" else base
+
+
+def frame_count(source: Source) -> int | None:
+    """Frames in ``source`` when the container says so cheaply, else None."""
+    if source.kind == "image":
+        return 1
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(source.path)) as container:
+            frames = container.streams.video[0].frames
+    except Exception:  # noqa: BLE001 - a broken file is reported when it is read
+        return None
+    return frames or None
+
+
+def read_frames(source: Source) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 frames of ``source``, one at a time."""
+    if source.kind == "image":
+        yield read_image(source.path)
+    else:
+        yield from read_video(source.path)
+
+
+def frames_from_bytes(data: bytes, name: str) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 frames of a file's contents; ``name`` (its path or file name)
+    tells an image from a video by suffix, as ``expand_inputs`` does."""
+    if source_kind(name) == "video":
+        yield from read_video(io.BytesIO(data))
+    else:
+        yield read_image(io.BytesIO(data))
+
+
+def read_image(path: Path | BinaryIO) -> np.ndarray:
+    """One image file (or open binary file) as (H, W, 3) uint8; every image read of the
+    pipeline goes through here. PNGs take the fast exact route of :mod:`.png` (pyspng
+    behind a CRC check when installed), everything else Pillow. ``ValueError`` for anything
+    that is not an 8-bit image (the caller names the file)."""
+    from .png import read_image as read_any
+
+    return read_any(path, name="")
+
+
+def read_video(path: Path | BinaryIO) -> Iterator[np.ndarray]:
+    """Frames of a video file (or open binary file) through PyAV, FFmpeg threads on."""
+    try:
+        import av
+    except ImportError:
+        raise RuntimeError("reading videos needs PyAV: pip install av") from None
+    with av.open(path if not isinstance(path, Path) else str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("file has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # let FFmpeg decode on several threads
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")

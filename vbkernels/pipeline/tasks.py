@@ -1,0 +1,278 @@
+"""What each decode task computes and writes: ``build_task(name, **options) -> Task``.
+
+A task is plain, picklable data (its options), so the same object runs the decode on the
+device in the main process (or a Ray actor) and encodes outputs in worker processes.
+
+========== ============================== ============================================
+task       npy / png                      preview
+========== ============================== ============================================
+depth      NAME.depth.npy  float32 metres NAME.depth.preview.png (colormap + colourbar)
+           NAME.depth.png  uint16 depth PNG (``round(depth_m * png_scale)``, 0 invalid)
+normals    NAME.normals.npy float32 (H,W,3) NAME.normals.preview.png (normals as RGB)
+seg        NAME.seg.npy    uint8 (K <= 256) NAME.seg.preview.png (palette colours)
+                           else int32
+           NAME.seg.png    label PNG: 8-bit when every label fits in uint8, else 16-bit
+instances  NAME.instances.npy int32       NAME.instances.preview.png
+           NAME.instances.png uint16 (-1 'near no colour' written as 65535)
+========== ============================== ============================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from vbkernels.files import npy_bytes, png_bytes
+
+OUTPUT_KINDS = ("npy", "png", "preview")
+_KIND_ALIASES = {"png16": "png"}
+
+
+def _previews():
+    """The preview drawing functions (imported on first use: they need matplotlib)."""
+    from vbkernels.cli import previews
+
+    return previews
+
+
+@dataclass(frozen=True)
+class Task:
+    """Base of the four tasks. ``decode`` maps an (N, H, W, 3) uint8 batch on its device to
+    a dict of (N, ...) tensors; ``encode`` turns one frame's arrays into file contents."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[dict[str, str]]  # output kind -> file suffix
+    default_kinds: ClassVar[tuple[str, ...]]
+    backend: str = "auto"
+
+    def suffixes(self, kinds=None) -> list[str]:
+        """File suffixes (``.depth.npy`` ...) of the chosen output kinds, in a fixed order."""
+        return [self.kinds[k] for k in self.check_kinds(kinds)]
+
+    def all_suffixes(self) -> list[str]:
+        return list(self.kinds.values())
+
+    def check_kinds(self, kinds=None) -> tuple[str, ...]:
+        """Normalise an output choice (names or a comma list) against this task's kinds."""
+        if kinds is None:
+            return self.default_kinds
+        if isinstance(kinds, str):
+            kinds = [k for k in kinds.split(",") if k.strip()]
+        chosen = {_KIND_ALIASES.get(k.strip(), k.strip()) for k in kinds}
+        unknown = sorted(chosen - set(self.kinds))
+        if unknown or not chosen:
+            raise ValueError(f"outputs for {self.name} must be a non-empty choice of "
+                             f"{', '.join(self.kinds)}, got {','.join(kinds) or 'nothing'}")
+        return tuple(k for k in self.kinds if k in chosen)
+
+    def decode(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode(self, arrays: dict[str, np.ndarray], kinds=None) -> dict[str, bytes]:
+        """``{suffix: file bytes}`` for one frame's decoded arrays (host NumPy)."""
+        chosen = self.check_kinds(kinds)
+        return {self.kinds[k]: self._encode_one(k, arrays) for k in chosen}
+
+    def _encode_one(self, kind: str, arrays: dict[str, np.ndarray]) -> bytes:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class DepthTask(Task):
+    name: ClassVar[str] = "depth"
+    kinds: ClassVar[dict[str, str]] = {"npy": ".depth.npy", "png": ".depth.png",
+                                       "preview": ".depth.preview.png"}
+    default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    lam: float = -3.0
+    c: float = 10 / 3
+    max_depth: float | None = None
+    png_scale: float = 1000.0
+    vmin: float | None = None
+    vmax: float | None = None
+
+    def decode(self, rgb):
+        import vbkernels
+
+        return {"depth": vbkernels.decode_depth(rgb, lam=self.lam, c=self.c,
+                                                max_depth=self.max_depth, backend=self.backend)}
+
+    def _encode_one(self, kind, arrays):
+        depth = arrays["depth"]
+        if kind == "npy":
+            return npy_bytes(depth)
+        if kind == "png":  # zlib level 1: depth of generated frames is noise-like (see png_bytes)
+            return png_bytes(depth_to_png16(depth, self.png_scale), compress_level=1)
+        scale = {k: v for k, v in (("vmin", self.vmin), ("vmax", self.vmax)) if v is not None}
+        return _previews().depth_preview_png(depth, **scale)
+
+
+@dataclass(frozen=True)
+class NormalsTask(Task):
+    name: ClassVar[str] = "normals"
+    kinds: ClassVar[dict[str, str]] = {"npy": ".normals.npy", "preview": ".normals.preview.png"}
+    default_kinds: ClassVar[tuple[str, ...]] = ("npy",)
+    convention: str = "opengl"
+
+    def decode(self, rgb):
+        import vbkernels
+
+        return {"normals": vbkernels.decode_normals(rgb, convention=self.convention,
+                                                    backend=self.backend)}
+
+    def _encode_one(self, kind, arrays):
+        import vbkernels
+
+        normals = arrays["normals"]
+        if kind == "npy":
+            return npy_bytes(normals)
+        colours = vbkernels.encode_normals(torch.from_numpy(normals), convention=self.convention)
+        return png_bytes(colours.numpy())
+
+
+@dataclass(frozen=True)
+class SegTask(Task):
+    name: ClassVar[str] = "seg"
+    kinds: ClassVar[dict[str, str]] = {"npy": ".seg.npy", "png": ".seg.png",
+                                       "preview": ".seg.preview.png"}
+    default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    palette: Any = None  # a vbkernels.palettes.Palette
+    max_distance: float | None = None
+
+    @property
+    def label_dtype(self) -> torch.dtype:
+        largest = max(len(self.palette) - 1, self.palette.ignore_index)
+        return torch.uint8 if largest <= 255 else torch.int32
+
+    def decode(self, rgb):
+        import vbkernels
+
+        # The Palette itself, so pixels painted in its ignore colour decode to its ignore
+        # index (encode -> decode round-trips every label).
+        labels = vbkernels.decode_segmentation(
+            rgb, self.palette, max_distance=self.max_distance, out_dtype=self.label_dtype,
+            backend=self.backend)
+        return {"labels": labels}
+
+    def _encode_one(self, kind, arrays):
+
+        labels = arrays["labels"]
+        if kind == "npy":
+            return npy_bytes(labels)
+        if kind == "png":
+            return png_bytes(labels_to_png(labels))
+        return _previews().seg_preview_png(labels, self.palette)
+
+
+@dataclass(frozen=True)
+class InstancesTask(Task):
+    name: ClassVar[str] = "instances"
+    kinds: ClassVar[dict[str, str]] = {"npy": ".instances.npy", "png": ".instances.png",
+                                       "preview": ".instances.preview.png"}
+    default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    max_distance: float | None = 40.0
+    min_pixels: int = 64
+    background: tuple | None = (0, 0, 0)
+    merge_distance: float | None = None
+    split_components: bool = False
+
+    def decode(self, rgb):
+        from vbkernels.instances import decode_instances
+
+        labels, colours, _ = decode_instances(
+            rgb, background=self.background, max_distance=self.max_distance,
+            min_pixels=self.min_pixels, merge_distance=self.merge_distance,
+            split_components=self.split_components, backend=self.backend)
+        return {"labels": labels, "colours": colours}
+
+    def _encode_one(self, kind, arrays):
+        labels = arrays["labels"]
+        if kind == "npy":
+            return npy_bytes(labels)
+        if kind == "png":
+            return png_bytes(labels.astype(np.uint16))
+        return _previews().instance_preview_png(labels)
+
+
+TASKS = {task.name: task for task in (DepthTask, NormalsTask, SegTask, InstancesTask)}
+
+
+def build_task(name: str, **options) -> Task:
+    """The task ``name`` (depth, normals, seg, instances) with the CLI's options, checked.
+
+    Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax``;
+    normals ``convention``; seg ``palette`` (a name, file or Palette), ``max_distance``;
+    instances ``max_distance, min_pixels, background, merge_distance, split_components``.
+    A bad value is a ``ValueError`` naming the option; an unknown option a ``TypeError``.
+    """
+    from vbkernels._dispatch import BACKEND_NAMES
+
+    if name not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
+    backend = options.get("backend", "auto")
+    if backend not in ("auto", *BACKEND_NAMES):
+        raise ValueError(f"backend must be one of {('auto', *BACKEND_NAMES)}, got {backend!r}")
+    checks = {"depth": _depth_options, "seg": _seg_options, "instances": _instance_options}
+    options = checks.get(name, lambda o: o)(dict(options))
+    return TASKS[name](**options)
+
+
+def _depth_options(options: dict) -> dict:
+    from vbkernels._checks import optional_positive, power_params
+
+    options["lam"], options["c"] = power_params(options.get("lam", -3.0),
+                                                options.get("c", 10 / 3))
+    options["max_depth"] = optional_positive(options.get("max_depth"), "max_depth")
+    scale = options.get("png_scale", 1000.0)
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"png_scale must be a finite number > 0, got {scale!r}")
+    vmin, vmax = options.get("vmin"), options.get("vmax")
+    if vmin is not None and vmax is not None and not vmin < vmax:
+        raise ValueError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
+    return options
+
+
+def _seg_options(options: dict) -> dict:
+    from vbkernels._checks import optional_positive
+    from vbkernels.palettes import load_palette
+
+    options["palette"] = load_palette(options.get("palette", "cityscapes"))
+    options["max_distance"] = optional_positive(options.get("max_distance"), "max_distance")
+    return options
+
+
+def _instance_options(options: dict) -> dict:
+    from vbkernels._checks import optional_positive
+
+    for key in ("max_distance", "merge_distance"):
+        if key in options:
+            options[key] = optional_positive(options[key], key)
+    min_pixels = options.get("min_pixels", 64)
+    if isinstance(min_pixels, bool) or not isinstance(min_pixels, int) or min_pixels < 1:
+        raise ValueError(f"min_pixels must be an integer >= 1, got {min_pixels!r}")
+    background = options.get("background", (0, 0, 0))
+    if background is not None:
+        background = tuple(background)
+        if len(background) != 3 or not all(0 <= v <= 255 for v in background):
+            raise ValueError(f"background must be 3 values in 0..255 or None, got {background}")
+        options["background"] = background
+    return options
+
+
+# ------------------------------------------------------------------- output conversions
+
+
+def depth_to_png16(depth: np.ndarray, scale: float) -> np.ndarray:
+    """uint16 ``round(depth * scale)``; 0 (invalid) for NaN, inf and values past 65535."""
+    with np.errstate(invalid="ignore"):
+        rounded = np.rint(np.asarray(depth, dtype=np.float64) * scale)
+        valid = np.isfinite(rounded) & (rounded >= 0) & (rounded <= 65535)
+    return np.where(valid, rounded, 0).astype(np.uint16)
+
+
+def labels_to_png(labels: np.ndarray) -> np.ndarray:
+    """Label PNG pixels: uint8 when every label fits, else uint16."""
+    return labels.astype(np.uint8) if labels.max(initial=0) <= 255 else labels.astype(np.uint16)
