@@ -60,7 +60,7 @@ def random_rgb(shape, dtype, seed=0, device="cpu"):
     return x.to(device)
 
 
-# Colours SPEC §2 calls out: exact ties between segments and worked examples.
+# Colours docs/format.md, Depth, calls out: exact ties between segments and worked examples.
 TIE_COLOURS = [
     (141, 114, 46),  # equidistant from segments 0 and 1
     (128, 128, 128),
@@ -78,7 +78,7 @@ TIE_COLOURS = [
 
 
 def tie_pixels() -> np.ndarray:
-    """The SPEC tie colours plus a dense sample of exact segment ties (as uint8, (M, 3))."""
+    """The tie colours of docs/format.md, Depth, plus a dense sample of exact segment ties (as uint8, (M, 3))."""
     from tests.truth import exact_tie_colours
 
     return np.concatenate([np.array(TIE_COLOURS, dtype=np.uint8), exact_tie_colours(4000)])

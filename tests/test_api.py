@@ -1,4 +1,4 @@
-"""SPEC §1, §5 and §6: layouts, strides, NumPy I/O, empty batches, dispatch and errors."""
+"""docs/format.md, Images, Public API and Errors: layouts, strides, NumPy I/O, empty batches, dispatch and errors."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def test_numpy_backend_refuses_cuda_tensors():
         vb.decode_depth(torch.zeros(1, 1, 3, dtype=torch.uint8, device="cuda"), backend="numpy")
 
 
-# --------------------------------------------------------------------------- errors (SPEC §6)
+# --------------------------------------------------------------------------- errors (docs/format.md, Errors)
 
 GOOD = torch.zeros(1, 2, 2, 3, dtype=torch.uint8)
 

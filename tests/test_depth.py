@@ -1,4 +1,4 @@
-"""SPEC §2 on every backend: projection, depth, encoder, transforms."""
+"""docs/format.md, Depth, on every backend: projection, depth, encoder, transforms."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import vbkernels as vb
 from tests import truth
 from tests.conftest import is_interpreted, random_rgb, tie_pixels
 
-WORKED = [  # SPEC §2's table: RGB, t, depth
+WORKED = [  # docs/format.md, Depth: the worked examples: RGB, t, depth
     ((0, 0, 0), 0.0, 0.0),
     ((255, 0, 0), 0.142857143, 0.801234),
     ((0, 255, 0), 0.428571429, 3.22876),
@@ -75,7 +75,7 @@ def test_float_input_vs_float64(backend_device, dtype):
 
 
 def test_depth_is_precise_near_both_ends(backend_device):
-    """The 1 - t cancellation SPEC warns about: first steps and last steps of the walk."""
+    """The 1 - t cancellation docs/format.md, Depth, warns about: first steps and last steps of the walk."""
     backend, device = backend_device
     colours = [(v, 0, 0) for v in range(0, 6)] + [(255, v, 255) for v in range(249, 255)]
     rgb = torch.tensor(colours, dtype=torch.uint8, device=device)[None]

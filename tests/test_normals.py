@@ -1,4 +1,4 @@
-"""SPEC §3 on every backend: decode_normals / encode_normals."""
+"""docs/format.md, Normals, on every backend: decode_normals / encode_normals."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_out_dtype(backend_device, out_dtype):
     want = vb.decode_normals(rgb.cpu(), backend="torch").to(out_dtype)
     # One unit in the last place of the output dtype: rounding of the final conversion.
     # Half outputs: one unit in the last place (rounding of the final conversion); float64:
-    # SPEC's 1e-6 for float32 arithmetic.
+    # the 1e-6 of docs/format.md, Normals, for float32 arithmetic.
     rtol = 1e-6 if out_dtype == torch.float64 else torch.finfo(out_dtype).eps
     torch.testing.assert_close(normals.cpu(), want, atol=0, rtol=rtol)
 

@@ -1,6 +1,6 @@
 """vbkernels: decode "perception as image generation" outputs into depth, normals and labels.
 
-Public API (SPEC.md §5). Every decoder takes uint8 or float images in channels-last
+Public API (docs/format.md, Public API). Every decoder takes uint8 or float images in channels-last
 ``(..., H, W, 3)`` or channels-first ``(..., 3, H, W)`` layout, as torch tensors (any device,
 any strides) or NumPy arrays, and returns the same kind of object.
 """

@@ -1,7 +1,7 @@
 """Bounded-memory chunking shared by the torch reference and the NumPy baseline.
 
 Both keep about ten float temporaries per pixel alive; chunking caps that at any batch
-size (SPEC issue: < 256 MB of working memory beyond inputs and outputs).
+size (the bound: < 256 MB of working memory beyond inputs and outputs).
 """
 
 from __future__ import annotations

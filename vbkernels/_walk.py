@@ -1,4 +1,4 @@
-"""Geometry of the cube walk (SPEC §2), derived once from the vertex order.
+"""Geometry of the cube walk (docs/format.md, Depth), derived once from the vertex order.
 
 Every backend reads its segment table from here (or, for compiled code, from the same
 numbers written out in csrc/), so the walk is defined in exactly one place.

@@ -7,7 +7,7 @@ import torch
 from .._chunks import chunk_pixels, iter_chunks  # noqa: F401  (re-exported for the ops)
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """SPEC §2: float64 input is computed in float64, everything else in float32."""
+    """docs/format.md, Depth: float64 input is computed in float64, everything else in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 

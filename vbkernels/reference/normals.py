@@ -1,10 +1,10 @@
-"""Surface normals from linearly mapped RGB, and back, in plain torch (SPEC §3)."""
+"""Surface normals from linearly mapped RGB, and back, in plain torch (docs/format.md, Normals)."""
 
 from __future__ import annotations
 
 import torch
 
-from ._common import chunk_pixels, iter_chunks, to_units
+from ._common import chunk_pixels, iter_chunks, to_units, work_dtype
 
 
 def _flip(n: torch.Tensor, flip_yz: bool) -> torch.Tensor:
@@ -15,14 +15,29 @@ def _flip(n: torch.Tensor, flip_yz: bool) -> torch.Tensor:
     return n * sign
 
 
+def scaled_vectors(rgb: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``(m, scale)`` with ``n = m / scale`` the vector ``2p/255 - 1`` of each pixel.
+
+    uint8 gives the exact integer vector ``m = 2p - 255`` and ``scale = 255``: ``n/|n|``
+    does not depend on the scale, so the unit vector takes one rounding per component
+    instead of the cancellation of ``2p/255 - 1`` near grey (1.2e-5 in float32 at
+    (127, 128, 128)). Floats give ``m = 2x - 1`` (exact for x >= 1/4) and ``scale = 1``.
+    """
+    if rgb.dtype == torch.uint8:
+        return to_units(rgb) * 2.0 - 255.0, 255.0
+    x = rgb.to(work_dtype(rgb.dtype)).clamp(0.0, 1.0)
+    return x * 2.0 - 1.0, 1.0
+
+
 def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
     for imgs, rows in iter_chunks(rgb.shape, chunk_pixels(rgb.device)):
-        n = to_units(rgb[imgs, rows]) * (2.0 / 255.0) - 1.0
+        m, scale = scaled_vectors(rgb[imgs, rows])
         # A fixed summation order (not vector_norm, whose reduction order follows the
         # strides) makes every layout of the same pixels give bit-identical normals.
-        norm = torch.sqrt((n[..., 0] * n[..., 0] + n[..., 1] * n[..., 1]) + n[..., 2] * n[..., 2])
+        length = torch.sqrt((m[..., 0] * m[..., 0] + m[..., 1] * m[..., 1]) + m[..., 2] * m[..., 2])
+        norm = length / scale if scale != 1.0 else length
         # `norm < eps` is False for NaN, so a NaN pixel stays NaN instead of becoming zero.
-        unit = torch.where((norm < eps).unsqueeze(-1), 0.0, n / norm.unsqueeze(-1))
+        unit = torch.where((norm < eps).unsqueeze(-1), 0.0, m / length.unsqueeze(-1))
         normals_out[imgs, rows] = _flip(unit, flip_yz)
         if norm_out is not None:
             norm_out[imgs, rows] = norm
@@ -31,7 +46,7 @@ def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
 def encode_normals(normals, rgb_out, flip_yz) -> None:
     for imgs, rows in iter_chunks(normals.shape, chunk_pixels(normals.device)):
         n = _flip(normals[imgs, rows].to(torch.float64), flip_yz)
-        units = (255.0 * (n + 1.0) / 2.0).clamp(0.0, 255.0)  # SPEC §3: p = round(255*(n+1)/2)
+        units = (255.0 * (n + 1.0) / 2.0).clamp(0.0, 255.0)  # docs/format.md, Normals: p = round(255*(n+1)/2)
         if rgb_out.dtype == torch.uint8:
             rgb_out[imgs, rows] = torch.round(units).to(torch.uint8)
         else:

@@ -1,4 +1,4 @@
-"""Nearest-palette labels and palette painting in plain torch (SPEC §4)."""
+"""Nearest-palette labels and palette painting in plain torch (docs/format.md, Segmentation)."""
 
 from __future__ import annotations
 
