@@ -11,6 +11,7 @@ import math
 import os
 from pathlib import Path
 
+from . import first_call
 from .targets import Verdict
 
 MIB = 1 << 20
@@ -168,6 +169,7 @@ def _where(group: list[dict], settings: dict) -> str:
 def markdown(report: dict, verdicts: list[Verdict]) -> str:
     lines = _header(report) + _target_table(verdicts) + _result_tables(report, verdicts)
     lines += _not_run_table(report)
+    lines += first_call.markdown(report.get("first_call"))
     lines += [f"Files: `{report['stem']}.json` (every sample), `{report['stem']}.png` (chart).", ""]
     return "\n".join(lines)
 
