@@ -9,6 +9,7 @@ import torch
 import vbkernels as vb
 from tests import truth
 from tests.conftest import is_interpreted, random_rgb
+from tests.helpers import assert_normals_close
 
 
 def _shape(backend, device):
@@ -26,7 +27,7 @@ def test_decode_vs_float64(backend_device, dtype, convention):
     assert normals.dtype == torch.float32 and norm.dtype == torch.float32
     want, want_norm = truth.normals(rgb.to(torch.float64).numpy() if dtype != torch.uint8
                                     else rgb.numpy(), flip_yz=convention == "opencv")
-    np.testing.assert_allclose(normals.cpu().numpy(), want, atol=1e-6, rtol=0)
+    assert_normals_close(normals, want)
     np.testing.assert_allclose(norm.cpu().numpy(), want_norm, atol=1e-6, rtol=1e-6)
 
 
@@ -59,11 +60,7 @@ def test_out_dtype(backend_device, out_dtype):
     normals = vb.decode_normals(rgb, out_dtype=out_dtype, backend=backend)
     assert normals.dtype == out_dtype
     want = vb.decode_normals(rgb.cpu(), backend="torch").to(out_dtype)
-    # One unit in the last place of the output dtype: rounding of the final conversion.
-    # Half outputs: one unit in the last place (rounding of the final conversion); float64:
-    # the 1e-6 of docs/format.md, Normals, for float32 arithmetic.
-    rtol = 1e-6 if out_dtype == torch.float64 else torch.finfo(out_dtype).eps
-    torch.testing.assert_close(normals.cpu(), want, atol=0, rtol=rtol)
+    assert_normals_close(normals, want)  # the tolerance of out_dtype (tests/helpers.py)
 
 
 def test_nan_pixel(backend_device):

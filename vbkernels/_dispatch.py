@@ -207,7 +207,18 @@ def _loaded_backend(name: str) -> Backend | None:
 
 
 def available_backends() -> list[str]:
-    """Names of the backends that load on this machine (each may still need a device)."""
+    """Names of the backends that load on this machine.
+
+    Returns:
+        backend names in the order of ``BACKEND_NAMES``, always including ``"torch"`` and
+        ``"numpy"``. Each may still need a device: ``cuda`` and ``triton`` run on CUDA
+        tensors (``triton`` on CPU tensors only under ``TRITON_INTERPRET=1``).
+
+    Example::
+
+        >>> {"torch", "numpy"} <= set(available_backends())
+        True
+    """
     names = []
     for name in BACKEND_NAMES:
         try:
