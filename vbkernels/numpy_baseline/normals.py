@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import CHUNK, iter_chunks, to_units, work_dtype
+from ._common import CHUNK, iter_chunks, to_units
 
 _OPENCV_SIGN = np.array([1.0, -1.0, -1.0])
 
 
 def scaled_vectors(rgb: np.ndarray):
     """``(m, scale)`` with ``n = m / scale``: uint8 gives the exact integer ``2p - 255`` and
-    255 (see vbkernels/reference/normals.py for why), floats ``2x - 1`` and 1."""
+    255 (see vbkernels/reference/normals.py for why), floats ``2p/255 - 1`` and 1."""
+    units = to_units(rgb)
+    dt = units.dtype.type
     if rgb.dtype == np.uint8:
-        units = to_units(rgb)
-        return units * units.dtype.type(2.0) - units.dtype.type(255.0), 255.0
-    x = np.clip(rgb.astype(work_dtype(rgb.dtype)), 0.0, 1.0)
-    return x * x.dtype.type(2.0) - x.dtype.type(1.0), 1.0
+        return units * dt(2.0) - dt(255.0), 255.0
+    return units * dt(2.0 / 255.0) - dt(1.0), 1.0
 
 
 def decode_normals(rgb, normals_out, norm_out, flip_yz, eps):

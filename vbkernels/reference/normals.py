@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import chunk_pixels, iter_chunks, to_units, work_dtype
+from ._common import chunk_pixels, iter_chunks, to_units
 
 
 def _flip(n: torch.Tensor, flip_yz: bool) -> torch.Tensor:
@@ -21,12 +21,12 @@ def scaled_vectors(rgb: torch.Tensor) -> tuple[torch.Tensor, float]:
     uint8 gives the exact integer vector ``m = 2p - 255`` and ``scale = 255``: ``n/|n|``
     does not depend on the scale, so the unit vector takes one rounding per component
     instead of the cancellation of ``2p/255 - 1`` near grey (1.2e-5 in float32 at
-    (127, 128, 128)). Floats give ``m = 2x - 1`` (exact for x >= 1/4) and ``scale = 1``.
+    (127, 128, 128)). Floats give ``m = 2p/255 - 1`` in 0..255 units and ``scale = 1``.
     """
+    units = to_units(rgb)
     if rgb.dtype == torch.uint8:
-        return to_units(rgb) * 2.0 - 255.0, 255.0
-    x = rgb.to(work_dtype(rgb.dtype)).clamp(0.0, 1.0)
-    return x * 2.0 - 1.0, 1.0
+        return units * 2.0 - 255.0, 255.0
+    return units * (2.0 / 255.0) - 1.0, 1.0
 
 
 def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
