@@ -384,3 +384,29 @@ def test_split_components_without_scipy_says_what_to_install(monkeypatch):
     assert decode_instances(rgb, min_pixels=16).counts == 1  # no scipy needed without split
     with pytest.raises(RuntimeError, match="scipy"):
         decode_instances(rgb, min_pixels=16, split_components=True)
+
+
+CUSTOM_OP_PAIRS = [(b, d) for b, d in PAIRS
+                   if hasattr(load_backend(b).ops["colour_histogram"], "eager_launcher")]
+
+
+@pytest.mark.parametrize("backend,device", CUSTOM_OP_PAIRS,
+                         ids=[f"{b}-{d}" for b, d in CUSTOM_OP_PAIRS])
+def test_instance_kernels_are_registered_custom_ops(backend, device):
+    """torch.library.opcheck: schema and fake kernel of the two instance kernel ops."""
+    from vbkernels.reference import instances as reference
+
+    ops = load_backend(backend).ops
+    rgb = torch.randint(0, 256, (2, 3, 5, 3), dtype=torch.uint8, device=device)
+    counts = [torch.zeros((2, reference.BINS), dtype=torch.int64, device=device)
+              for _ in range(2)]
+    sums = torch.zeros((2, reference.BINS, 3), dtype=torch.int64, device=device)
+    centres = torch.randint(0, 4081, (2, 3, 3), dtype=torch.int32, device=device)
+    labels = torch.empty((2, 3, 5), dtype=torch.int32, device=device)
+    pixels = torch.zeros((2, 4), dtype=torch.int64, device=device)
+    number = torch.tensor([3, 1], device=device)
+    checks = ("test_schema", "test_faketensor")
+    torch.library.opcheck(ops["colour_histogram"], (rgb, 192, *counts, sums), test_utils=checks)
+    torch.library.opcheck(ops["assign_pixels"], (rgb, centres, number, 640 ** 2, 1, labels,
+                                                 pixels), test_utils=checks)
+    assert hasattr(torch.ops, f"vbkernels_{backend}")
