@@ -97,16 +97,24 @@ def _no_fake(*args, **kwargs) -> None:
     return None
 
 
+# Every op registered so far, by qualified name: torch refuses a second registration.
+_REGISTERED: dict[str, Callable] = {}
+
+
 def _custom_op(namespace: str, name: str, launcher: Callable) -> Callable:
+    qualified = f"{namespace}::{name}"
+    if qualified in _REGISTERED:
+        return _REGISTERED[qualified]
     stub, mutates = _SIGNATURES[name]
 
     @functools.wraps(stub)  # the schema is inferred from the stub's signature
     def run(*args) -> None:
         launcher(*args)
 
-    op = torch.library.custom_op(f"{namespace}::{name}", run, mutates_args=mutates)
+    op = torch.library.custom_op(qualified, run, mutates_args=mutates)
     op.register_fake(_no_fake)
     op.eager_launcher = launcher
+    _REGISTERED[qualified] = op
     return op
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 
 from .._dispatch import Backend, ops_from_modules
