@@ -119,10 +119,14 @@ def _colours(start: int, stop: int, step: int = 1) -> torch.Tensor:
     return torch.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], -1).to(torch.uint8)
 
 
+# sqrt of every possible |2p - 255|^2 (an integer up to 3 * 255^2), in float64.
+_LENGTHS = torch.sqrt(torch.arange(3 * 255 * 255 + 1, dtype=torch.float64))
+
+
 def _float64_normals(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(unit vectors, |n|) in float64 from the exact integer vector 2p - 255."""
-    m = rgb.to(torch.float64) * 2 - 255
-    length = torch.sqrt((m * m).sum(-1))
+    """(unit vectors, |n|) in float64 from the exact integer vector m = 2p - 255."""
+    m = rgb.to(torch.int32) * 2 - 255
+    length = _LENGTHS[(m * m).sum(-1)]
     return m / length.unsqueeze(-1), length / 255
 
 

@@ -44,11 +44,13 @@ def backends_on(device: torch.device) -> list[str]:
     return names
 
 
-def measure(device: torch.device, timeout_s: float = 300.0) -> dict[str, dict]:
-    """``{backend: {"import_s", "first_s", "second_s", "compiler_imported"}}``, or
+def measure(device: torch.device, names: list[str] | None = None,
+            timeout_s: float = 300.0) -> dict[str, dict]:
+    """``{backend: {"import_s", "first_s", "second_s", "compiler_imported"}}`` for
+    ``names`` (default: every backend that runs on ``device``), or
     ``{backend: {"error": text}}`` for a process that failed."""
     records = {}
-    for name in backends_on(device):
+    for name in backends_on(device) if names is None else names:
         try:
             done = subprocess.run([sys.executable, "-c", _SCRIPT, name, device.type],
                                   capture_output=True, text=True, timeout=timeout_s)
@@ -56,7 +58,8 @@ def measure(device: torch.device, timeout_s: float = 300.0) -> dict[str, dict]:
             records[name] = {"error": f"no answer within {timeout_s:.0f} s"}
             continue
         if done.returncode != 0:
-            records[name] = {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+            last_lines = done.stderr.strip().splitlines()[-1:]
+            records[name] = {"error": last_lines[0] if last_lines else "failed"}
             continue
         records[name] = json.loads(done.stdout.strip().splitlines()[-1])
     return records
