@@ -230,3 +230,56 @@ def test_decoders_trace_into_one_graph(backend):
         for g, w in zip(got if isinstance(got, tuple) else (got,),
                         want if isinstance(want, tuple) else (want,)):
             assert torch.equal(g, w), name
+
+
+_EAGER_SCRIPT = """
+import sys
+import torch
+import vbkernels as vb
+rgb = torch.zeros(1, 4, 5, 3, dtype=torch.uint8)
+palette = torch.tensor([[0, 0, 0], [255, 255, 255]])
+for name in vb.available_backends():
+    if name == "triton":
+        continue  # needs a GPU or the interpreter, which CI runs in its own tests
+    vb.decode_depth(rgb, backend=name)
+    vb.decode_normals(rgb, backend=name)
+    vb.decode_segmentation(rgb, palette, backend=name)
+    vb.encode_depth(torch.ones(2, 2), backend=name)
+vb.decode_instances(rgb, backend="torch")
+print(sorted(m for m in ("torch._dynamo", "torch._inductor", "sympy") if m in sys.modules))
+"""
+
+
+def test_eager_calls_do_not_import_the_compiler():
+    """Calling a torch custom op imports torch._dynamo, torch._inductor and sympy (about a
+    second on the first call); eager calls go straight to the launchers instead."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("TRITON_INTERPRET", None)
+    done = subprocess.run([sys.executable, "-c", _EAGER_SCRIPT], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_compiled_calls_use_the_registered_custom_op():
+    """Under torch.compile the fast backends' ops stay opaque custom ops (no graph break)."""
+    if "cpu" not in vb.available_backends():
+        pytest.skip("the compiled cpu backend is not built here")
+    rgb = random_rgb((1, 3, 4, 3), torch.uint8, seed=34)
+    graphs = []
+
+    def keep(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: vb.decode_depth(x, backend="cpu"), fullgraph=True,
+                             backend=keep)
+    assert torch.equal(compiled(rgb), vb.decode_depth(rgb, backend="cpu"))
+    assert "vbkernels_cpu.decode_depth" in graphs[0].code

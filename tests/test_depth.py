@@ -11,6 +11,7 @@ import torch
 import vbkernels as vb
 from tests import truth
 from tests.conftest import is_interpreted, random_rgb, tie_pixels
+from tests.helpers import assert_depth_close
 
 WORKED = [  # docs/format.md, Depth, worked examples: RGB, t, depth
     ((0, 0, 0), 0.0, 0.0),
@@ -26,13 +27,6 @@ WORKED = [  # docs/format.md, Depth, worked examples: RGB, t, depth
 ]
 
 
-def _depth_close(got, want, rtol=1e-5):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    finite = np.isfinite(want)
-    assert np.array_equal(np.isinf(got), np.isinf(want))
-    np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=0)
-
-
 def test_worked_examples(backend_device):
     backend, device = backend_device
     rgb = torch.tensor([w[0] for w in WORKED], dtype=torch.uint8, device=device)[None]
@@ -40,7 +34,7 @@ def test_worked_examples(backend_device):
     depth = vb.decode_depth(rgb, backend=backend).cpu().numpy()[0]
     np.testing.assert_allclose(t, [w[1] for w in WORKED], atol=1e-6, rtol=0)
     # The table is rounded to 6 significant digits.
-    _depth_close(depth, [w[2] for w in WORKED], rtol=2e-6)
+    assert_depth_close(depth, [w[2] for w in WORKED], rtol=2e-6)
 
 
 def test_uint8_segment_choice_matches_reference(backend_device):
@@ -69,9 +63,9 @@ def test_float_input_vs_float64(backend_device, dtype):
     clear = truth.tie_margin(values) > 1e-2  # near-ties may flip in float32, legitimately
     np.testing.assert_allclose(t.numpy().ravel()[clear], t_true[clear], atol=1e-6, rtol=0)
     d_true = truth.depth_from_t(t_true)
-    _depth_close(depth.numpy().ravel()[clear], d_true[clear], rtol=1e-5)
-    wide = dtype == torch.float64 and backend in ("torch", "numpy")
-    assert t.dtype == depth.dtype == (torch.float64 if wide else torch.float32)
+    assert_depth_close(depth.numpy().ravel()[clear], d_true[clear])
+    # One dtype rule on every backend: float64 in, float64 out; float32 otherwise.
+    assert t.dtype == depth.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
 
 
 def test_depth_is_precise_near_both_ends(backend_device):
@@ -82,7 +76,7 @@ def test_depth_is_precise_near_both_ends(backend_device):
     rgb = torch.tensor(colours, dtype=torch.uint8, device=device)[None]
     depth = vb.decode_depth(rgb, backend=backend).cpu().numpy()[0]
     t_true, _, _ = truth.project(np.array(colours, np.uint8))
-    _depth_close(depth, truth.depth_from_t(t_true), rtol=1e-5)
+    assert_depth_close(depth, truth.depth_from_t(t_true))
 
 
 @pytest.mark.parametrize("lam,c", [(-2.0, 1.0), (-5.5, 12.0), (-1.25, 0.5)])
@@ -91,7 +85,7 @@ def test_custom_power_parameters(backend_device, lam, c):
     rgb = random_rgb((1, 5, 13, 3), torch.uint8, seed=4, device=device)
     depth = vb.decode_depth(rgb, lam=lam, c=c, backend=backend).cpu().numpy().ravel()
     t_true, _, _ = truth.project(rgb.cpu().numpy())
-    _depth_close(depth, truth.depth_from_t(t_true, lam, c), rtol=1e-5)
+    assert_depth_close(depth, truth.depth_from_t(t_true, lam, c))
 
 
 def test_max_depth_and_distance(backend_device):
@@ -103,7 +97,7 @@ def test_max_depth_and_distance(backend_device):
     depth, dist = depth.cpu().numpy()[0], dist.cpu().numpy()[0]
     assert dist.dtype == np.float32
     t_true, _, d2 = truth.project(colours)
-    _depth_close(depth, np.minimum(truth.depth_from_t(t_true), 20.0))
+    assert_depth_close(depth, np.minimum(truth.depth_from_t(t_true), 20.0))
     np.testing.assert_allclose(dist, np.sqrt(d2), rtol=1e-6, atol=1e-4)
 
 
@@ -153,7 +147,7 @@ def test_power_transforms_invert_each_other():
     t = vb.power_transform(depth)
     assert t[0] == 0 and t[-1] == 1
     back = vb.inverse_power_transform(t)
-    _depth_close(back.numpy(), depth.numpy(), rtol=1e-12)
+    assert_depth_close(back.numpy(), depth.numpy())
     assert vb.inverse_power_transform(0.5) == pytest.approx(10 * (0.5 ** -0.5 - 1), rel=1e-14)
     assert isinstance(vb.power_transform(3.0), float)
     arr = vb.power_transform(np.array([1.0, 2.0], np.float32))
@@ -237,6 +231,6 @@ def test_matches_hilbertmap_away_from_ties():
     ours = vb.decode_depth(colours[None], backend="numpy")[0].astype(np.float64)
     theirs = hilbertmap.rgb_to_depth(colours.astype(np.float64) / 255.0)
     clear = truth.tie_margin(colours) > 0
-    _depth_close(ours[clear], theirs[clear], rtol=1e-5)
+    assert_depth_close(ours[clear], theirs[clear], rtol=1e-5)
     # At exact ties both answers are on the walk but may name different segments.
     assert (~clear).sum() > 1000

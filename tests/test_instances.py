@@ -4,28 +4,26 @@ degenerate inputs and argument errors."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from tests import instance_generator as gen
+from tests.conftest import backend_device_pairs
+from vbkernels._dispatch import INSTANCE_OP_NAMES, load_backend
 from vbkernels.instances import decode_instances
 
 CUDA = torch.cuda.is_available()
 
 
 def _instance_backends():
-    pairs = [("torch", "cpu")]
-    if CUDA:
-        pairs += [("torch", "cuda"), ("triton", "cuda")]
-    elif os.environ.get("TRITON_INTERPRET") == "1":
-        pairs.append(("triton", "cpu"))
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        pairs = [p for p in pairs if p[0] != "triton"]
-    return pairs
+    """Every (backend, device) pair here whose backend has the instance kernels."""
+    return [(b, d) for b, d in backend_device_pairs()
+            if set(INSTANCE_OP_NAMES) <= set(load_backend(b).ops)]
 
 
 PAIRS = _instance_backends()
@@ -133,16 +131,6 @@ def test_backends_agree_exactly(small_batch, backend, device):
         assert got.labels.device.type == device, name
 
 
-def _ops(backend):
-    from vbkernels.reference import instances as reference
-
-    if backend == "torch":
-        return reference
-    from vbkernels.triton import instances as triton_ops
-
-    return triton_ops
-
-
 @pytest.mark.parametrize("backend,device", PAIRS, ids=PAIR_IDS)
 def test_kernel_ops_match_reference(small_batch, backend, device):
     """Histogram and labels/counts of each backend's op equal the torch reference's, with
@@ -153,17 +141,17 @@ def test_kernel_ops_match_reference(small_batch, backend, device):
     rgb[0, 5, 7, 1] = float("nan")
     rgb[2, 36, 52] = float("nan")  # the last pixel: no right or lower neighbour
     results = []
-    for ops, dev in ((reference, "cpu"), (_ops(backend), device)):
+    for ops, dev in ((load_backend("torch").ops, "cpu"), (load_backend(backend).ops, device)):
         x = rgb.to(dev)
         hist = [torch.zeros((3, reference.BINS), dtype=torch.int64, device=dev) for _ in range(2)]
         sums = torch.zeros((3, reference.BINS, 3), dtype=torch.int64, device=dev)
-        ops.colour_histogram(x, 192, hist[0], hist[1], sums)
+        ops["colour_histogram"](x, 192, hist[0], hist[1], sums)
         centres = torch.tensor([[[0, 0, 0], [3200, 800, 800], [800, 3200, 800]],
                                 [[0, 0, 0], [800, 800, 3200], [0, 0, 0]],
                                 [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], dtype=torch.int32)
         labels = torch.empty((3, 37, 53), dtype=torch.int32, device=dev)
         counts = torch.zeros((3, 4), dtype=torch.int64, device=dev)
-        ops.assign_pixels(x, centres.to(dev), torch.tensor([3, 2, 0], device=dev), 640 ** 2, 0,
+        ops["assign_pixels"](x, centres.to(dev), torch.tensor([3, 2, 0], device=dev), 640 ** 2, 0,
                           labels, counts)
         results.append([t.cpu() for t in (*hist, sums, labels, counts)])
     for name, want, got in zip(("count_all", "count_flat", "sum_flat", "labels", "counts"),
@@ -350,7 +338,7 @@ def test_split_components_orders_pieces():
     ({"merge_distance": float("nan")}, ValueError, "merge_distance"),
     ({"background": (0, 0)}, ValueError, "background"),
     ({"background": (0, 0, 300)}, ValueError, "background"),
-    ({"backend": "numpy"}, RuntimeError, "decode_instances has no 'numpy'"),
+    ({"backend": "numpy"}, RuntimeError, "backend 'numpy' does not implement decode_instances"),
     ({"backend": "nope"}, ValueError, "backend"),
     ({"backend": 3}, TypeError, "backend"),
     ({"layout": "cwh"}, ValueError, "layout"),
@@ -369,10 +357,22 @@ def test_bad_images():
         decode_instances([[0, 0, 0]])
 
 
-def test_triton_on_cpu_needs_interpreter(monkeypatch):
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
-        decode_instances(np.zeros((4, 4, 3), dtype=np.uint8), backend="triton")
+@pytest.mark.skipif(CUDA, reason="with a GPU the triton backend runs on CUDA tensors")
+def test_triton_on_cpu_needs_interpreter():
+    """Without a GPU and without TRITON_INTERPRET=1 the triton backend does not load, and
+    asking decode_instances for it says what to do."""
+    script = ("import numpy as np\n"
+              "from vbkernels import decode_instances\n"
+              "try:\n"
+              "    decode_instances(np.zeros((4, 4, 3), dtype=np.uint8), backend='triton')\n"
+              "except RuntimeError as exc:\n"
+              "    print('RuntimeError:', exc)\n")
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(root)
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=300)
+    assert "RuntimeError:" in done.stdout and "TRITON_INTERPRET" in done.stdout, done.stderr
 
 
 def test_split_components_without_scipy_says_what_to_install(monkeypatch):
@@ -384,3 +384,29 @@ def test_split_components_without_scipy_says_what_to_install(monkeypatch):
     assert decode_instances(rgb, min_pixels=16).counts == 1  # no scipy needed without split
     with pytest.raises(RuntimeError, match="scipy"):
         decode_instances(rgb, min_pixels=16, split_components=True)
+
+
+CUSTOM_OP_PAIRS = [(b, d) for b, d in PAIRS
+                   if hasattr(load_backend(b).ops["colour_histogram"], "eager_launcher")]
+
+
+@pytest.mark.parametrize("backend,device", CUSTOM_OP_PAIRS,
+                         ids=[f"{b}-{d}" for b, d in CUSTOM_OP_PAIRS])
+def test_instance_kernels_are_registered_custom_ops(backend, device):
+    """torch.library.opcheck: schema and fake kernel of the two instance kernel ops."""
+    from vbkernels.reference import instances as reference
+
+    ops = load_backend(backend).ops
+    rgb = torch.randint(0, 256, (2, 3, 5, 3), dtype=torch.uint8, device=device)
+    counts = [torch.zeros((2, reference.BINS), dtype=torch.int64, device=device)
+              for _ in range(2)]
+    sums = torch.zeros((2, reference.BINS, 3), dtype=torch.int64, device=device)
+    centres = torch.randint(0, 4081, (2, 3, 3), dtype=torch.int32, device=device)
+    labels = torch.empty((2, 3, 5), dtype=torch.int32, device=device)
+    pixels = torch.zeros((2, 4), dtype=torch.int64, device=device)
+    number = torch.tensor([3, 1], device=device)
+    checks = ("test_schema", "test_faketensor")
+    torch.library.opcheck(ops["colour_histogram"], (rgb, 192, *counts, sums), test_utils=checks)
+    torch.library.opcheck(ops["assign_pixels"], (rgb, centres, number, 640 ** 2, 1, labels,
+                                                 pixels), test_utils=checks)
+    assert hasattr(torch.ops, f"vbkernels_{backend}")

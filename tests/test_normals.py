@@ -9,6 +9,7 @@ import torch
 import vbkernels as vb
 from tests import truth
 from tests.conftest import is_interpreted, random_rgb
+from tests.helpers import assert_normals_close
 
 
 def _shape(backend, device):
@@ -26,7 +27,7 @@ def test_decode_vs_float64(backend_device, dtype, convention):
     assert normals.dtype == torch.float32 and norm.dtype == torch.float32
     want, want_norm = truth.normals(rgb.to(torch.float64).numpy() if dtype != torch.uint8
                                     else rgb.numpy(), flip_yz=convention == "opencv")
-    np.testing.assert_allclose(normals.cpu().numpy(), want, atol=1e-6, rtol=0)
+    assert_normals_close(normals, want)
     np.testing.assert_allclose(norm.cpu().numpy(), want_norm, atol=1e-6, rtol=1e-6)
 
 
@@ -59,11 +60,7 @@ def test_out_dtype(backend_device, out_dtype):
     normals = vb.decode_normals(rgb, out_dtype=out_dtype, backend=backend)
     assert normals.dtype == out_dtype
     want = vb.decode_normals(rgb.cpu(), backend="torch").to(out_dtype)
-    # One unit in the last place of the output dtype: rounding of the final conversion.
-    # Half outputs: one unit in the last place (rounding of the final conversion); float64:
-    # docs/format.md, Precision: 1e-6 for float32 arithmetic.
-    rtol = 1e-6 if out_dtype == torch.float64 else torch.finfo(out_dtype).eps
-    torch.testing.assert_close(normals.cpu(), want, atol=0, rtol=rtol)
+    assert_normals_close(normals, want)  # the tolerance of out_dtype (tests/helpers.py)
 
 
 def test_nan_pixel(backend_device):
@@ -111,3 +108,50 @@ def test_encode_normals_rejects_bad_input():
         vb.encode_normals(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="NaN"):
         vb.encode_normals(torch.full((1, 3), float("nan")))
+
+
+# --------------------------------------------------------------------- every uint8 colour
+
+
+def _colours(start: int, stop: int, step: int = 1) -> torch.Tensor:
+    """uint8 colours number start..stop (R major, B minor) as an (M, 3) tensor."""
+    v = torch.arange(start, stop, step, dtype=torch.int32)
+    return torch.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], -1).to(torch.uint8)
+
+
+# sqrt of every possible |2p - 255|^2 (an integer up to 3 * 255^2), in float64.
+_LENGTHS = torch.sqrt(torch.arange(3 * 255 * 255 + 1, dtype=torch.float64))
+
+
+def _float64_normals(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unit vectors, |n|) in float64 from the exact integer vector m = 2p - 255."""
+    m = rgb.to(torch.int32) * 2 - 255
+    length = _LENGTHS[(m * m).sum(-1)]
+    return m / length.unsqueeze(-1), length / 255
+
+
+def _worst_errors(rgb: torch.Tensor, backend: str, device: str) -> tuple[float, float]:
+    normals, norm = vb.decode_normals(rgb.to(device)[None], return_norm=True, backend=backend)
+    want, want_norm = _float64_normals(rgb)
+    return ((normals[0].cpu().double() - want).abs().max().item(),
+            (norm[0].cpu().double() - want_norm).abs().max().item())
+
+
+def test_all_2_24_uint8_colours_within_1e6_on_torch():
+    """docs/format.md, Normals: within 1e-6 of float64 for every uint8 colour. 2p/255 - 1
+    in float32 cancels near grey (1.2e-5 off at (127, 128, 128)); 2p - 255 is exact."""
+    chunk = 1 << 21
+    for start in range(0, 1 << 24, chunk):
+        err, err_norm = _worst_errors(_colours(start, start + chunk), "torch", "cpu")
+        assert err <= 1e-6 and err_norm <= 1e-6, (start, err, err_norm)
+
+
+def test_uint8_colours_near_grey_and_across_the_cube(backend_device):
+    """Every colour within 8 of grey in each channel, and a strided sample of the cube."""
+    backend, device = backend_device
+    near = torch.arange(120, 136, dtype=torch.uint8)
+    grey = torch.cartesian_prod(near, near, near)
+    step = 40_009 if is_interpreted(backend, device) else 997
+    rgb = torch.cat([grey, _colours(0, 1 << 24, step)])
+    err, err_norm = _worst_errors(rgb, backend, device)
+    assert err <= 1e-6 and err_norm <= 1e-6, (err, err_norm)

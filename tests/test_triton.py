@@ -23,6 +23,7 @@ import torch
 import vbkernels as vb
 from tests import truth
 from tests.conftest import random_rgb, tie_pixels
+from tests.helpers import assert_depth_close
 from vbkernels._dispatch import BackendUnavailable, load_backend, select
 from vbkernels.reference import depth as ref_depth
 from vbkernels.reference import normals as ref_normals
@@ -120,14 +121,6 @@ def with_tie_colours(shape, seed, device) -> torch.Tensor:
     m = min(len(ties), flat.shape[0])
     flat[:m] = ties[:m]
     return rgb.to(device)
-
-
-def assert_depth_close(got, want, rtol=1e-5):
-    got, want = got.cpu().double(), want.cpu().double()
-    assert torch.equal(got.isnan(), want.isnan())
-    assert torch.equal(got.isinf(), want.isinf())
-    finite = want.isfinite()
-    torch.testing.assert_close(got[finite], want[finite], rtol=rtol, atol=0)
 
 
 # --- depth ------------------------------------------------------------------------------
@@ -575,7 +568,7 @@ def test_backend_devices_and_auto_never_interprets():
     backend = load_backend("triton")
     interpreted = "cpu" in backend.devices
     assert backend.interpreted_on_cpu == interpreted
-    assert set(backend.ops) == set(vb._dispatch.OP_NAMES)
+    assert set(backend.ops) == set(vb._dispatch.KERNEL_OP_NAMES)
     chosen, _ = select("decode_depth", "auto", torch.device("cpu"), torch.uint8)
     assert chosen.name != "triton"
     if interpreted:

@@ -1,21 +1,25 @@
-"""The public functions of SPEC §5: validate, allocate, dispatch, return.
+"""The public functions (docs/format.md, Public API): validate, allocate, dispatch, return.
 
 Each function turns its input into the canonical (N, H, W, 3) view (``_checks``), picks a
 backend (``_dispatch``), allocates or checks the output and calls the backend's kernel op,
 which writes the output in place. NumPy in gives NumPy out: arrays are wrapped as tensors
 without a copy and the outputs are handed back as arrays sharing the same memory.
+
+One dtype rule for depth and ``t`` on every backend: float64 input gives float64 output,
+every other input float32 (docs/format.md, Units and dtypes).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from . import _checks as chk
+from ._checks import Image, image as _image, ignore_index as _check_ignore_index
+from ._checks import torch_dtype as _torch_dtype
 from ._dispatch import Backend, select
 from .palettes import palette_arguments
 from .reference import depth as ref_depth
@@ -24,41 +28,10 @@ from .reference._common import work_dtype
 DEFAULT_LAM = -3.0
 DEFAULT_C = 10.0 / 3.0
 
-
-@dataclass
-class _Image:
-    """A validated input image and everything the decoders derive from it."""
-
-    tensor: torch.Tensor  # the caller's tensor (or the tensor wrapping their array)
-    view: torch.Tensor  # (N, H, W, 3), any strides
-    batch: tuple[int, ...]
-    layout: str
-    numpy_io: bool
-
-    @property
-    def hw(self) -> tuple[int, ...]:
-        return tuple(self.view.shape[1:3])
-
-    @property
-    def empty(self) -> bool:
-        return self.view.numel() == 0
-
-
-def _image(rgb: Any, layout: str) -> _Image:
-    tensor, numpy_io = chk.as_tensor(rgb, "rgb")
-    chk.check_image_dtype(tensor)
-    layout = chk.resolve_layout(tuple(tensor.shape), layout)
-    view, batch = chk.image_view(tensor, layout)
-    return _Image(tensor, view, batch, layout, numpy_io)
-
-
-def _torch_dtype(dtype: Any, name: str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return getattr(torch, np.dtype(dtype).name)
-    except (TypeError, AttributeError):
-        raise TypeError(f"{name} must be a torch or numpy dtype, got {dtype!r}") from None
+# What the public functions take and give back: a torch tensor, or a NumPy array (NumPy in,
+# NumPy out). Dtypes: see each function.
+Array = Union[torch.Tensor, np.ndarray]
+DType = Union[torch.dtype, np.dtype, type, str]
 
 
 class _Output:
@@ -93,7 +66,7 @@ def _output(out, shape, dtype, device, numpy_io, kernel_shape, channels_first=Fa
     return _Output(tensor, kernel_shape, channels_first)
 
 
-def _scalar_output(img: _Image, dtype: torch.dtype, out: Any = None) -> _Output:
+def _scalar_output(img: Image, dtype: torch.dtype, out: Any = None) -> _Output:
     shape = img.batch + img.hw
     return _output(out, shape, dtype, img.tensor.device, img.numpy_io, tuple(img.view.shape[:3]))
 
@@ -102,46 +75,86 @@ def _select(op: str, backend: str, tensor: torch.Tensor) -> tuple[Backend, Calla
     return select(op, backend, tensor.device, tensor.dtype)
 
 
-def _t_dtype(img: _Image, chosen: Backend) -> torch.dtype:
-    wide = img.tensor.dtype == torch.float64 and chosen.float64_outputs
-    return torch.float64 if wide else torch.float32
+def _t_dtype(img: Image) -> torch.dtype:
+    """The dtype of depth and ``t``: float64 for float64 input, float32 otherwise."""
+    return torch.float64 if img.tensor.dtype == torch.float64 else torch.float32
 
 
 # --------------------------------------------------------------------------- depth
 
 
-def hilbert_project(rgb, *, layout="auto", backend="auto", out=None):
-    """Position ``t`` in [0, 1] of each pixel on the cube walk (SPEC §2).
+def hilbert_project(rgb: Array, *, layout: str = "auto", backend: str = "auto",
+                    out: Optional[Array] = None) -> Array:
+    """Position ``t`` of each pixel on the cube walk (docs/format.md, Depth).
 
-    rgb: ``(..., H, W, 3)`` or ``(..., 3, H, W)``; uint8 (0..255) or float (0..1, clamped).
-    Returns ``(..., H, W)`` float32 (float64 for float64 input on the torch and numpy
-    backends). uint8 input picks the segment exactly (integer distances, ties to the lowest
-    segment); a NaN channel gives NaN.
+    Each pixel goes to the nearest of the walk's 7 segments (ties to the lowest segment),
+    and ``t = (k + s) / 7`` for segment ``k`` at local position ``s``. uint8 input picks the
+    segment exactly (integer distances), so every backend returns the same ``t``.
+
+    Args:
+        rgb: image of shape ``(*, H, W, 3)`` or ``(*, 3, H, W)``: uint8 (0..255) or
+            float16/bfloat16/float32/float64 in [0, 1] (clamped); a torch tensor on any
+            device with any strides, or a NumPy array.
+        layout: ``"hwc"``, ``"chw"`` or ``"auto"`` (last dim 3 means hwc, else dim -3).
+        backend: ``"auto"`` or a name from :func:`available_backends`.
+        out: optional preallocated output of the result's shape, dtype and device (a NumPy
+            array for NumPy input); written and returned.
+
+    Returns:
+        ``t`` of shape ``(*, H, W)`` in [0, 1]: float64 for float64 input, else float32, on
+        the input's device (NumPy in, NumPy out). A NaN channel gives NaN.
+
+    Example::
+
+        >>> rgb = torch.tensor([[[255, 0, 0], [0, 255, 0]]], dtype=torch.uint8)
+        >>> hilbert_project(rgb)
+        tensor([[0.1429, 0.4286]])
     """
     img = _image(rgb, layout)
-    chosen, op = _select("hilbert_project", backend, img.tensor)
-    t = _scalar_output(img, _t_dtype(img, chosen), out)
+    _, op = _select("hilbert_project", backend, img.tensor)
+    t = _scalar_output(img, _t_dtype(img), out)
     if not img.empty:
         op(img.view, t.kernel)
     return t.finish(img.numpy_io, out)
 
 
-def decode_depth(rgb, *, lam=DEFAULT_LAM, c=DEFAULT_C, layout="auto", max_depth=None,
-                 return_distance=False, backend="auto", out=None):
-    """Metric depth from cube-walk RGB (SPEC §2): projection, then inverse power transform.
+def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
+                 layout: str = "auto", max_depth: Optional[float] = None,
+                 return_distance: bool = False, backend: str = "auto",
+                 out: Optional[Array] = None) -> Union[Array, Tuple[Array, Array]]:
+    """Metric depth from cube-walk RGB: the walk position ``t``, then the inverse power
+    transform (docs/format.md, Depth).
 
-    rgb: ``(..., H, W, 3)`` or ``(..., 3, H, W)``, uint8 or float in [0, 1].
-    Returns depth ``(..., H, W)`` float32 (float64 for float64 input on torch/numpy), in
-    metres for the default ``lam=-3, c=10/3``; white decodes to ``+inf`` unless
-    ``max_depth`` clamps it. With ``return_distance=True`` also returns each pixel's
-    Euclidean distance to the walk in 0..255 units (float32): a confidence signal.
-    ``out``: optional preallocated depth output to write into and return.
+    Args:
+        rgb: image of shape ``(*, H, W, 3)`` or ``(*, 3, H, W)``: uint8 (0..255) or
+            float16/bfloat16/float32/float64 in [0, 1] (clamped); a torch tensor on any
+            device with any strides, or a NumPy array.
+        lam: power-transform exponent, finite and ``< -1``.
+        c: power-transform scale, finite and ``> 0``.
+        layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
+        max_depth: if given (``>= 0``), depths above it, white included, are clamped to it.
+        return_distance: also return each pixel's Euclidean distance to the walk.
+        backend: ``"auto"`` or a name from :func:`available_backends`.
+        out: optional preallocated depth output (shape, dtype and device of the result).
+
+    Returns:
+        depth of shape ``(*, H, W)`` in [0, inf] (metres for the default ``lam``, ``c``;
+        white is ``+inf``): float64 for float64 input, else float32, on the input's device
+        (NumPy in, NumPy out). With ``return_distance=True`` a tuple ``(depth, distance)``,
+        distance ``(*, H, W)`` float32 in 0..255 units: a confidence signal, since a colour
+        far from the walk is not a trustworthy depth. A NaN channel gives NaN in both.
+
+    Example::
+
+        >>> rgb = torch.tensor([[[255, 0, 0], [0, 0, 255], [255, 255, 255]]], dtype=torch.uint8)
+        >>> decode_depth(rgb)
+        tensor([[0.8012, 8.7083,    inf]])
     """
     lam, c = chk.power_params(lam, c)
     max_depth = chk.optional_positive(max_depth, "max_depth")
     img = _image(rgb, layout)
-    chosen, op = _select("decode_depth", backend, img.tensor)
-    depth = _scalar_output(img, _t_dtype(img, chosen), out)
+    _, op = _select("decode_depth", backend, img.tensor)
+    depth = _scalar_output(img, _t_dtype(img), out)
     distance = _scalar_output(img, torch.float32) if return_distance else None
     if not img.empty:
         op(img.view, depth.kernel, distance.kernel if distance else None, lam, c, max_depth)
@@ -151,35 +164,57 @@ def decode_depth(rgb, *, lam=DEFAULT_LAM, c=DEFAULT_C, layout="auto", max_depth=
     return result, distance.finish(img.numpy_io)
 
 
-def _elementwise_input(x: Any, name: str):
-    """Tensor, array or Python number -> (float tensor, how to hand the result back)."""
-    if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
-        return torch.tensor(float(x), dtype=torch.float64), float
-    tensor, numpy_io = chk.as_tensor(x, name)
-    if tensor.dtype == torch.bool or tensor.is_complex():
-        raise TypeError(f"{name} must be real-valued, got {tensor.dtype}")
-    if not tensor.is_floating_point():
-        tensor = tensor.to(torch.float32)
-    if numpy_io:
-        return tensor, lambda t: t.numpy()
-    return tensor, lambda t: t
+def power_transform(depth: Union[Array, float], *, lam: float = DEFAULT_LAM,
+                    c: float = DEFAULT_C) -> Union[Array, float]:
+    """Barron's power transform ``t = 1 - (1 - d/(lam*c))^(lam+1)``: depth -> t in [0, 1].
 
+    Precise at both ends: relative precision for tiny depths, and ``t < 1`` for every
+    finite depth the float type can tell apart from infinity (float64 depth 1e9 gives
+    ``1 - 1e-16``). Differentiable through autograd for torch input.
 
-def power_transform(depth, *, lam=DEFAULT_LAM, c=DEFAULT_C):
-    """Barron's power transform ``t = 1 - (1 - d/(lam*c))^(lam+1)``: depth (m) -> t in [0, 1].
+    Args:
+        depth: depth ``>= 0`` (``+inf`` allowed), any shape: a torch tensor (any device), a
+            NumPy array or a Python number.
+        lam: power-transform exponent, finite and ``< -1``.
+        c: power-transform scale, finite and ``> 0``.
 
-    Elementwise on a tensor, array or number; float dtypes are kept (integers become
-    float32); ``+inf`` maps to 1. Differentiable through autograd for torch input.
+    Returns:
+        ``t`` of the input's shape in [0, 1] (``+inf`` maps to 1): float dtypes are kept,
+        integers become float32, a number gives a ``float``.
+
+    Example::
+
+        >>> power_transform(10.0)
+        0.75
+        >>> power_transform(torch.tensor([0.0, 30.0, math.inf]))
+        tensor([0.0000, 0.9375, 1.0000])
     """
     lam, c = chk.power_params(lam, c)
-    tensor, back = _elementwise_input(depth, "depth")
+    tensor, back = chk.elementwise_input(depth, "depth")
     return back(ref_depth.power_transform(tensor, lam, c))
 
 
-def inverse_power_transform(t, *, lam=DEFAULT_LAM, c=DEFAULT_C):
-    """``d = lam*c*(1 - (1 - t)^(1/(lam+1)))``: t in [0, 1] (clamped) -> depth; ``t == 1`` -> inf."""
+def inverse_power_transform(t: Union[Array, float], *, lam: float = DEFAULT_LAM,
+                            c: float = DEFAULT_C) -> Union[Array, float]:
+    """The inverse power transform ``d = lam*c*(1 - (1 - t)^(1/(lam+1)))``: t -> depth.
+
+    Args:
+        t: walk positions, any shape, clamped to [0, 1]: a torch tensor (any device), a
+            NumPy array or a Python number.
+        lam: power-transform exponent, finite and ``< -1``.
+        c: power-transform scale, finite and ``> 0``.
+
+    Returns:
+        depth of the input's shape in [0, inf] (``t == 1`` gives ``+inf``): float dtypes
+        are kept, integers become float32, a number gives a ``float``.
+
+    Example::
+
+        >>> inverse_power_transform(0.75)
+        10.0
+    """
     lam, c = chk.power_params(lam, c)
-    tensor, back = _elementwise_input(t, "t")
+    tensor, back = chk.elementwise_input(t, "t")
     return back(ref_depth.inverse_power_transform(tensor.clamp(0.0, 1.0), lam, c))
 
 
@@ -192,8 +227,7 @@ def _flat_grid(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def _encoded_output(grid_input: torch.Tensor, dtype: torch.dtype, layout: str, numpy_io: bool):
     """An RGB output for a ``(..., H, W)`` input, in ``layout``, and its kernel view."""
-    if layout not in ("hwc", "chw"):
-        raise ValueError(f"layout must be 'hwc' or 'chw', got {layout!r}")
+    layout = chk.encoded_layout(layout)
     shape = tuple(grid_input.shape)
     if layout == "chw" and len(shape) < 2:
         raise ValueError(f"layout='chw' needs an input of shape (..., H, W), got {shape}")
@@ -203,62 +237,75 @@ def _encoded_output(grid_input: torch.Tensor, dtype: torch.dtype, layout: str, n
                    channels_first=layout == "chw")
 
 
-def _rgb_dtype(dtype: Any) -> torch.dtype:
-    dtype = _torch_dtype(dtype, "dtype")
-    if dtype != torch.uint8 and dtype not in chk.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be uint8 (0..255) or a float dtype (0..1), got {dtype}")
-    return dtype
+def encode_depth(depth: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
+                 dtype: DType = torch.uint8, layout: str = "hwc", negative: str = "raise",
+                 backend: str = "auto") -> Array:
+    """Metric depth -> cube-walk RGB: ``hilbert_walk(power_transform(depth))``
+    (docs/format.md, Depth).
 
+    Args:
+        depth: depth of shape ``(*, H, W)`` (fewer dims count as one row), finite and
+            ``>= 0`` or ``+inf``; NaN raises ``ValueError``. A torch tensor on any device
+            or a NumPy array; integers are read as float32.
+        lam: power-transform exponent, finite and ``< -1``.
+        c: power-transform scale, finite and ``> 0``.
+        dtype: output dtype: uint8 (0..255, rounded to nearest; the round trip through
+            :func:`decode_depth` moves ``t`` by at most ``1/(2*255*7)``) or a float dtype
+            (0..1; float64 keeps even very large finite depths off white).
+        layout: ``"hwc"`` for ``(*, H, W, 3)`` or ``"chw"`` for ``(*, 3, H, W)``.
+        negative: ``"raise"`` (``ValueError`` on negative depth) or ``"clamp"`` (encode it
+            as 0).
+        backend: ``"auto"`` or a name from :func:`available_backends`.
 
-def _real_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
-    tensor, numpy_io = chk.as_tensor(x, name)
-    if not tensor.is_floating_point():
-        if tensor.dtype == torch.bool or tensor.is_complex():
-            raise TypeError(f"{name} must be real-valued, got {tensor.dtype}")
-        tensor = tensor.to(torch.float32)
-    return tensor, numpy_io
+    Returns:
+        RGB of ``dtype`` in ``layout``, on the input's device (NumPy in, NumPy out);
+        ``+inf`` encodes as white.
 
+    Example::
 
-def encode_depth(depth, *, lam=DEFAULT_LAM, c=DEFAULT_C, dtype=torch.uint8, layout="hwc",
-                 negative="raise", backend="auto"):
-    """Metric depth ``(..., H, W)`` -> cube-walk RGB ``(..., H, W, 3)`` (or ``(..., 3, H, W)``).
-
-    uint8 output rounds to nearest (round trip ``|t_decoded - t| <= 1/(2*255*7)``); a float
-    dtype gives values in [0, 1]. ``+inf`` encodes as white. Negative depth raises
-    ``ValueError`` unless ``negative="clamp"`` (then it encodes as 0); NaN always raises.
+        >>> encode_depth(torch.tensor([[0.0, 10.0, math.inf]]))
+        tensor([[[  0,   0,   0],
+                 [ 64,   0, 255],
+                 [255, 255, 255]]], dtype=torch.uint8)
     """
     lam, c = chk.power_params(lam, c)
-    dtype = _rgb_dtype(dtype)
-    if negative not in ("raise", "clamp"):
-        raise ValueError(f"negative must be 'raise' or 'clamp', got {negative!r}")
-    tensor, numpy_io = _real_tensor(depth, "depth")
-    # One reduction finds both (min propagates NaN); 25x cheaper than isnan().any() plus
-    # (tensor < 0).any() on a 1080p frame, and no clamped copy when nothing is negative.
-    low = tensor.min() if tensor.numel() else torch.zeros(())
-    if torch.isnan(low):
-        raise ValueError("depth contains NaN, which has no colour on the walk")
-    if low < 0:
-        if negative != "clamp":
-            raise ValueError("depth must be >= 0 (pass negative='clamp' to encode negatives as 0)")
-        tensor = tensor.clamp_min(0.0)
-    chosen, op = _select("encode_depth", backend, tensor)
+    dtype = chk.rgb_dtype(dtype)
+    tensor, numpy_io = chk.real_tensor(depth, "depth")
+    tensor = chk.encodable_depth(tensor, negative)
+    _, op = _select("encode_depth", backend, tensor)
     rgb = _encoded_output(tensor, dtype, layout, numpy_io)
     if tensor.numel():
         op(tensor.reshape(_flat_grid(tuple(tensor.shape))), rgb.kernel, lam, c)
     return rgb.finish(numpy_io)
 
 
-def hilbert_walk(t, *, dtype=torch.float32, backend="auto"):
-    """RGB on the cube walk at positions ``t`` (any shape, clamped to [0, 1]) -> ``(..., 3)``.
+def hilbert_walk(t: Array, *, dtype: DType = torch.float32, backend: str = "auto") -> Array:
+    """The RGB colour of the cube walk at positions ``t``: the primitive for users with
+    their own depth normalisation (docs/format.md, Depth).
 
-    The primitive for users with their own depth normalisation. A float dtype gives values
-    in [0, 1] (NaN t gives NaN); uint8 gives 0..255 rounded to nearest (NaN raises).
+    Args:
+        t: walk positions, any shape, clamped to [0, 1]. A torch tensor on any device or a
+            NumPy array; integers are read as float32.
+        dtype: output dtype: a float dtype (0..1; NaN ``t`` gives NaN) or uint8 (0..255,
+            rounded to nearest; NaN raises ``ValueError``).
+        backend: ``"auto"`` or a name from :func:`available_backends`.
+
+    Returns:
+        RGB of shape ``(*t.shape, 3)`` and ``dtype``, on the input's device (NumPy in,
+        NumPy out).
+
+    Example::
+
+        >>> hilbert_walk(torch.tensor([0.0, 0.5, 1.0]))
+        tensor([[0.0000, 0.0000, 0.0000],
+                [0.0000, 1.0000, 0.5000],
+                [1.0000, 1.0000, 1.0000]])
     """
-    dtype = _rgb_dtype(dtype)
-    tensor, numpy_io = _real_tensor(t, "t")
+    dtype = chk.rgb_dtype(dtype)
+    tensor, numpy_io = chk.real_tensor(t, "t")
     if dtype == torch.uint8 and tensor.numel() and torch.isnan(tensor.min()):
         raise ValueError("t contains NaN, which has no uint8 colour")
-    chosen, op = _select("hilbert_walk", backend, tensor)
+    _, op = _select("hilbert_walk", backend, tensor)
     rgb = _encoded_output(tensor, dtype, "hwc", numpy_io)
     if tensor.numel():
         op(tensor.reshape(_flat_grid(tuple(tensor.shape))), rgb.kernel)
@@ -267,30 +314,46 @@ def hilbert_walk(t, *, dtype=torch.float32, backend="auto"):
 
 # --------------------------------------------------------------------------- normals
 
-CONVENTIONS = ("opengl", "opencv")
 
+def decode_normals(rgb: Array, *, layout: str = "auto", convention: str = "opengl",
+                   eps: float = 1e-6, return_norm: bool = False, out_dtype: Optional[DType] = None,
+                   backend: str = "auto",
+                   out: Optional[Array] = None) -> Union[Array, Tuple[Array, Array]]:
+    """Unit surface normals from linearly mapped RGB: ``n = 2p/255 - 1``, then ``n/|n|``
+    (docs/format.md, Normals).
 
-def _check_convention(convention: Any) -> bool:
-    """True when y and z must be negated (OpenCV camera axes)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    return convention == "opencv"
+    Within 1e-6 of the float64 value for every uint8 colour (the exact integer vector
+    ``2p - 255`` is normalised, so nothing cancels near grey).
 
+    Args:
+        rgb: image of shape ``(*, H, W, 3)`` or ``(*, 3, H, W)``: uint8 (0..255) or
+            float16/bfloat16/float32/float64 in [0, 1] (clamped); a torch tensor on any
+            device with any strides, or a NumPy array.
+        layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
+        convention: ``"opengl"`` (+x right, +y up, +z toward the camera) or ``"opencv"``
+            (+x right, +y down, +z forward: y and z negated).
+        eps: pixels with ``|n| < eps`` (mid-grey) give the zero vector.
+        return_norm: also return ``|n|`` so callers can mask pixels that were not normals.
+        out_dtype: float32 (default), float16, bfloat16 or float64.
+        backend: ``"auto"`` or a name from :func:`available_backends`.
+        out: optional preallocated normals output (shape, dtype and device of the result).
 
-def decode_normals(rgb, *, layout="auto", convention="opengl", eps=1e-6, return_norm=False,
-                   out_dtype=None, backend="auto", out=None):
-    """Unit surface normals from linearly mapped RGB (SPEC §3): ``n = 2p/255 - 1``, ``n/|n|``.
+    Returns:
+        normals of the input's shape and layout, ``out_dtype``, components in [-1, 1] and
+        unit length (or zero), on the input's device (NumPy in, NumPy out). With
+        ``return_norm=True`` a tuple ``(normals, norm)``, norm ``(*, H, W)`` float32 in
+        [0, sqrt(3)]. A NaN channel gives NaN.
 
-    Output has the input's shape and layout, float32 unless ``out_dtype`` asks for float16,
-    bfloat16 or float64. ``convention="opengl"`` (+x right, +y up, +z toward the camera) or
-    ``"opencv"`` (y and z negated). Pixels with ``|n| < eps`` give the zero vector; with
-    ``return_norm=True`` also returns ``|n|`` (float32) so callers can mask them.
+    Example::
+
+        >>> rgb = torch.tensor([[[255, 128, 128], [128, 128, 0]]], dtype=torch.uint8)
+        >>> decode_normals(rgb)
+        tensor([[[ 1.0000,  0.0039,  0.0039],
+                 [ 0.0039,  0.0039, -1.0000]]])
     """
-    flip_yz = _check_convention(convention)
+    flip_yz = chk.flip_yz(convention)
     eps = chk.optional_positive(eps, "eps")
-    out_dtype = torch.float32 if out_dtype is None else _torch_dtype(out_dtype, "out_dtype")
-    if out_dtype not in chk.FLOAT_DTYPES:
-        raise ValueError(f"out_dtype must be float16, bfloat16, float32 or float64, got {out_dtype}")
+    out_dtype = chk.normals_dtype(out_dtype)
     img = _image(rgb, layout)
     _, op = _select("decode_normals", backend, img.tensor)
     normals = _output(out, tuple(img.tensor.shape), out_dtype, img.tensor.device, img.numpy_io,
@@ -304,28 +367,36 @@ def decode_normals(rgb, *, layout="auto", convention="opengl", eps=1e-6, return_
     return result, norm.finish(img.numpy_io)
 
 
-def encode_normals(normals, *, convention="opengl", dtype=torch.uint8, layout="hwc",
-                   backend="auto"):
-    """Normals ``(..., 3)`` (``layout="hwc"``) or ``(..., 3, H, W)`` (``"chw"``) -> RGB.
+def encode_normals(normals: Array, *, convention: str = "opengl", dtype: DType = torch.uint8,
+                   layout: str = "hwc", backend: str = "auto") -> Array:
+    """Normals -> RGB: ``p = round(255*(n+1)/2)`` per channel (docs/format.md, Normals).
 
-    ``p = round(255*(n+1)/2)`` per channel, clamped to 0..255 (uint8), or ``(n+1)/2`` in
-    [0, 1] for a float dtype; the output keeps the input's shape and layout. Normals are
-    encoded as given (not renormalised). NaN raises.
+    Normals are encoded as given (not renormalised); components outside [-1, 1] clamp.
+
+    Args:
+        normals: vectors of shape ``(*, 3)`` (``layout="hwc"``) or ``(*, 3, H, W)``
+            (``"chw"``), any real dtype; NaN raises ``ValueError``. A torch tensor on any
+            device or a NumPy array.
+        convention: ``"opengl"`` or ``"opencv"`` (y and z negated), as in
+            :func:`decode_normals`.
+        dtype: output dtype: uint8 (0..255) or a float dtype (``(n+1)/2`` in [0, 1]).
+        layout: ``"hwc"`` or ``"chw"``: where the 3 components are, in and out.
+        backend: ``"auto"`` or a name from :func:`available_backends`.
+
+    Returns:
+        RGB of the input's shape and layout and ``dtype``, on the input's device (NumPy
+        in, NumPy out).
+
+    Example::
+
+        >>> encode_normals(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]))
+        tensor([[255, 128, 128],
+                [128, 128,   0]], dtype=torch.uint8)
     """
-    flip_yz = _check_convention(convention)
-    dtype = _rgb_dtype(dtype)
-    tensor, numpy_io = _real_tensor(normals, "normals")
-    if layout not in ("hwc", "chw"):
-        raise ValueError(f"layout must be 'hwc' or 'chw', got {layout!r}")
-    channel_dim = -1 if layout == "hwc" else -3
-    if tensor.ndim < -channel_dim or tensor.shape[channel_dim] != 3:
-        raise ValueError(
-            f"normals with layout={layout!r} need 3 components at dim {channel_dim}, "
-            f"got shape {tuple(tensor.shape)}"
-        )
-    if torch.isnan(tensor).any():
-        raise ValueError("normals contain NaN, which has no colour")
-    vectors = tensor if layout == "hwc" else tensor.movedim(-3, -1)
+    flip_yz = chk.flip_yz(convention)
+    dtype = chk.rgb_dtype(dtype)
+    tensor, numpy_io = chk.real_tensor(normals, "normals")
+    vectors = chk.encodable_normals(tensor, layout)
     grid = _flat_grid(tuple(vectors.shape[:-1]))
     _, op = _select("encode_normals", backend, tensor)
     rgb = _output(None, tuple(tensor.shape), dtype, tensor.device, numpy_io, grid + (3,),
@@ -349,18 +420,6 @@ def _palette_for(rgb_dtype: torch.dtype, palette: Any, device: torch.device):
     wide = tensor.to(torch.float64)
     integral = bool((wide == wide.round()).all())
     return as_work, integral
-
-
-def _check_ignore_index(ignore_index: Any, k: int) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
-    ignore_index = int(ignore_index)
-    if 0 <= ignore_index < k:
-        raise ValueError(
-            f"ignore_index={ignore_index} is a valid class index for a palette of K={k} "
-            f"colours; pick one outside [0, {k}), e.g. -1"
-        )
-    return ignore_index
 
 
 _MAX_COLOURS = 65535  # palette entries the kernels take, the ignore colour included
@@ -388,23 +447,51 @@ def _with_ignore_colour(colours: torch.Tensor, ignore_color: list[float]) -> tor
     return torch.cat([colours.to(dtype), extra])
 
 
-def decode_segmentation(rgb, palette, *, max_distance=None, ignore_index=None, layout="auto",
-                        out_dtype=None, return_distance=False, backend="auto", out=None,
-                        ignore_color=None):
-    """Index of the nearest palette colour for every pixel (SPEC §4).
+def decode_segmentation(rgb: Array, palette: Any, *, max_distance: Optional[float] = None,
+                        ignore_index: Optional[int] = None, layout: str = "auto",
+                        out_dtype: Optional[DType] = None, return_distance: bool = False,
+                        backend: str = "auto", out: Optional[Array] = None,
+                        ignore_color: Optional[Sequence[float]] = None,
+                        ) -> Union[Array, Tuple[Array, Array]]:
+    """Index of the nearest palette colour for every pixel (docs/format.md, Segmentation).
 
-    palette: ``(K, 3)`` in 0..255 units, ``1 <= K <= 65535``, or a
-    :class:`vbkernels.palettes.Palette`. Ties go to the lowest index;
-    exact for uint8 images with integer palettes. With ``max_distance=r`` a pixel whose
-    nearest colour is farther than ``r`` (0..255 units) gets ``ignore_index``, as does a
-    NaN pixel. Returns labels ``(..., H, W)``, int64 unless ``out_dtype`` asks for uint8,
-    int16 or int32 (``ValueError`` if the labels cannot fit), and with
-    ``return_distance=True`` the Euclidean distance to the chosen colour (float32).
+    Squared Euclidean distance in 0..255 units; ties go to the lowest index. Exact (the
+    same labels on every backend) for uint8 images with integer palettes. A palette's
+    ignore colour, when it has one, decodes to ``ignore_index``: it is matched as palette
+    entry K, after every class, so a tie with a class colour goes to the class, and
+    ``encode_segmentation`` -> ``decode_segmentation`` round-trips every label.
 
-    ``ignore_index=None`` means the Palette's, else 255. ``ignore_color=None`` means the
-    Palette's, else none. With an ignore colour, pixels nearest to it get ``ignore_index``:
-    it is matched as palette entry K, after every class, so a tie with a class colour goes
-    to the class.
+    Args:
+        rgb: image of shape ``(*, H, W, 3)`` or ``(*, 3, H, W)``: uint8 (0..255) or
+            float16/bfloat16/float32/float64 in [0, 1] (clamped); a torch tensor on any
+            device with any strides, or a NumPy array.
+        palette: ``(K, 3)`` colours in 0..255 units, ``1 <= K <= 65535``: a tensor, array
+            or nested sequence of numbers, or a :class:`vbkernels.palettes.Palette`
+            (which brings its ignore index and ignore colour as defaults).
+        max_distance: if given (``>= 0``), a pixel whose nearest colour is farther than
+            this (0..255 units; exactly this far is kept) gets ``ignore_index``.
+        ignore_index: label of ignored and NaN pixels; must not be a valid class index.
+            ``None``: the Palette's, else 255. Explicit arguments win over the Palette's.
+        layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
+        out_dtype: label dtype: int64 (default), int32, int16 or uint8; ``ValueError`` if
+            the labels (and ``ignore_index``, when it can occur) do not fit.
+        return_distance: also return the distance to the chosen colour.
+        backend: ``"auto"`` or a name from :func:`available_backends`.
+        out: optional preallocated label output (shape, dtype and device of the result).
+        ignore_color: 3 values in 0..255 that decode to ``ignore_index`` (``None``: the
+            Palette's, else no ignore colour). Pass ``palette.colors`` to decode a Palette
+            without it. A palette with an ignore colour holds at most 65534 classes.
+
+    Returns:
+        labels of shape ``(*, H, W)`` and ``out_dtype``, in ``[0, K)`` or ``ignore_index``,
+        on the input's device (NumPy in, NumPy out). With ``return_distance=True`` a tuple
+        ``(labels, distance)``, distance ``(*, H, W)`` float32 in 0..255 units.
+
+    Example::
+
+        >>> rgb = torch.tensor([[[250, 5, 5], [3, 3, 3]]], dtype=torch.uint8)
+        >>> decode_segmentation(rgb, [[0, 0, 0], [255, 0, 0]])
+        tensor([[1, 0]])
     """
     img = _image(rgb, layout)
     colours, ignore_index, ignore_color = palette_arguments(palette, ignore_index, ignore_color)
@@ -456,14 +543,30 @@ def decode_segmentation(rgb, palette, *, max_distance=None, ignore_index=None, l
     return result, distance.finish(img.numpy_io)
 
 
-def encode_segmentation(labels, palette, *, ignore_color=None, layout="hwc",
-                        backend="auto"):
-    """Labels ``(..., H, W)`` -> uint8 palette colours ``(..., H, W, 3)`` or ``(..., 3, H, W)``.
+def encode_segmentation(labels: Array, palette: Any, *,
+                        ignore_color: Optional[Sequence[float]] = None, layout: str = "hwc",
+                        backend: str = "auto") -> Array:
+    """Labels -> palette colours (docs/format.md, Segmentation).
 
-    ``palette`` is ``(K, 3)`` or a :class:`vbkernels.palettes.Palette`. Labels outside
-    ``[0, K)`` (e.g. an ignore index) are painted ``ignore_color``: ``None`` means the
-    Palette's, else black. A palette with fractional values is rounded to the nearest uint8
-    colour.
+    Args:
+        labels: integer labels of shape ``(*, H, W)`` (fewer dims count as one row): a
+            torch tensor on any device or a NumPy array.
+        palette: ``(K, 3)`` colours in 0..255 units, ``1 <= K <= 65535`` (fractional values
+            are rounded to the nearest uint8 colour), or a :class:`vbkernels.palettes.Palette`.
+        ignore_color: 3 values in 0..255 painted where a label is outside ``[0, K)`` (an
+            ignore index, for instance); ``None``: the Palette's, else black.
+        layout: ``"hwc"`` for ``(*, H, W, 3)`` or ``"chw"`` for ``(*, 3, H, W)``.
+        backend: ``"auto"`` or a name from :func:`available_backends`.
+
+    Returns:
+        uint8 RGB (0..255) in ``layout``, on the input's device (NumPy in, NumPy out).
+
+    Example::
+
+        >>> encode_segmentation(torch.tensor([[1, 0, 255]]), [[0, 0, 0], [255, 0, 0]])
+        tensor([[[255,   0,   0],
+                 [  0,   0,   0],
+                 [  0,   0,   0]]], dtype=torch.uint8)
     """
     palette, _, ignore_color = palette_arguments(palette, None, ignore_color,
                                                  default_color=(0, 0, 0))

@@ -1,14 +1,17 @@
 """Argument validation, layout detection and the canonical (N, H, W, 3) view: one place.
 
 Every public function funnels its inputs through here before any backend runs, so the
-error messages are the same whichever backend the user picks (SPEC §6).
+error messages are the same whichever backend the user picks (docs/format.md, Errors).
+Other parts of the package (the CLI) use these too, e.g. ``power_params`` to check the
+transform parameters before any work.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -17,6 +20,7 @@ IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 LABEL_DTYPES = (torch.uint8, torch.int16, torch.int32, torch.int64)
 LAYOUTS = ("auto", "hwc", "chw")
+CONVENTIONS = ("opengl", "opencv")
 
 
 def as_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
@@ -46,7 +50,7 @@ def check_image_dtype(rgb: torch.Tensor, name: str = "rgb") -> None:
 
 
 def resolve_layout(shape: tuple[int, ...], layout: str, name: str = "rgb") -> str:
-    """SPEC §1: "auto" means last dim 3 -> hwc, else dim -3 is 3 -> chw."""
+    """docs/format.md, Images: "auto" means last dim 3 -> hwc, else dim -3 is 3 -> chw."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if len(shape) < 3:
@@ -83,6 +87,149 @@ def image_view(rgb: torch.Tensor, layout: str) -> tuple[torch.Tensor, tuple[int,
     return hwc.reshape(math.prod(batch), height, width, 3), batch
 
 
+@dataclass
+class Image:
+    """A validated input image and everything the decoders derive from it."""
+
+    tensor: torch.Tensor  # the caller's tensor (or the tensor wrapping their array)
+    view: torch.Tensor  # (N, H, W, 3), any strides
+    batch: tuple[int, ...]
+    layout: str
+    numpy_io: bool
+
+    @property
+    def hw(self) -> tuple[int, ...]:
+        return tuple(self.view.shape[1:3])
+
+    @property
+    def empty(self) -> bool:
+        return self.view.numel() == 0
+
+
+def image(rgb: Any, layout: str) -> Image:
+    """Validate an input image (type, dtype, layout) and build its (N, H, W, 3) view."""
+    tensor, numpy_io = as_tensor(rgb, "rgb")
+    check_image_dtype(tensor)
+    layout = resolve_layout(tuple(tensor.shape), layout)
+    view, batch = image_view(tensor, layout)
+    return Image(tensor, view, batch, layout, numpy_io)
+
+
+def torch_dtype(dtype: Any, name: str) -> torch.dtype:
+    """A torch dtype from a torch or NumPy dtype (or anything ``np.dtype`` accepts)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return getattr(torch, np.dtype(dtype).name)
+    except (TypeError, AttributeError):
+        raise TypeError(f"{name} must be a torch or numpy dtype, got {dtype!r}") from None
+
+
+def rgb_dtype(dtype: Any) -> torch.dtype:
+    """The dtype of an encoder's RGB output: uint8 (0..255) or a float dtype (0..1)."""
+    dtype = torch_dtype(dtype, "dtype")
+    if dtype != torch.uint8 and dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be uint8 (0..255) or a float dtype (0..1), got {dtype}")
+    return dtype
+
+
+def normals_dtype(out_dtype: Any) -> torch.dtype:
+    """decode_normals' output dtype: float32 by default, or another float dtype."""
+    out_dtype = torch.float32 if out_dtype is None else torch_dtype(out_dtype, "out_dtype")
+    if out_dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"out_dtype must be float16, bfloat16, float32 or float64, got {out_dtype}")
+    return out_dtype
+
+
+def label_dtype(out_dtype: Any) -> torch.dtype:
+    """decode_segmentation's label dtype: int64 by default, or uint8/int16/int32."""
+    out_dtype = torch.int64 if out_dtype is None else torch_dtype(out_dtype, "out_dtype")
+    if out_dtype not in LABEL_DTYPES:
+        raise ValueError(f"out_dtype must be uint8, int16, int32 or int64, got {out_dtype}")
+    return out_dtype
+
+
+def encoded_layout(layout: Any) -> str:
+    """An encoder's output layout: "hwc" or "chw" (there is no input to detect it from)."""
+    if layout not in ("hwc", "chw"):
+        raise ValueError(f"layout must be 'hwc' or 'chw', got {layout!r}")
+    return layout
+
+
+def flip_yz(convention: Any) -> bool:
+    """True when y and z must be negated (OpenCV camera axes, docs/format.md, Normals)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    return convention == "opencv"
+
+
+def real_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
+    """A real-valued tensor (integers become float32) and whether it came from NumPy."""
+    tensor, numpy_io = as_tensor(x, name)
+    if not tensor.is_floating_point():
+        if tensor.dtype == torch.bool or tensor.is_complex():
+            raise TypeError(f"{name} must be real-valued, got {tensor.dtype}")
+        tensor = tensor.to(torch.float32)
+    return tensor, numpy_io
+
+
+def elementwise_input(x: Any, name: str) -> tuple[torch.Tensor, Callable]:
+    """Tensor, array or Python number -> (float tensor, how to hand the result back).
+
+    A Python number becomes a float64 scalar and comes back as a ``float``.
+    """
+    if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
+        return torch.tensor(float(x), dtype=torch.float64), float
+    tensor, numpy_io = real_tensor(x, name)
+    if numpy_io:
+        return tensor, lambda t: t.numpy()
+    return tensor, lambda t: t
+
+
+def encodable_depth(depth: torch.Tensor, negative: Any) -> torch.Tensor:
+    """Depth an encoder accepts: no NaN, negatives raise or (``negative="clamp"``) become 0."""
+    if negative not in ("raise", "clamp"):
+        raise ValueError(f"negative must be 'raise' or 'clamp', got {negative!r}")
+    # One reduction finds both (min propagates NaN); 25x cheaper than isnan().any() plus
+    # (tensor < 0).any() on a 1080p frame, and no clamped copy when nothing is negative.
+    low = depth.min() if depth.numel() else torch.zeros(())
+    if torch.isnan(low):
+        raise ValueError("depth contains NaN, which has no colour on the walk")
+    if low < 0:
+        if negative != "clamp":
+            raise ValueError("depth must be >= 0 (pass negative='clamp' to encode negatives as 0)")
+        return depth.clamp_min(0.0)
+    return depth
+
+
+def encodable_normals(normals: torch.Tensor, layout: Any) -> torch.Tensor:
+    """(..., 3) vectors of a normal map in ``layout`` ("hwc" or "chw"); NaN raises."""
+    layout = encoded_layout(layout)
+    channel_dim = -1 if layout == "hwc" else -3
+    if normals.ndim < -channel_dim or normals.shape[channel_dim] != 3:
+        raise ValueError(
+            f"normals with layout={layout!r} need 3 components at dim {channel_dim}, "
+            f"got shape {tuple(normals.shape)}"
+        )
+    if torch.isnan(normals).any():
+        raise ValueError("normals contain NaN, which has no colour")
+    return normals if layout == "hwc" else normals.movedim(-3, -1)
+
+
+def ignore_index(value: Any, k: int) -> int:
+    """An ``ignore_index`` that is an int outside the palette's class range [0, k)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"ignore_index must be an int, got {type(value).__name__}")
+    value = int(value)
+    if 0 <= value < k:
+        raise ValueError(
+            f"ignore_index={value} is a valid class index for a palette of K={k} "
+            f"colours; pick one outside [0, {k}), e.g. -1"
+        )
+    return value
+
+
 def finite_float(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -93,7 +240,9 @@ def finite_float(value: Any, name: str) -> float:
 
 
 def power_params(lam: Any, c: Any) -> tuple[float, float]:
-    """SPEC §2: the transform is valid for finite lam < -1 and c > 0."""
+    """``(lam, c)`` as floats, checked: the power transform is valid for finite
+    ``lam < -1`` and ``c > 0`` (docs/format.md, Depth); anything else is a ``ValueError``
+    (``TypeError`` for a non-number). The CLI calls this to check its options up front."""
     lam = finite_float(lam, "lam")
     c = finite_float(c, "c")
     if not lam < -1.0:

@@ -3,9 +3,11 @@
 Every backend is a module (``vbkernels.numpy_baseline``, ``vbkernels.reference``,
 ``vbkernels.triton``, ``vbkernels.cuda``, ``vbkernels.cpu``) that exposes ``load()``:
 it returns a :class:`Backend` or raises ``BackendUnavailable`` with a sentence saying why
-and what to install. The public functions in ``vbkernels._api`` validate arguments,
-allocate outputs and then call one *kernel op* of the chosen backend. Adding a backend
-means adding a module and a line to ``_BACKEND_MODULES``; callers do not change.
+and what to install. The public functions in ``vbkernels._api`` and
+``vbkernels.instances`` validate arguments, allocate outputs and then call one *kernel op*
+of the chosen backend. Adding a backend means adding a module and a line to
+``_BACKEND_MODULES``; callers do not change. This module is the one source of the backend
+names (``BACKEND_NAMES``) and the op names (``OP_NAMES``, ``INSTANCE_OP_NAMES``).
 
 Kernel ops (destination passing; the front end has already validated everything)
 ------------------------------------------------------------------------------
@@ -13,7 +15,7 @@ All tensors are torch tensors on one device. ``rgb`` is a view of shape ``(N, H,
 with *arbitrary strides* (a channels-first input arrives as ``x.movedim(-3, -1)``); dtype
 uint8, float16, bfloat16, float32 or float64. Outputs are preallocated views of shape
 ``(N, H, W)`` or ``(N, H, W, 3)``, also with arbitrary strides; ops write every element.
-Values are in "0..255 units" (SPEC §1): uint8 ``v`` is ``v``, float ``x`` is
+Values are in "0..255 units" (docs/format.md, Images): uint8 ``v`` is ``v``, float ``x`` is
 ``255 * clamp(x, 0, 1)``; a NaN channel makes the pixel's output NaN / ``ignore_index``.
 
 Precision rules every backend follows (the torch reference shows them): segment choice by
@@ -24,9 +26,10 @@ edge fractions ``up = p/255`` and ``down = (255-p)/255`` for uint8, ``up = x`` a
 with ``log_u = log1p(-t)`` if ``t < 0.5`` else ``log(u)``.
 
 ``hilbert_project(rgb, t)``
-    t: (N, H, W) float32 or float64.
+    t: (N, H, W) float64 for float64 rgb, else float32.
 ``decode_depth(rgb, depth, distance, lam, c, max_depth)``
-    depth: (N, H, W) float32/float64; distance: (N, H, W) float32 or None;
+    depth: (N, H, W) float64 for float64 rgb, else float32; distance: (N, H, W) float32 or
+    None;
     lam, c: Python floats (validated); max_depth: float or None (clamp from above).
 ``decode_normals(rgb, normals, norm, flip_yz, eps)``
     normals: (N, H, W, 3) float16/bfloat16/float32/float64 view; norm: (N, H, W) float32
@@ -49,14 +52,25 @@ with ``log_u = log1p(-t)`` if ``t < 0.5`` else ``log(u)``.
     labels: (N, H, W) integer; palette: (K, 3) uint8 contiguous; ignore_color: (3,) uint8
     tensor; labels outside [0, K) get ignore_color; rgb: (N, H, W, 3) uint8 view.
 
+``colour_histogram(rgb, flat_tolerance_q, count_all, count_flat, sum_flat)`` and
+``assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels, counts)``
+    the two per-pixel steps of ``decode_instances`` (contract in
+    ``vbkernels/reference/instances.py``). A backend offers them from an ``instances``
+    submodule of its package, picked up by ``load_backend``.
+
 A backend may leave an op out of ``ops``: the front end then runs the torch reference for
 it when ``backend="auto"`` and raises ``RuntimeError`` when the op was asked of that
 backend by name.
+
+Fast backends register their ops as torch custom ops (``vbkernels._register``), which
+``torch.compile`` needs; ``select`` hands out the op under compilation and its plain
+launcher otherwise, since the first eager call of a custom op costs about a second.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -73,6 +87,11 @@ OP_NAMES = (
     "encode_normals",
     "encode_segmentation",
 )
+# The per-pixel kernels of decode_instances, offered from a backend's ``instances`` module.
+INSTANCE_OP_NAMES = ("colour_histogram", "assign_pixels")
+KERNEL_OP_NAMES = OP_NAMES + INSTANCE_OP_NAMES
+# The public function each kernel op serves, for error messages.
+_PUBLIC_NAME = {name: "decode_instances" for name in INSTANCE_OP_NAMES}
 
 # Import path of each backend, in the order "auto" prefers them per device.
 _BACKEND_MODULES = {
@@ -100,14 +119,11 @@ class Backend:
     # Device types whose tensors the backend runs on ("cpu", "cuda").
     devices: frozenset
     ops: dict[str, Callable] = field(default_factory=dict)
-    # Input dtypes the kernels read; None means every dtype of SPEC §1.
+    # Input dtypes the kernels read; None means every image dtype (docs/format.md, Images).
     dtypes: frozenset | None = None
     # True when the backend runs on the CPU only through an interpreter (Triton's):
     # usable when asked for by name, never picked by "auto".
     interpreted_on_cpu: bool = False
-    # True when hilbert_project / decode_depth write float64 for float64 input (SPEC §5:
-    # the torch and numpy backends do; the fast backends write float32).
-    float64_outputs: bool = False
 
     def runs(self, device: torch.device, dtype: torch.dtype | None = None) -> bool:
         if device.type not in self.devices:
@@ -116,8 +132,10 @@ class Backend:
 
 
 def ops_from_modules(*modules) -> dict[str, Callable]:
-    """The kernel ops that a backend's op-family modules define, by their ``OP_NAMES`` name."""
-    return {name: getattr(m, name) for m in modules for name in OP_NAMES if hasattr(m, name)}
+    """The kernel ops that a backend's op-family modules define, by their
+    ``KERNEL_OP_NAMES`` name."""
+    return {name: getattr(m, name) for m in modules for name in KERNEL_OP_NAMES
+            if hasattr(m, name)}
 
 
 _loaded: dict[str, Backend] = {}
@@ -135,6 +153,7 @@ def load_backend(name: str) -> Backend:
     try:
         module = importlib.import_module(_BACKEND_MODULES[name])
         backend = module.load()
+        _add_instance_ops(backend, _BACKEND_MODULES[name])
     except BackendUnavailable as exc:
         _failed[name] = str(exc)
         raise
@@ -143,6 +162,26 @@ def load_backend(name: str) -> Backend:
         raise BackendUnavailable(_failed[name]) from exc
     _loaded[name] = backend
     return backend
+
+
+def _add_instance_ops(backend: Backend, package: str) -> None:
+    """Give ``backend`` the instance kernels of ``<package>.instances``, if it has them.
+
+    A backend whose ops are torch custom ops gets these registered the same way, in the
+    same ``torch.ops`` namespace (``vbkernels_<name>``).
+    """
+    missing = [name for name in INSTANCE_OP_NAMES if name not in backend.ops]
+    if not missing or importlib.util.find_spec(f"{package}.instances") is None:
+        return
+    module = importlib.import_module(f"{package}.instances")
+    if not all(hasattr(module, name) for name in missing):
+        return
+    launchers = {name: getattr(module, name) for name in missing}
+    if any(hasattr(op, "eager_launcher") for op in backend.ops.values()):
+        from ._register import register_launchers
+
+        launchers = register_launchers(f"vbkernels_{backend.name}", launchers)
+    backend.ops.update(launchers)
 
 
 def load_all() -> None:
@@ -168,7 +207,18 @@ def _loaded_backend(name: str) -> Backend | None:
 
 
 def available_backends() -> list[str]:
-    """Names of the backends that load on this machine (each may still need a device)."""
+    """Names of the backends that load on this machine.
+
+    Returns:
+        backend names in the order of ``BACKEND_NAMES``, always including ``"torch"`` and
+        ``"numpy"``. Each may still need a device: ``cuda`` and ``triton`` run on CUDA
+        tensors (``triton`` on CPU tensors only under ``TRITON_INTERPRET=1``).
+
+    Example::
+
+        >>> {"torch", "numpy"} <= set(available_backends())
+        True
+    """
     names = []
     for name in BACKEND_NAMES:
         try:
@@ -184,15 +234,36 @@ def select(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> t
 
     An explicit backend that cannot run the op raises ``RuntimeError`` saying why; "auto"
     takes the first backend in ``_AUTO_ORDER`` that loads and runs the op there, so it never
-    hides an error the user asked for and never picks an interpreter.
+    hides an error the user asked for and never picks an interpreter. ``VBKERNELS_BACKEND``
+    replaces "auto" for the ops its backend implements.
     """
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     if backend == "auto":
-        backend = os.environ.get(ENV_VAR, "auto") or "auto"
+        backend = _from_environment(op)
     if backend == "auto":
-        return _select_auto(op, device, dtype)
-    return _select_named(op, backend, device, dtype)
+        chosen, kernel = _select_auto(op, device, dtype)
+    else:
+        chosen, kernel = _select_named(op, backend, device, dtype)
+    return chosen, _callable(kernel)
+
+
+def _from_environment(op: str) -> str:
+    """The backend ``VBKERNELS_BACKEND`` names, or "auto" when it is unset or when the
+    backend it names loads but does not implement ``op`` (numpy has no instance kernels)."""
+    name = os.environ.get(ENV_VAR, "auto") or "auto"
+    if name in _BACKEND_MODULES:
+        chosen = _loaded_backend(name)
+        if chosen is not None and op not in chosen.ops:
+            return "auto"
+    return name
+
+
+def _callable(kernel: Callable) -> Callable:
+    """The registered custom op under ``torch.compile``; its launcher in eager mode."""
+    if torch.compiler.is_compiling():
+        return kernel
+    return getattr(kernel, "eager_launcher", kernel)
 
 
 def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
@@ -212,7 +283,7 @@ def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) 
             f"{sorted(str(d) for d in chosen.dtypes)}"
         )
     if op not in chosen.ops:
-        raise RuntimeError(f"backend {name!r} does not implement {op}")
+        raise RuntimeError(f"backend {name!r} does not implement {_PUBLIC_NAME.get(op, op)}")
     return chosen, chosen.ops[op]
 
 

@@ -22,21 +22,23 @@ colour histogram and then labels every pixel with the nearest one:
    ``min_pixels`` pixels are dropped and those pixels relabelled (one more pass, rare).
 6. **Order**: ids by pixel count, descending, then colour (R, G, B) ascending.
 
-All colour arithmetic is integer fixed point (1/16 unit, ``reference/instances.py``), so the
-torch and Triton backends give identical results on every device.
+All colour arithmetic is integer fixed point (1/16 unit, ``reference/instances.py``), so
+every backend with the two instance kernels gives identical results on every device. The
+kernels are chosen by ``_dispatch.select`` like every other op.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 
 from . import _checks as chk
-from ._dispatch import ENV_VAR
+from ._dispatch import select
 from .reference import instances as ref
 
 # A pixel is flat when its right and lower neighbours differ by at most this (0..255 units)
@@ -71,55 +73,69 @@ class _Params(NamedTuple):
     min_flat: int
 
 
-def decode_instances(rgb, *, background=(0, 0, 0), max_distance=40.0, min_pixels=64,
-                     merge_distance=None, split_components=False, layout="auto",
-                     backend="auto") -> Instances:
-    """Discover the instance colours of each image and label its pixels.
-
-    rgb: ``(..., H, W, 3)`` or ``(..., 3, H, W)`` (``layout``), uint8 (0..255) or float
-    (0..1; values outside are clamped), torch tensor on any device (any strides) or NumPy
-    array. Colours, distances and ``background`` are in 0..255 units.
-
-    Returns ``Instances(labels, palette, counts)``:
-
-    - ``labels`` ``(..., H, W)`` int32: 0 for pixels nearest ``background``, ``1..counts[i]``
-      for the instances of image ``i``, -1 for pixels farther than ``max_distance`` from
-      every colour and for NaN pixels.
-    - ``palette`` ``(..., N_max, 3)`` float32: row ``k-1`` is the colour of instance ``k``
-      (the mean of its flat, i.e. interior, pixels, rounded to 1/16 unit); rows past
-      ``counts[i]`` are zero. ``N_max`` is the largest count in the batch.
-    - ``counts`` ``(...,)`` int64.
+def decode_instances(rgb: Union[torch.Tensor, np.ndarray], *,
+                     background: Optional[Sequence[float]] = (0, 0, 0),
+                     max_distance: Optional[float] = 40.0, min_pixels: int = 64,
+                     merge_distance: Optional[float] = None, split_components: bool = False,
+                     layout: str = "auto", backend: str = "auto") -> Instances:
+    """Discover the instance colours of each image and label its pixels
+    (docs/format.md, Instances).
 
     Ids are ordered by pixel count, descending, then by colour (R, then G, then B)
     ascending; ``split_components`` pieces of one colour tie-break on their first pixel in
     raster order. The same input always gives the same output, on every backend.
 
-    - ``background``: 3 values in 0..255, labelled 0 and never an instance; ``None`` makes
-      every colour (black included) an instance.
-    - ``max_distance``: a pixel farther than this from every colour gets -1; ``None``
-      labels every pixel with its nearest colour.
-    - ``min_pixels``: every instance has at least this many pixels (an image whose colours
-      are all smaller has no instances; their pixels go to the nearest remaining colour).
-    - ``merge_distance``: colours closer than this are one instance; default
-      ``max_distance / 2`` (20 when ``max_distance`` is None).
-    - ``split_components``: give each 8-connected region of one colour its own id, with
-      ``scipy.ndimage.label`` (CPU) or ``cupyx.scipy.ndimage.label`` (CUDA; without CuPy the
-      labels are split on the host with SciPy). SciPy/CuPy are optional: ``RuntimeError``
-      if neither is installed.
-    - ``backend``: ``"auto"`` (Triton on CUDA when it imports, else torch), ``"torch"``,
-      ``"triton"`` (CPU tensors only under ``TRITON_INTERPRET=1``).
-
     Degenerate inputs: only background gives no instances (labels 0); an image where every
     pixel has a different colour has no flat regions, hence no instances (pixels near the
     background get 0, the rest -1); a single-pixel image is one instance only when
     ``min_pixels == 1``; an empty batch or ``H == 0``/``W == 0`` gives empty outputs.
+
+    Args:
+        rgb: image of shape ``(*, H, W, 3)`` or ``(*, 3, H, W)``: uint8 (0..255) or
+            float16/bfloat16/float32/float64 in [0, 1] (clamped); a torch tensor on any
+            device with any strides, or a NumPy array.
+        background: 3 values in 0..255, labelled 0 and never an instance; ``None`` makes
+            every colour (black included) an instance.
+        max_distance: a pixel farther than this (0..255 units) from every colour gets -1;
+            ``None`` labels every pixel with its nearest colour.
+        min_pixels: every instance has at least this many pixels (an image whose colours
+            are all smaller has no instances; their pixels go to the nearest remaining
+            colour).
+        merge_distance: colours closer than this are one instance; default
+            ``max_distance / 2`` (20 when ``max_distance`` is None).
+        split_components: give each 8-connected region of one colour its own id, with
+            ``scipy.ndimage.label`` (CPU) or ``cupyx.scipy.ndimage.label`` (CUDA; without
+            CuPy the labels are split on the host with SciPy). SciPy/CuPy are optional:
+            ``RuntimeError`` if neither is installed.
+        layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
+        backend: ``"auto"`` or a name from :func:`available_backends` whose backend has the
+            instance kernels (``torch``, ``triton``, ``cpu``); another name is a
+            ``RuntimeError``.
+
+    Returns:
+        ``Instances(labels, palette, counts)`` on the input's device (NumPy in, NumPy out):
+
+        - ``labels`` ``(*, H, W)`` int32: 0 for pixels nearest ``background``,
+          ``1..counts[i]`` for the instances of image ``i``, -1 for pixels farther than
+          ``max_distance`` from every colour and for NaN pixels.
+        - ``palette`` ``(*, N_max, 3)`` float32 in 0..255 units: row ``k-1`` is the colour
+          of instance ``k`` (the mean of its flat, i.e. interior, pixels, rounded to 1/16
+          unit); rows past ``counts[i]`` are zero. ``N_max`` is the largest count in the
+          batch.
+        - ``counts`` ``(*,)`` int64.
+
+    Example::
+
+        >>> rgb = torch.zeros(8, 8, 3, dtype=torch.uint8)
+        >>> rgb[:4, :4] = torch.tensor([200, 30, 30], dtype=torch.uint8)
+        >>> found = decode_instances(rgb, min_pixels=4)
+        >>> found.counts, found.palette
+        (tensor(1), tensor([[200.,  30.,  30.]]))
     """
-    tensor, numpy_io = chk.as_tensor(rgb, "rgb")
-    chk.check_image_dtype(tensor)
-    layout = chk.resolve_layout(tuple(tensor.shape), layout)
-    view, batch = chk.image_view(tensor, layout)
+    img = chk.image(rgb, layout)
+    tensor, view, batch = img.tensor, img.view, img.batch
     params = _params(background, max_distance, min_pixels, merge_distance, tensor.device)
-    ops = _select(backend, tensor.device)
+    ops = _kernels(backend, tensor)
     n, height, width = view.shape[:3]
     if view.numel() == 0:
         labels = torch.zeros((n, height, width), dtype=torch.int32, device=tensor.device)
@@ -135,7 +151,7 @@ def decode_instances(rgb, *, background=(0, 0, 0), max_distance=40.0, min_pixels
         palette.reshape(batch + tuple(palette.shape[1:])),
         counts.reshape(batch),
     )
-    if numpy_io:
+    if img.numpy_io:
         return Instances(*(t.numpy() for t in result))
     return result
 
@@ -174,47 +190,18 @@ def _dist2_q(distance: float | None) -> int:
     return min(_INT32_MAX, math.floor((distance * ref.STEPS) ** 2))
 
 
-def _select(backend: Any, device: torch.device):
-    """The module whose ``colour_histogram`` and ``assign_pixels`` run on ``device``."""
-    if not isinstance(backend, str):
-        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-    if backend == "auto":
-        preferred = os.environ.get(ENV_VAR, "")
-        backend = preferred if preferred in ("torch", "triton") else "auto"
-    if backend == "auto":
-        if device.type == "cuda":
-            try:
-                return _triton_ops(device)
-            except RuntimeError:
-                pass
-        return ref
-    if backend == "torch":
-        return ref
-    if backend == "triton":
-        return _triton_ops(device)
-    if backend in ("numpy", "cuda", "cpu"):
-        raise RuntimeError(
-            f"decode_instances has no {backend!r} backend; use backend='torch' or 'triton'")
-    raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+class _Kernels(NamedTuple):
+    """The two per-pixel kernel ops of the chosen backend (contract: reference/instances.py)."""
+
+    colour_histogram: Callable
+    assign_pixels: Callable
 
 
-def _triton_ops(device: torch.device):
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
-    if device.type == "cpu" and not interpreted:
-        raise RuntimeError(
-            "backend='triton' needs a CUDA tensor, or TRITON_INTERPRET=1 set before triton is "
-            "imported to run on CPU tensors")
-    if device.type == "cuda" and interpreted:
-        # Like the rest of the triton backend: the interpreter is for CPU tensors only.
-        raise RuntimeError("backend='triton' under TRITON_INTERPRET=1 runs CPU tensors only")
-    if device.type not in ("cpu", "cuda"):
-        raise RuntimeError(f"backend='triton' runs on CUDA tensors, got {device}")
-    try:
-        from .triton import instances as triton_instances
-    except ImportError as exc:
-        raise RuntimeError(
-            f"backend='triton' needs Triton >= 3.0 ({exc}); pip install triton") from None
-    return triton_instances
+def _kernels(backend: Any, tensor: torch.Tensor) -> _Kernels:
+    """Both instance kernels from one backend, chosen like every other op's."""
+    chosen, histogram = select("colour_histogram", backend, tensor.device, tensor.dtype)
+    _, assign = select("assign_pixels", chosen.name, tensor.device, tensor.dtype)
+    return _Kernels(histogram, assign)
 
 
 # --------------------------------------------------------------------------- pipeline

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import label_table, output, providers, targets, workloads
+from . import first_call, label_table, output, providers, targets, workloads
 from .ops import OPS, OPS_BY_NAME
 from .runner import Runner, Settings, derive
 
@@ -177,14 +177,19 @@ def settings_from(args, parser) -> Settings:
     )
 
 
-def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str) -> dict:
+def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str,
+               measure_first_call: bool = False) -> dict:
     """Measure, derive, judge and write the three files; returns the JSON report.
+
+    ``measure_first_call`` adds each backend's first-call time in a fresh process
+    (``first_call.py``; a few seconds per backend, so the command does it, tests do not).
 
     After each provider's pass over a workload the JSON and Markdown are rewritten with what
     is measured so far (marked partial), so a run cut short by an outer timeout still leaves
     its numbers.
     """
     load_average = _load_average()
+    first_calls = first_call.measure(settings.device) if measure_first_call else None
     runner = Runner(settings)
     device_name = _device_name(settings.device)
     stem = stem or _slug(device_name)
@@ -208,6 +213,7 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
             "settings": settings.as_dict(),
             "workload_shapes": {w.name: w.label for w in settings.workloads},
             "memcpy": runner.memcpy_records(),
+            "first_call": first_calls,
             "results": [c.as_dict() for c in cells],
             "targets": [v.as_dict() for v in verdicts],
             "label_table": strategies,
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args, parser)
     out_dir = Path(args.out)
     command = "vbkernels bench " + " ".join(shlex.quote(a) for a in argv)
-    report = run_report(settings, out_dir, args.name, command.strip())
+    report = run_report(settings, out_dir, args.name, command.strip(), measure_first_call=True)
     written = [f"{report['stem']}.{ext}" for ext in ("json", "md")]
     if report["png"]:
         written.append(report["png"])

@@ -49,7 +49,6 @@ def load() -> Backend:
     return Backend(
         name="numpy",
         devices=frozenset({"cpu"}),
-        float64_outputs=True,
         ops={name: _numpy_op(fn) for name, fn in ops.items()},
     )
 

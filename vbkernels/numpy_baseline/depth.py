@@ -77,8 +77,15 @@ def decode_depth(rgb, depth_out, distance_out, lam, c, max_depth):
             distance_out[imgs, rows] = dist
 
 
+# ``log(1 - t)`` below which ``t > 1/2`` (see vbkernels/reference/depth.py).
+_LOG_HALF = -0.6931471805599453
+
+
 def power_transform(depth, lam, c):
-    return -np.expm1((lam + 1.0) * np.log1p(depth / (-lam * c)))
+    """``t = 1 - (1 - d/(lam*c))^(lam+1)``: ``-expm1`` for small t, ``1 - exp`` past 1/2."""
+    dt = depth.dtype.type
+    log_u = dt(lam + 1.0) * np.log1p(depth / dt(-lam * c))
+    return np.where(log_u > dt(_LOG_HALF), -np.expm1(log_u), dt(1.0) - np.exp(log_u))
 
 
 def walk_points(t):

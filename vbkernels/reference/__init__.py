@@ -7,13 +7,12 @@ palette entries), so peak working memory stays bounded at any batch size.
 from __future__ import annotations
 
 from .._dispatch import Backend, ops_from_modules
-from . import depth, normals, segmentation
+from . import depth, instances, normals, segmentation
 
 
 def load() -> Backend:
     return Backend(
         name="torch",
         devices=frozenset({"cpu", "cuda"}),
-        float64_outputs=True,
-        ops=ops_from_modules(depth, normals, segmentation),
+        ops=ops_from_modules(depth, normals, segmentation, instances),
     )

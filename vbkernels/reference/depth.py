@@ -81,9 +81,21 @@ def decode_depth(rgb, depth_out, distance_out, lam, c, max_depth) -> None:
             distance_out[imgs, rows] = dist
 
 
+# ``log(1 - t)`` below which ``t > 1/2``: from there on ``1 - exp`` is the precise form.
+_LOG_HALF = -0.6931471805599453
+
+
 def power_transform(depth: torch.Tensor, lam: float, c: float) -> torch.Tensor:
-    """``t = 1 - (1 - d/(lam*c))^(lam+1)`` as ``-expm1((lam+1)*log1p(d/(-lam*c)))``."""
-    return -torch.expm1((lam + 1.0) * torch.log1p(depth / (-lam * c)))
+    """``t = 1 - (1 - d/(lam*c))^(lam+1)``, precise at both ends of [0, inf).
+
+    With ``log_u = (lam+1)*log1p(d/(-lam*c))`` (the log of ``1 - t``): small depths take
+    ``-expm1(log_u)``, which keeps the relative precision of tiny ``t``; once ``t > 1/2``
+    ``1 - exp(log_u)`` has no cancellation and stays below 1 as long as the floating type
+    can tell ``t`` from 1 (``torch.expm1`` already returns -1 there: float64 depth 1e9 m,
+    t = 1 - 1e-16, would otherwise encode as white, i.e. infinite).
+    """
+    log_u = (lam + 1.0) * torch.log1p(depth / (-lam * c))
+    return torch.where(log_u > _LOG_HALF, -torch.expm1(log_u), 1.0 - torch.exp(log_u))
 
 
 def inverse_power_transform(t: torch.Tensor, lam: float, c: float) -> torch.Tensor:

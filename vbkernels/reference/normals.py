@@ -15,14 +15,29 @@ def _flip(n: torch.Tensor, flip_yz: bool) -> torch.Tensor:
     return n * sign
 
 
+def scaled_vectors(rgb: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``(m, scale)`` with ``n = m / scale`` the vector ``2p/255 - 1`` of each pixel.
+
+    uint8 gives the exact integer vector ``m = 2p - 255`` and ``scale = 255``: ``n/|n|``
+    does not depend on the scale, so the unit vector takes one rounding per component
+    instead of the cancellation of ``2p/255 - 1`` near grey (1.2e-5 in float32 at
+    (127, 128, 128)). Floats give ``m = 2p/255 - 1`` in 0..255 units and ``scale = 1``.
+    """
+    units = to_units(rgb)
+    if rgb.dtype == torch.uint8:
+        return units * 2.0 - 255.0, 255.0
+    return units * (2.0 / 255.0) - 1.0, 1.0
+
+
 def decode_normals(rgb, normals_out, norm_out, flip_yz, eps) -> None:
     for imgs, rows in iter_chunks(rgb.shape, chunk_pixels(rgb.device)):
-        n = to_units(rgb[imgs, rows]) * (2.0 / 255.0) - 1.0
+        m, scale = scaled_vectors(rgb[imgs, rows])
         # A fixed summation order (not vector_norm, whose reduction order follows the
         # strides) makes every layout of the same pixels give bit-identical normals.
-        norm = torch.sqrt((n[..., 0] * n[..., 0] + n[..., 1] * n[..., 1]) + n[..., 2] * n[..., 2])
+        length = torch.sqrt((m[..., 0] * m[..., 0] + m[..., 1] * m[..., 1]) + m[..., 2] * m[..., 2])
+        norm = length / scale if scale != 1.0 else length
         # `norm < eps` is False for NaN, so a NaN pixel stays NaN instead of becoming zero.
-        unit = torch.where((norm < eps).unsqueeze(-1), 0.0, n / norm.unsqueeze(-1))
+        unit = torch.where((norm < eps).unsqueeze(-1), 0.0, m / length.unsqueeze(-1))
         normals_out[imgs, rows] = _flip(unit, flip_yz)
         if norm_out is not None:
             norm_out[imgs, rows] = norm

@@ -1,0 +1,64 @@
+"""Closeness checks shared by the tests, with one tolerance table.
+
+Every comparison against a float64 truth (``tests/truth.py``) goes through here, so a
+tolerance is stated once per output dtype and per quantity (docs/format.md, Precision).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# Relative tolerance of depth against its float64 value, by the dtype of the output:
+# float32 is the format's 1e-5; float64 output is computed in float64 (the Triton kernels
+# come within 1.5e-11: their scalars travel as pairs of float32).
+DEPTH_RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+# Absolute tolerance of unit normals against float64, by output dtype: the format's 1e-6
+# for float32 (and float64, whose arithmetic may be float32), one unit in the last place
+# of the half types (the final rounding).
+NORMALS_ATOL = {
+    torch.float64: 1e-6,
+    torch.float32: 1e-6,
+    torch.float16: float(torch.finfo(torch.float16).eps),
+    torch.bfloat16: float(torch.finfo(torch.bfloat16).eps),
+}
+# Walk position t against float64 (docs/format.md, Depth): 1e-6 in any float width.
+T_ATOL = 1e-6
+
+
+def as_float64(x) -> np.ndarray:
+    """A tensor (any device, any dtype) or array as a float64 NumPy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def torch_dtype_of(x) -> torch.dtype:
+    if isinstance(x, torch.Tensor):
+        return x.dtype
+    return getattr(torch, np.asarray(x).dtype.name)
+
+
+def assert_depth_close(got, want, rtol: float | None = None) -> None:
+    """Same NaN and infinite positions, finite values within ``rtol`` (default: the table's
+    figure for ``got``'s dtype)."""
+    if rtol is None:
+        rtol = DEPTH_RTOL[torch_dtype_of(got)]
+    got, want = as_float64(got), as_float64(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    np.testing.assert_array_equal(got[np.isinf(got)], want[np.isinf(want)])
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=rtol, atol=0)
+
+
+def assert_normals_close(got, want, atol: float | None = None) -> None:
+    """Unit normals within ``atol`` per component (default: the table's figure)."""
+    if atol is None:
+        atol = NORMALS_ATOL[torch_dtype_of(got)]
+    np.testing.assert_allclose(as_float64(got), as_float64(want), atol=atol, rtol=0)
+
+
+def assert_t_close(got, want) -> None:
+    np.testing.assert_allclose(as_float64(got), as_float64(want), atol=T_ATOL, rtol=0)
