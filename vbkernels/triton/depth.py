@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._walk import SEGMENTS
+from .._walk import SEGMENTS, VERTICES
 from ..reference import _common as ref_common
 from ..reference import depth as ref_depth
 from . import _common as cm
@@ -352,9 +352,143 @@ def _launch_walk(src, rgb, from_depth, lam, c):
     )
 
 
+# --- uint8 encoders of float32 input: a search in a threshold table ------------------------
+#
+# The uint8 colour the reference writes for x (a depth, or t for hilbert_walk) is one of the
+# 7*255+1 walk colours, and its walk position m (255 k plus the varying channel's distance
+# from vertex k) never decreases as x grows (power_transform, clamp, *7, floor, rounding are
+# all monotone). So it is fixed by the 1785 thresholds T[m] = the smallest float32 whose
+# colour is at position >= m. They are found once per (kind, lam, c, device) by bisection over
+# float32 bit patterns, running the torch reference's own encoder on the device, so the
+# per-pixel search (11 compares against an 8 KB table, no log1p/expm1) writes exactly the
+# reference's bytes wherever the reference is monotone (the tests check it is).
+
+WALK_CODES = 7 * 255 + 1
+_THRESHOLDS: dict = {}
+
+
+def _walk_positions(rgb: torch.Tensor) -> torch.Tensor:
+    """Walk position (0..1785) of each (M, 3) uint8 colour on the walk."""
+    pos = torch.zeros(rgb.shape[0], dtype=torch.int64, device=rgb.device)
+    found = torch.zeros_like(pos, dtype=torch.bool)
+    channels = rgb.to(torch.int64)
+    for k, seg in enumerate(SEGMENTS):
+        on = ((channels[:, seg.fixed_a] == seg.value_a) & (channels[:, seg.fixed_b] == seg.value_b)
+              & ~found)
+        v = channels[:, seg.varying]
+        offset = v if seg.rising else 255 - v
+        pos = torch.where(on, 255 * k + offset, pos)
+        found |= on
+    return pos
+
+
+def _walk_colours(device: torch.device) -> torch.Tensor:
+    """int32 (1786,): packed RGB ``r | g<<8 | b<<16`` of each walk position."""
+    p = torch.arange(WALK_CODES, device=device)
+    k = (p // 255).clamp_max(6)
+    v = p - 255 * k
+    packed = torch.zeros_like(p)
+    for ch in range(3):
+        value = torch.zeros_like(p)
+        for j, seg in enumerate(SEGMENTS):
+            start = 255 * VERTICES[j][ch]
+            along = (v if seg.rising else 255 - v) if seg.varying == ch else start
+            value = torch.where(k == j, along, value)
+        packed |= value << (8 * ch)
+    return packed.to(torch.int32)
+
+
+def encode_thresholds(kind: str, lam: float, c: float, device: torch.device):
+    """(thresholds, colours): float32 (2048,) with ``T[m]`` for m = 1..1785 (``T[0] = 0``,
+    NaN past the end, so no value reaches it) and int32 (1786,) packed RGB ``r | g<<8 |
+    b<<16`` of each walk position, for ``kind`` "depth" (encode_depth) or "t" (hilbert_walk)."""
+    key = (kind, float(lam), float(c), torch.device(device))
+    if key not in _THRESHOLDS:
+        m = torch.arange(1, WALK_CODES, device=device)
+        lo = torch.zeros_like(m, dtype=torch.int32)  # bits of +0.0: position 0 < m
+        hi = torch.full_like(lo, 0x7F800000)  # bits of +inf: position 1785 >= m
+        out = torch.empty((1, 1, m.numel(), 3), dtype=torch.uint8, device=device)
+        for _ in range(31):  # hi - lo starts below 2^31
+            mid = lo + (hi - lo) // 2
+            x = mid.view(torch.float32).reshape(1, 1, -1)
+            if kind == "depth":
+                ref_depth.encode_depth(x, out, lam, c)
+            else:
+                ref_depth.hilbert_walk(x, out)
+            reaches = _walk_positions(out.reshape(-1, 3)) >= m
+            hi = torch.where(reaches, mid, hi)
+            lo = torch.where(reaches, lo, mid)
+        table = torch.full((2048,), float("nan"), dtype=torch.float32, device=device)
+        table[0] = 0.0
+        # Sorted even if the reference were not monotone somewhere.
+        table[1:WALK_CODES] = hi.view(torch.float32).cummax(0).values
+        _THRESHOLDS[key] = (table, _walk_colours(device))
+    return _THRESHOLDS[key]
+
+
+@triton.jit
+def _walk_code(x, p_thr, p_colour):
+    """Packed RGB of the walk position of x: how many thresholds x reaches, by an 11-step
+    branch-free binary search (T[m + step] is NaN past the end; NaN x stays at 0, black)."""
+    pos = tl.zeros(x.shape, tl.int32)
+    for j in tl.static_range(11):
+        cand = pos + (1024 >> j)
+        pos = tl.where(x >= tl.load(p_thr + cand), cand, pos)
+    return tl.load(p_colour + pos)
+
+
+@triton.jit
+def _encode_quads_kernel(p_x, p_thr, p_colour, p_rgb, P, BLOCK: tl.constexpr):
+    """uint8 walk colours of a flat-contiguous float32 stream: 16-byte loads, a threshold
+    search per value, and 12 output bytes per lane written as three 32-bit words."""
+    pid = tl.program_id(0).to(tl.int64)
+    if (pid + 1) * (4 * BLOCK) <= P:
+        g = pid * BLOCK + tl.arange(0, BLOCK)
+        tile = tl.load(p_x + (4 * g[:, None] + tl.arange(0, 4)[None, :]))
+        even, odd = tl.split(tl.reshape(tile, (BLOCK, 2, 2)))
+        x0, x2 = tl.split(even)
+        x1, x3 = tl.split(odd)
+        c0 = _walk_code(x0, p_thr, p_colour)
+        c1 = _walk_code(x1, p_thr, p_colour)
+        c2 = _walk_code(x2, p_thr, p_colour)
+        c3 = _walk_code(x3, p_thr, p_colour)
+        words = p_rgb.to(tl.pointer_type(tl.int32))
+        tl.store(words + 3 * g, c0 | (c1 << 24))
+        tl.store(words + 3 * g + 1, (c1 >> 8) | (c2 << 16))
+        tl.store(words + 3 * g + 2, (c2 >> 16) | (c3 << 8))
+    else:
+        i, mask = cm.tail_pixels(pid, P, BLOCK)
+        code = _walk_code(tl.load(p_x + i, mask=mask, other=0.0), p_thr, p_colour)
+        tl.store(p_rgb + 3 * i, (code & 255).to(tl.uint8), mask=mask)
+        tl.store(p_rgb + 3 * i + 1, ((code >> 8) & 255).to(tl.uint8), mask=mask)
+        tl.store(p_rgb + 3 * i + 2, ((code >> 16) & 255).to(tl.uint8), mask=mask)
+
+
+def encode_path(src: torch.Tensor, rgb: torch.Tensor) -> str:
+    """"quad" (float32 in, uint8 out, both flat contiguous, rgb 4-byte aligned: threshold
+    search) or "rows" (any view and dtype: the float64 formula) for hilbert_walk and
+    encode_depth."""
+    if src.dtype != torch.float32 or not cm.flat_contiguous(src):
+        return "rows"
+    return "quad" if cm.takes_quad_path(rgb) else "rows"
+
+
+def _launch_walk_any(src, rgb, from_depth, lam, c):
+    if cm.empty(src):
+        return
+    if encode_path(src, rgb) == "quad":
+        thresholds, colours = encode_thresholds("depth" if from_depth else "t",
+                                                lam if from_depth else 0.0,
+                                                c if from_depth else 0.0, src.device)
+        grid, opts = cm.quad_launch(src.numel())
+        _encode_quads_kernel[grid](src, thresholds, colours, rgb, src.numel(), **opts)
+        return
+    _launch_walk(src, rgb, from_depth, lam, c)
+
+
 def hilbert_walk(t: torch.Tensor, rgb: torch.Tensor) -> None:
-    _launch_walk(t, rgb, False, -3.0, 10.0 / 3.0)
+    _launch_walk_any(t, rgb, False, -3.0, 10.0 / 3.0)
 
 
 def encode_depth(depth: torch.Tensor, rgb: torch.Tensor, lam: float, c: float) -> None:
-    _launch_walk(depth, rgb, True, lam, c)
+    _launch_walk_any(depth, rgb, True, lam, c)
