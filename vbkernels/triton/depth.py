@@ -162,8 +162,8 @@ def _walk_quads_kernel(
     """t or depth of a flat-contiguous uint8 batch: word loads, one gather, vector stores."""
     pid = tl.program_id(0).to(tl.int64)
     if (pid + 1) * (4 * BLOCK) <= P:
-        g = pid * BLOCK + tl.arange(0, BLOCK)
-        r0, g0, b0, r1, g1, b1, r2, g2, b2, r3, g3, b3 = cm.load_quads(p_rgb, g)
+        grp = pid * BLOCK + tl.arange(0, BLOCK)
+        r0, g0, b0, r1, g1, b1, r2, g2, b2, r3, g3, b3 = cm.load_quads(p_rgb, grp)
         d0, q0 = _walk_u8(r0, g0, b0, p_table, max_depth, HAS_MAX)
         d1, q1 = _walk_u8(r1, g1, b1, p_table, max_depth, HAS_MAX)
         d2, q2 = _walk_u8(r2, g2, b2, p_table, max_depth, HAS_MAX)
@@ -443,8 +443,8 @@ def _encode_quads_kernel(p_x, p_thr, p_colour, p_rgb, P, BLOCK: tl.constexpr):
     search per value, and 12 output bytes per lane written as three 32-bit words."""
     pid = tl.program_id(0).to(tl.int64)
     if (pid + 1) * (4 * BLOCK) <= P:
-        g = pid * BLOCK + tl.arange(0, BLOCK)
-        tile = tl.load(p_x + (4 * g[:, None] + tl.arange(0, 4)[None, :]))
+        grp = pid * BLOCK + tl.arange(0, BLOCK)
+        tile = tl.load(p_x + (4 * grp[:, None] + tl.arange(0, 4)[None, :]))
         even, odd = tl.split(tl.reshape(tile, (BLOCK, 2, 2)))
         x0, x2 = tl.split(even)
         x1, x3 = tl.split(odd)
@@ -453,9 +453,9 @@ def _encode_quads_kernel(p_x, p_thr, p_colour, p_rgb, P, BLOCK: tl.constexpr):
         c2 = _walk_code(x2, p_thr, p_colour)
         c3 = _walk_code(x3, p_thr, p_colour)
         words = p_rgb.to(tl.pointer_type(tl.int32))
-        tl.store(words + 3 * g, c0 | (c1 << 24))
-        tl.store(words + 3 * g + 1, (c1 >> 8) | (c2 << 16))
-        tl.store(words + 3 * g + 2, (c2 >> 16) | (c3 << 8))
+        tl.store(words + 3 * grp, c0 | (c1 << 24))
+        tl.store(words + 3 * grp + 1, (c1 >> 8) | (c2 << 16))
+        tl.store(words + 3 * grp + 2, (c2 >> 16) | (c3 << 8))
     else:
         i, mask = cm.tail_pixels(pid, P, BLOCK)
         code = _walk_code(tl.load(p_x + i, mask=mask, other=0.0), p_thr, p_colour)

@@ -40,8 +40,8 @@ def _normals_quads_kernel(
     three 4-vectors (x0 y0 z0 x1 | y1 z1 x2 y2 | z2 x3 y3 z3)."""
     pid = tl.program_id(0).to(tl.int64)
     if (pid + 1) * (4 * BLOCK) <= P:
-        g = pid * BLOCK + tl.arange(0, BLOCK)
-        r0, g0, b0, r1, g1, b1, r2, g2, b2, r3, g3, b3 = cm.load_quads(p_rgb, g)
+        grp = pid * BLOCK + tl.arange(0, BLOCK)
+        r0, g0, b0, r1, g1, b1, r2, g2, b2, r3, g3, b3 = cm.load_quads(p_rgb, grp)
         x0, y0, z0, n0 = _unit_u8(r0, g0, b0, eps, FLIP_YZ)
         x1, y1, z1, n1 = _unit_u8(r1, g1, b1, eps, FLIP_YZ)
         x2, y2, z2, n2 = _unit_u8(r2, g2, b2, eps, FLIP_YZ)

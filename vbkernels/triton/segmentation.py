@@ -183,8 +183,8 @@ def _seg_quads_kernel(
     colour's (uniform) loads in the scan; with ``USE_TABLE`` each pixel is one gather."""
     pid = tl.program_id(0).to(tl.int64)
     if (pid + 1) * (4 * BLOCK) <= P:
-        g = pid * BLOCK + tl.arange(0, BLOCK)
-        r0, g0, b0, r1, g1, b1, r2, g2, b2, r3, g3, b3 = cm.load_quads(p_rgb, g)
+        grp = pid * BLOCK + tl.arange(0, BLOCK)
+        r0, g0, b0, r1, g1, b1, r2, g2, b2, r3, g3, b3 = cm.load_quads(p_rgb, grp)
         if USE_TABLE:
             l0, e0 = _table_label(r0, g0, b0, p_table, p_pal, HAS_MAX or HAS_DIST)
             l1, e1 = _table_label(r1, g1, b1, p_table, p_pal, HAS_MAX or HAS_DIST)
@@ -204,6 +204,7 @@ def _seg_quads_kernel(
             l2 = l0
             l3 = l0
             for k in range(0, K):
+                k = k.to(tl.int32)
                 c_r = tl.load(p_pal + 3 * k)
                 c_g = tl.load(p_pal + 3 * k + 1)
                 c_b = tl.load(p_pal + 3 * k + 2)
