@@ -150,7 +150,8 @@ def _scan_step(b_r, b_g, b_b, c_r, c_g, c_b, k, best, label):
     d_b = b_b - c_b
     dist2 = (d_r * d_r + d_g * d_g) + d_b * d_b
     better = dist2 < best
-    return tl.where(better, dist2, best), tl.where(better, k, label)
+    # int32 whatever K's width: the label is loop-carried.
+    return tl.where(better, dist2, best), tl.where(better, k, label).to(tl.int32)
 
 
 @triton.jit
@@ -204,7 +205,6 @@ def _seg_quads_kernel(
             l2 = l0
             l3 = l0
             for k in range(0, K):
-                k = k.to(tl.int32)
                 c_r = tl.load(p_pal + 3 * k)
                 c_g = tl.load(p_pal + 3 * k + 1)
                 c_b = tl.load(p_pal + 3 * k + 2)
