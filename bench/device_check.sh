@@ -176,7 +176,7 @@ bench() {
   fi
   # shellcheck disable=SC2046
   $PY -m bench $(bench_args) --quick --providers "$providers" --workloads "$workloads" \
-    --ops "$TABLE_OPS" --cell-seconds 0.5 --max-seconds "$1" --out "$WORK/results" --name report
+    --ops "$TABLE_OPS" --cell-seconds 0.5 --max-seconds "$1" --out "$WORK/results"
 }
 
 # One torch.compile process per op (background, parallel): fills the compile caches only.
@@ -210,13 +210,14 @@ time_compiles() {
       || echo "compile $op: rc=$? (a timeout leaves the cell out; the report says not run)"
     [ -f "$WORK/compile/$op/compile.json" ] && merged+=("$WORK/compile/$op/compile.json")
   done
-  local list
+  local list main
   list=$(IFS=,; echo "${merged[*]}")
-  if [ ! -f "$WORK/results/report.json" ]; then
+  main=$(ls "$WORK"/results/*.json 2>/dev/null | head -n 1)  # <gpu>.json of the bench stage
+  if [ -z "$main" ]; then
     echo "no bench report to merge into"
     return 1
   fi
-  $PY -m bench --from-json "$WORK/results/report.json" ${list:+--merge "$list"} --out "$WORK/results"
+  $PY -m bench --from-json "$main" ${list:+--merge "$list"} --out "$WORK/results"
 }
 
 # ---------------------------------------------------------------------------- run
@@ -238,12 +239,12 @@ fi
 export COMPILE_CAP_S
 
 run_stage install 40 "$OUTDIR/setup.log" install
-run_stage env 15 "$OUTDIR/setup.log" env_info
+run_stage env 25 "$OUTDIR/setup.log" env_info
 # torch.compile of each op compiles on the CPU cores while the tests and the eager bench use
 # the GPU; CUDA-event timings of the eager kernels are device time, so they are unaffected.
 warm_compiles 230 > "$WORK/warm.log" 2>&1 &
 WARM_PID=$!
-run_stage tests 100 "$OUTDIR/tests.log" $PY -m pytest "${TEST_ARGS[@]}"
+run_stage tests 95 "$OUTDIR/tests.log" $PY -m pytest "${TEST_ARGS[@]}"
 run_stage sanitizer 40 "$OUTDIR/sanitizer.log" sanitize
 run_stage bench 165 "$OUTDIR/bench.log" bench "$BENCH_MAX"
 wait "$WARM_PID"
