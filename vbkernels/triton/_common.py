@@ -227,7 +227,7 @@ def quad_block() -> int:
 def quad_launch(pixels: int) -> tuple[tuple[int], dict]:
     """Grid and launch options of a quad kernel over ``pixels`` pixels."""
     block = quad_block()
-    opts = dict(BLOCK=block, num_warps=1 if interpreting() else QUAD_WARPS)
+    opts = {"BLOCK": block, "num_warps": 1 if interpreting() else QUAD_WARPS}
     return (triton.cdiv(pixels, 4 * block),), opts
 
 

@@ -89,7 +89,7 @@ def _inverse_power(t, u, scale, expo):
 
 # Varying channel per segment (vbkernels._walk.SEGMENTS): bit k set where it is R.
 _VARIES_R = tl.constexpr(sum(1 << k for k, seg in enumerate(SEGMENTS) if seg.varying == 0))
-_VARIES_B = tl.constexpr([k for k, seg in enumerate(SEGMENTS) if seg.varying == 2][0])
+_VARIES_B = tl.constexpr(next(k for k, seg in enumerate(SEGMENTS) if seg.varying == 2))
 _WALK_TABLES: dict = {}
 _WALK_TABLES_MAX = 16
 

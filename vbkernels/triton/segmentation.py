@@ -204,7 +204,7 @@ def _seg_quads_kernel(
             l1 = l0
             l2 = l0
             l3 = l0
-            for k in range(0, K):
+            for k in range(K):
                 c_r = tl.load(p_pal + 3 * k)
                 c_g = tl.load(p_pal + 3 * k + 1)
                 c_b = tl.load(p_pal + 3 * k + 2)
