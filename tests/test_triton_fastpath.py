@@ -292,3 +292,24 @@ def test_encoders_stay_off_white_for_finite_depth(device):
     walk = torch.empty(t.shape + (3,), dtype=torch.float64, device=device)
     depth_mod.hilbert_walk(t, walk)
     assert walk[0, 0, 0, 1] < 1.0 and torch.equal(walk[0, 0, 1].cpu(), torch.ones(3).double())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif("cuda" not in _devices(), reason="needs a CUDA device")
+def test_cuda_graph_capture_records_the_table_builds():
+    """A first call inside CUDA graph capture records the table build into the graph (its
+    values exist only on replay), so the table must not be cached for eager calls."""
+    depth_mod, _, _ = _modules()
+    rgb = random_rgb((1, 64, 96, 3), torch.uint8, seed=29, device="cuda")
+    depth = torch.empty(rgb.shape[:3], device="cuda")
+    depth_mod.decode_depth(rgb, depth, None, -2.0, 1.0, None)  # compiles outside capture
+    depth_mod._WALK_TABLES.clear()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        depth_mod.decode_depth(rgb, depth, None, -3.0, 10 / 3, None)
+    assert not depth_mod._WALK_TABLES
+    depth.fill_(float("nan"))
+    graph.replay()
+    want = torch.empty_like(depth)
+    ref_depth.decode_depth(rgb, want, None, -3.0, 10 / 3, None)
+    assert torch.equal(depth, want)

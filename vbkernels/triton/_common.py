@@ -63,6 +63,12 @@ def strides3(view: torch.Tensor) -> tuple[int, int, int]:
     return view.stride(0), view.stride(1), view.stride(2)
 
 
+def capturing(device: torch.device) -> bool:
+    """True inside CUDA graph capture: kernels are recorded, not run, so a table built now
+    holds its values only once the graph replays and must not be cached for eager calls."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 def split_f64(value: float) -> tuple[float, float]:
     """``value`` as float32 hi + lo: Triton passes Python floats as float32, and the float64
     kernels rebuild ``hi + lo`` (48 bits) so their constants match the reference's."""

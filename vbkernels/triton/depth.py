@@ -109,6 +109,8 @@ def walk_table(kind: str, lam: float, c: float, dtype: torch.dtype,
             t, u = ref_depth.walk_position(torch.full_like(v, k, dtype=torch.int64), s, r)
             rows.append(t if kind == "t" else ref_depth.inverse_power_tu(t, u, lam, c))
         table = torch.cat(rows).to(dtype).contiguous()
+        if cm.capturing(table.device):
+            return table  # recorded into the graph ahead of its use; not cached
         if len(_WALK_TABLES) >= _WALK_TABLES_MAX:
             _WALK_TABLES.pop(next(iter(_WALK_TABLES)))
         _WALK_TABLES[key] = table
@@ -422,6 +424,8 @@ def encode_thresholds(kind: str, lam: float, c: float, device: torch.device):
         table[0] = 0.0
         # Sorted even if the reference were not monotone somewhere.
         table[1:WALK_CODES] = hi.view(torch.float32).cummax(0).values
+        if cm.capturing(table.device):
+            return table, _walk_colours(device)  # recorded into the graph; not cached
         _THRESHOLDS[key] = (table, _walk_colours(device))
     return _THRESHOLDS[key]
 
