@@ -4,15 +4,27 @@
 #
 #   bash bench/device_check.sh [OUTDIR]          # default: $OUT, else ./device_out
 #   bash bench/device_check.sh --dry-run [OUTDIR] # CPU only: exercises every stage's plumbing
+#   VBKERNELS_GIT_COMMIT=$(git rev-parse --short=12 HEAD) bash bench/device_check.sh
+#       # a copy of the tree without .git: the commit the report records comes from outside
 #
 # Stages (each under its own timeout; a failure is recorded and the next stage runs):
 #   install    pip install --no-deps --no-build-isolation -e .  (PYTHONPATH=. if that fails)
 #   env        nvidia-smi, versions, vbkernels.available_backends() and why others do not load
-#   tests      python3 -m pytest -q tests -x  (CUDA-parametrized tests run; PyAV/hilbertmap skip)
+#   warm       in the background during tests and sanitizer: torch.compile of every op at the
+#              benchmark size (8 x 4K), one process per op in parallel, each under its own cap;
+#              this only fills the on-disk inductor/Triton caches (timings thrown away) and
+#              is over before any timing starts
+#   tests      python3 -m pytest -q tests -k cuda  (the GPU half; CI runs the CPU half)
 #   sanitizer  compute-sanitizer --tool memcheck on bench/sanitize_ops.py (triton, cuda)
-#   bench      python3 -m bench --device cuda --quick (JSON, Markdown, PNG)
+#   bench      the eager providers over every row of the roofline table: 8 x 4K (depth,
+#              hilbert_project, normals, segmentation K=19/K=150 with uint8 and int64
+#              labels, encode_depth), 16 x 1080p (decode_instances vs decode_segmentation
+#              K=40) and the float16 16 x 1080p workload
+#   compile    torch.compile timed once per op at 8 x 4K, op by op, each under its own cap
+#              (compiles hit the warm caches), then merged into the bench report
 # OUTDIR receives at most 8 flat files: summary.txt, setup.log (install + env), tests.log,
-# sanitizer.log, bench.log and the report's <gpu>.md/.json/.png. Commit the Markdown as bench/results/<gpu>.md.
+# sanitizer.log, bench.log and the report's <gpu>.md/.json/.png. Commit the three report files
+# as bench/results/<gpu>.*.
 
 set -u
 
@@ -30,7 +42,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 START=$(date +%s)
-BUDGET_S=530          # everything; the lease allows one ~9-minute call
+BUDGET_S=470          # everything, within 8 minutes
 SUMMARY="$WORK/stages.tsv"
 : > "$SUMMARY"
 
@@ -143,47 +155,105 @@ sanitize() {
 }
 
 # ---------------------------------------------------------------------------- bench
-bench() {
-  local args=(--quick --out "$WORK/results" --max-seconds "$1"
-              --ops decode_depth,decode_normals,decode_segmentation_k19,decode_segmentation_k150,hilbert_project,encode_depth,decode_segmentation_k40,decode_instances_k40)
+# Every row of the roofline table, priority first (a cut run loses the last ones).
+TABLE_OPS=decode_depth,hilbert_project,decode_normals,decode_segmentation_k19_u8,decode_segmentation_k150_u8,encode_depth,decode_segmentation_k19,decode_segmentation_k150,decode_segmentation_k40,decode_instances_k40
+COMPILE_OPS=${TABLE_OPS%,decode_segmentation_k40,decode_instances_k40}
+TABLE_WORKLOADS=b8-4k-u8-nhwc,b16-1080p-u8-nhwc,b16-1080p-f16-nhwc
+COMPILE_WORKLOAD=b8-4k-u8-nhwc
+
+bench_args() {  # the device, and on a dry run the small CPU stand-ins
   if [ "$DRY_RUN" = 1 ]; then
-    args+=(--device cpu --providers numpy,torch --workloads b1-1080p-u8-nhwc --repeats 2 --cell-seconds 1)
+    echo --device cpu --workloads b1-1080p-u8-nhwc --repeats 2 --cell-seconds 0.5
   else
-    # Providers in priority order, each over every --quick workload before the next (8 x 4K,
-    # issue 5's target, then 16 x 1080p, issue 6's decode_instances target): if time runs
-    # out, the GPU kernels and their baselines are measured first; torch.compile (a
-    # full-size compile per op, tens of seconds each) takes what time is left.
-    args+=(--device cuda --providers triton,cuda,torch,numpy,cpu,torch_compile)
+    echo --device cuda
   fi
-  $PY -m bench "${args[@]}"
+}
+
+bench() {
+  local providers=triton,cuda,torch,cpu,numpy workloads=$TABLE_WORKLOADS extra=--label-table
+  if [ "$DRY_RUN" = 1 ]; then
+    providers=numpy,torch
+    workloads=b1-1080p-u8-nhwc
+    extra=
+  fi
+  # --label-table: the Triton segmentation scan vs the 2^24-entry label table per palette
+  # size (the figures behind TABLE_MIN_K), inside the same time budget.
+  # shellcheck disable=SC2046
+  $PY -m bench $(bench_args) --quick --providers "$providers" --workloads "$workloads" \
+    --ops "$TABLE_OPS" --cell-seconds 0.5 --max-seconds "$1" --out "$WORK/results" $extra
+}
+
+# One torch.compile process per op (background, parallel): fills the compile caches only.
+warm_compiles() {
+  local op
+  [ "$DRY_RUN" = 1 ] && return 0
+  for op in ${COMPILE_OPS//,/ }; do
+    timeout --kill-after=5 "$1" $PY -m bench --device cuda --providers torch_compile --ops "$op" \
+      --workloads "$COMPILE_WORKLOAD" --repeats 1 --cell-seconds 0.1 --quiet \
+      --out "$WORK/warm/$op" > "$WORK/warm_$op.log" 2>&1 &
+  done
+  wait
+}
+
+# torch.compile timed op by op, each under its own cap, then merged into the report.
+time_compiles() {
+  local op cap left merged=()
+  for op in ${COMPILE_OPS//,/ }; do
+    left=$(( BUDGET_S - ($(date +%s) - START) - 25 ))
+    cap=$COMPILE_CAP_S
+    [ "$cap" -gt "$left" ] && cap=$left
+    if [ "$cap" -lt 5 ]; then
+      echo "compile $op: skipped (no time left)"
+      continue
+    fi
+    echo "compile $op (cap ${cap}s)"
+    # shellcheck disable=SC2046
+    timeout --kill-after=5 "$cap" $PY -m bench $(bench_args) --providers torch_compile \
+      --ops "$op" --workloads "$([ "$DRY_RUN" = 1 ] && echo b1-1080p-u8-nhwc || echo "$COMPILE_WORKLOAD")" \
+      --repeats 5 --quiet --out "$WORK/compile/$op" --name compile \
+      || echo "compile $op: rc=$? (a timeout leaves the cell out; the report says not run)"
+    [ -f "$WORK/compile/$op/compile.json" ] && merged+=("$WORK/compile/$op/compile.json")
+  done
+  local list main
+  list=$(IFS=,; echo "${merged[*]}")
+  main=$(ls "$WORK"/results/*.json 2>/dev/null | head -n 1)  # <gpu>.json of the bench stage
+  if [ -z "$main" ]; then
+    echo "no bench report to merge into"
+    return 1
+  fi
+  $PY -m bench --from-json "$main" ${list:+--merge "$list"} --out "$WORK/results"
 }
 
 # ---------------------------------------------------------------------------- run
 export DRY_RUN REPO WORK PY
-export -f install env_info find_sanitizer sanitize bench
+export -f install env_info find_sanitizer sanitize bench_args bench warm_compiles time_compiles
+export TABLE_OPS COMPILE_OPS TABLE_WORKLOADS COMPILE_WORKLOAD START BUDGET_S
 if [ "$DRY_RUN" = 1 ]; then
   TEST_ARGS=(-q tests/test_benchmark_report.py -x -p no:cacheprovider)
   BENCH_MAX=20
+  COMPILE_CAP_S=90
+  COMPILE_OPS=hilbert_project  # one CPU compile shows the plumbing
 else
   # The GPU half of the suite: every test whose id names cuda (backend x device pairs on
   # CUDA, the CUDA-only tests). The CPU half runs in CI on every commit.
   TEST_ARGS=(-q tests -k cuda --maxfail=25 -rs --durations=15 -p no:cacheprovider)
   BENCH_MAX=140
+  COMPILE_CAP_S=25
 fi
+export COMPILE_CAP_S
 
-run_stage install 60 "$OUTDIR/setup.log" install
-run_stage env 20 "$OUTDIR/setup.log" env_info
-run_stage tests 210 "$OUTDIR/tests.log" $PY -m pytest "${TEST_ARGS[@]}"
-run_stage sanitizer 70 "$OUTDIR/sanitizer.log" sanitize
-if [ "$DRY_RUN" = 0 ]; then
-  # Triton's quick figures, from the benchmark report: decode_depth and hilbert_project on
-  # 8 x 4K beside a device copy of the same bytes, and the segmentation scan vs the 2^24-entry
-  # label table per palette size (sets TABLE_MIN_K), printed into bench.log.
-  run_stage triton_measure 60 "$OUTDIR/bench.log" $PY -m bench --device cuda --quick \
-    --providers triton --ops decode_depth,hilbert_project --workloads b8-4k-u8-nhwc \
-    --label-table --out "$WORK/triton_measure"
-fi
-run_stage bench 150 "$OUTDIR/bench.log" bench "$BENCH_MAX"
+run_stage install 40 "$OUTDIR/setup.log" install
+run_stage env 25 "$OUTDIR/setup.log" env_info
+# torch.compile of each op compiles on the CPU cores while the tests and the sanitizer run;
+# it is over (or killed) before the timed stages start, so no timing overlaps it.
+warm_compiles 125 > "$WORK/warm.log" 2>&1 &
+WARM_PID=$!
+run_stage tests 95 "$OUTDIR/tests.log" $PY -m pytest "${TEST_ARGS[@]}"
+run_stage sanitizer 40 "$OUTDIR/sanitizer.log" sanitize
+wait "$WARM_PID"
+{ echo "== warm-up (torch.compile caches)"; cat "$WORK"/warm*.log 2>/dev/null | tail -n 20; } >> "$OUTDIR/bench.log"
+run_stage bench 165 "$OUTDIR/bench.log" bench "$BENCH_MAX"
+run_stage compile 230 "$OUTDIR/bench.log" time_compiles
 
 # At most three report files, flat, named after the GPU (letters, digits, ., -, _ only).
 for f in "$WORK"/results/*.md "$WORK"/results/*.json "$WORK"/results/*.png; do
@@ -193,7 +263,11 @@ done
 {
   echo "vbkernels device check ($(date -u +%FT%TZ)), $(( $(date +%s) - START ))s in all"
   [ "$DRY_RUN" = 1 ] && echo "DRY RUN (CPU only)"
-  git -C "$REPO" describe --always --dirty 2>/dev/null | sed 's/^/commit /'
+  if [ -n "${VBKERNELS_GIT_COMMIT:-}" ]; then
+    echo "commit $VBKERNELS_GIT_COMMIT (given)"
+  else
+    git -C "$REPO" describe --always --dirty 2>/dev/null | sed 's/^/commit /'
+  fi
   printf '%-10s %-16s %6s  %s\n' stage status seconds log
   while IFS=$'\t' read -r name status secs log; do
     printf '%-10s %-16s %6s  %s\n' "$name" "$status" "$secs" "$log"

@@ -165,13 +165,38 @@ def test_gpu_verdicts_judge_memcpy_share_and_ratios():
     assert found[(">= 90% of memcpy", "decode_depth", "triton")] == "met"
     assert found[(">= 1.5x torch_compile", "decode_depth", "triton")] == "met"
     assert found[(">= 20x torch", "decode_depth", "triton")] == "missed"  # 15x
-    assert found[(">= 90% of memcpy", "decode_depth", "cuda")].startswith("not measured")
+    assert found[(">= 85% of memcpy", "decode_depth", "cuda")].startswith("not measured")
+    assert found[(">= 80% of memcpy", "decode_segmentation_k19_u8", "triton")].startswith(
+        "not measured")
 
 
 def test_markdown_and_png_can_be_rewritten_from_the_json(report, tmp_path):
     out, _ = report
     assert benchmark.main(["--from-json", str(out / "smoke.json"), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "smoke.md").read_text() == (out / "smoke.md").read_text()
+
+
+def test_merge_adds_cells_measured_elsewhere_and_rejudges(report, tmp_path, monkeypatch):
+    """torch.compile measured op by op in other processes joins the main report."""
+    import json
+
+    out, data = report
+    main_part = dict(data, results=[r for r in data["results"] if r["provider"] != "numpy"])
+    other = dict(data, results=[r for r in data["results"] if r["provider"] == "numpy"])
+    (tmp_path / "main.json").write_text(json.dumps(main_part))
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    monkeypatch.setenv("VBKERNELS_GIT_COMMIT", "given-commit")
+    assert benchmark.main(["--from-json", str(tmp_path / "main.json"), "--merge",
+                           str(tmp_path / "other.json"), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / f"{data['stem']}.json").read_text())
+    key = [(r["op"], r["workload"], r["provider"]) for r in merged["results"]]
+    assert sorted(key) == sorted((r["op"], r["workload"], r["provider"]) for r in data["results"])
+    numpy_ok = {(r["op"], r["workload"]) for r in other["results"] if r["status"] == "ok"}
+    ok = [r for r in merged["results"] if r["status"] == "ok" and r["provider"] != "numpy"
+          and (r["op"], r["workload"]) in numpy_ok]
+    assert ok and all(r["speedup_vs_numpy"] is not None for r in ok)  # derived again
+    from vbkernels.benchmark import command
+    assert command._git_commit() == "given-commit"
 
 
 def test_partial_report_is_written_after_each_provider(tmp_path, monkeypatch):
@@ -313,6 +338,7 @@ def test_label_table_rows_time_scan_lookup_and_build(monkeypatch):
     import vbkernels.triton.segmentation as seg
 
     calls = []
+    monkeypatch.setattr(seg, "decode_path", lambda *args: "rows")
     monkeypatch.setattr(seg, "_decode_by_distance",
                         lambda rgb, pal, labels, *rest: calls.append(("scan", pal.shape[0])))
     monkeypatch.setattr(seg, "build_label_table",

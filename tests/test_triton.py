@@ -526,7 +526,8 @@ _COMPILE_SCRIPT = textwrap.dedent("""
     F = {n: "fp32" for n in ("scale", "expo", "max_depth", "eps", "max_dist2", "scale_hi",
                              "scale_lo", "lam1_hi", "lam1_lo")}
     CASES = [
-        (depth._decode_depth_kernel, {"p_rgb": "*u8", "p_out": "*fp32", "p_dist": "*fp32"},
+        (depth._decode_depth_kernel, {"p_rgb": "*u8", "p_table": "*fp32", "p_out": "*fp32",
+                                      "p_dist": "*fp32"},
          dict(IS_U8=True, IS_F64=False, WRITE_DEPTH=True, HAS_DIST=True, HAS_MAX=True)),
         (normals._decode_normals_kernel, {"p_rgb": "*fp64", "p_out": "*bf16", "p_norm": "*fp32"},
          dict(IS_U8=False, IS_F64=True, FLIP_YZ=True, HAS_NORM=True)),
@@ -560,6 +561,79 @@ def test_kernels_compile_for_sm90_without_a_gpu():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("compiled") == 5
+
+
+_QUAD_PTX_SCRIPT = textwrap.dedent("""
+    import json, re
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from vbkernels.triton import depth, normals, segmentation as seg
+
+    SCALARS = {"max_depth": "fp32", "eps": "fp32", "max_dist2": "fp32", "K": "i32",
+               "ignore_index": "i32"}
+    CASES = {
+        "depth": (depth._walk_quads_kernel, {"p_rgb": "*u8", "p_table": "*fp32",
+                  "p_out": "*fp32", "p_dist": "*fp32"}, dict(HAS_DIST=True, HAS_MAX=True)),
+        "normals": (normals._normals_quads_kernel, {"p_rgb": "*u8", "p_out": "*fp32",
+                    "p_norm": "*fp32"}, dict(FLIP_YZ=True, HAS_NORM=False)),
+        "segmentation": (seg._seg_quads_kernel, {"p_rgb": "*u8", "p_pal": "*fp32",
+                         "p_table": "*u8", "p_labels": "*u8", "p_dist": "*fp32"},
+                         dict(USE_TABLE=False, HAS_MAX=False, HAS_DIST=False)),
+        "encode": (depth._encode_quads_kernel, {"p_x": "*fp32", "p_thr": "*fp32",
+                   "p_colour": "*i32", "p_rgb": "*u8"}, {}),
+    }
+    # Global memory instructions and the special-function ones the tests look for, each as
+    # (opcode, predicated): the full-block path is unmasked, the last program's tail masked.
+    PATTERN = re.compile(r"^\\s*(@!?%p\\d+\\s+)?((?:ld|st)\\.global[\\w.]*|lg2[\\w.]*|ex2[\\w.]*)",
+                         re.M)
+    found = {}
+    for name, (fn, pointers, constexprs) in CASES.items():
+        constexprs = {**constexprs, "BLOCK": 256}
+        sig = {n: "constexpr" if n in constexprs else pointers.get(n, SCALARS.get(n, "i64"))
+               for n in fn.arg_names}
+        # Torch's allocations are 16-byte aligned; Triton specializes launches on that.
+        attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(fn.arg_names)
+                 if n in pointers}
+        kernel = triton.compile(ASTSource(fn, sig, constexprs, attrs),
+                                target=GPUTarget("cuda", 90, 32))
+        found[name] = [(m.group(2), bool(m.group(1)))
+                       for m in PATTERN.finditer(kernel.asm["ptx"])]
+    print(json.dumps(found))
+""")
+
+
+@pytest.mark.skipif("cuda" in DEVICES, reason="on a GPU every test compiles the kernels")
+def test_quad_kernels_ptx_structure_for_sm90():
+    """The uint8 fast paths keep their shape when nobody can time them: the full-block path
+    (unpredicated instructions) reads pixels as 32-bit words or wider, never bytes, stores
+    depth and normals as 4-vectors, and the uint8 depth kernel has no lg2/ex2."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", _QUAD_PTX_SCRIPT], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def unmasked(name, prefix):
+        return [op for op, predicated in found[name] if op.startswith(prefix) and not predicated]
+
+    wide = ("ld.global.b32", "ld.global.u32", "ld.global.v2", "ld.global.v4")
+    for name in ("depth", "normals", "segmentation"):
+        loads = unmasked(name, "ld.global")
+        assert loads and all(op.startswith(wide) for op in loads), (name, loads)
+        assert sum(op == "ld.global.b32" for op in loads) >= 3, (name, loads)
+    for name in ("depth", "normals"):
+        stores = unmasked(name, "st.global")
+        assert stores and all(".v4." in op or ".v2." in op for op in stores), (name, stores)
+    assert any(".v2." in op or ".v4." in op for op in unmasked("segmentation", "st.global"))
+    assert all(op.startswith("ld.global.v4") for op in unmasked("encode", "ld.global.v"))
+    assert unmasked("encode", "ld.global.v4")
+    assert not [op for op, _ in found["depth"] if op.startswith(("lg2", "ex2"))]
 
 
 # --- backend and torch integration --------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 
 from . import first_call, label_table, output, providers, targets, workloads
 from .ops import OPS, OPS_BY_NAME
-from .runner import Runner, Settings, derive
+from .runner import Cell, Runner, Settings, derive
 
 VERSIONED = ("numpy", "torch", "triton", "cupy", "hilbertmap", "matplotlib", "vbkernels")
 
@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--from-json", metavar="JSON",
                    help="measure nothing: rewrite the Markdown and PNG of a saved report "
                         "(e.g. a GPU run made where matplotlib was missing) into --out")
+    p.add_argument("--merge", metavar="JSON[,JSON...]",
+                   help="with --from-json: add the cells of these reports (e.g. torch.compile "
+                        "measured op by op in separate processes) that the first one lacks, "
+                        "then judge the targets again")
     return p
 
 
@@ -125,6 +129,11 @@ def _load_average() -> str:
 
 
 def _git_commit() -> str:
+    """``git describe`` of the checkout, or $VBKERNELS_GIT_COMMIT when set (a copy of the
+    tree without .git, e.g. on a lent GPU machine, gets its commit from the caller)."""
+    given = os.environ.get("VBKERNELS_GIT_COMMIT", "").strip()
+    if given:
+        return given
     here = Path(__file__).resolve().parent
     try:
         done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
@@ -239,9 +248,37 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
     return report
 
 
-def rewrite(json_path: Path, out_dir: Path) -> dict:
-    """Markdown and PNG again from a saved JSON report (same stem, in ``out_dir``)."""
+def _cells(report: dict) -> list[Cell]:
+    keys = ("op", "workload", "provider", "status", "reason")
+    return [Cell(*(r[k] for k in keys), data={k: v for k, v in r.items() if k not in keys})
+            for r in report["results"]]
+
+
+def merge(report: dict, others: list[dict]) -> None:
+    """Add the measured cells of ``others`` that ``report`` has not measured, re-judge."""
+    cells = _cells(report)
+    at = {(c.op, c.workload, c.provider): i for i, c in enumerate(cells)}
+    for other in others:
+        for cell in _cells(other):
+            i = at.get((cell.op, cell.workload, cell.provider))
+            if i is None:
+                at[(cell.op, cell.workload, cell.provider)] = len(cells)
+                cells.append(cell)
+            elif cells[i].status != "ok" and cell.status == "ok":
+                cells[i] = cell
+    derive(cells)
+    device_type = "cuda" if report["settings"]["device"].startswith("cuda") else "cpu"
+    report["results"] = [c.as_dict() for c in cells]
+    report["targets"] = [v.as_dict() for v in targets.verdicts(cells, device_type)]
+    report["merged_from"] = [o.get("command", "") for o in others]
+
+
+def rewrite(json_path: Path, out_dir: Path, merge_paths: list[Path] = ()) -> dict:
+    """Markdown and PNG again from a saved JSON report (same stem, in ``out_dir``), with the
+    cells of ``merge_paths`` added (then the JSON is rewritten there too)."""
     report = json.loads(json_path.read_text())
+    if merge_paths:
+        merge(report, [json.loads(p.read_text()) for p in merge_paths])
     verdicts = [targets.Verdict(**v) for v in report["targets"]]
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = report["stem"]
@@ -249,6 +286,8 @@ def rewrite(json_path: Path, out_dir: Path) -> dict:
     report["png"] = None if png_problem else f"{stem}.png"
     report["png_not_written"] = png_problem
     output.write_markdown(out_dir / f"{stem}.md", report, verdicts)
+    if merge_paths:
+        output.write_json(out_dir / f"{stem}.json", report)
     return report
 
 
@@ -256,8 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.merge and not args.from_json:
+        parser.error("--merge needs --from-json (the report to merge into)")
     if args.from_json:
-        report = rewrite(Path(args.from_json), Path(args.out))
+        merge_paths = [Path(p) for p in (args.merge or "").split(",") if p.strip()]
+        missing = [str(p) for p in merge_paths if not p.is_file()]
+        merge_paths = [p for p in merge_paths if p.is_file()]
+        if missing:
+            print(f"--merge: not found, left out: {', '.join(missing)}", file=sys.stderr)
+        report = rewrite(Path(args.from_json), Path(args.out), merge_paths)
         print(f"wrote {Path(args.out) / (report['stem'] + '.md')}"
               + (f" and {report['png']}" if report["png"] else f"; PNG not written: "
                  f"{report['png_not_written']}"))

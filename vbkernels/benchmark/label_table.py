@@ -51,14 +51,22 @@ def measure(device: torch.device, repeats: int, workload: Workload = WORKLOAD,
 
 
 def _row(seg, timer: Timer, rgb, colours, labels, repeats: int) -> dict:
-    """Scan, build and lookup times for one palette (``seg``: the Triton segmentation module)."""
+    """Scan, build and lookup times for one palette (``seg``: the Triton segmentation module),
+    through the kernels decode_segmentation runs for this view (word loads on contiguous
+    uint8, the per-row kernels otherwise)."""
     table = seg.build_label_table(colours)
+    path = seg.decode_path(rgb, labels, None)
+    if path == "quad":
+        scan = lambda: seg._decode_quads(rgb, colours, None, labels, None, None, -1)  # noqa: E731
+        lookup = lambda: seg._decode_quads(rgb, colours, table, labels, None, None, -1)  # noqa: E731
+    else:
+        scan = lambda: seg._decode_by_distance(rgb, colours, labels, None, None, -1)  # noqa: E731
+        lookup = lambda: seg.lookup_labels(rgb, table, colours, labels, None, None, -1)  # noqa: E731
     return {
         "palette_size": colours.shape[0],
-        "scan": _timed(timer, lambda: seg._decode_by_distance(rgb, colours, labels, None, None,
-                                                               -1), repeats),
-        "lookup": _timed(timer, lambda: seg.lookup_labels(rgb, table, colours, labels, None,
-                                                          None, -1), repeats),
+        "path": path,
+        "scan": _timed(timer, scan, repeats),
+        "lookup": _timed(timer, lookup, repeats),
         "build": _timed(timer, lambda: seg.build_label_table(colours), BUILD_REPEATS),
         "table_used": colours.shape[0] >= seg.TABLE_MIN_K,
     }

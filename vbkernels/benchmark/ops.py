@@ -34,6 +34,7 @@ class OpSpec:
     tiles: bool = False  # True: decodes palette_size-colour tiles instead of random colours
     # In the default op list of a CPU run (a GPU run, --full and --ops take any op).
     cpu_default: bool = True
+    label_dtype: torch.dtype = torch.int64  # segmentation only: the out_dtype of the labels
 
 
 OPS = (
@@ -43,6 +44,11 @@ OPS = (
     OpSpec("decode_segmentation_k19", "decode_segmentation", palette_size=19),
     OpSpec("decode_segmentation_k150", "decode_segmentation", palette_size=150),
     OpSpec("encode_depth", "encode_depth", encoder=True),
+    # The roofline targets count uint8 labels (1 B/px written instead of 8); GPU runs only.
+    OpSpec("decode_segmentation_k19_u8", "decode_segmentation", palette_size=19,
+           cpu_default=False, label_dtype=torch.uint8),
+    OpSpec("decode_segmentation_k150_u8", "decode_segmentation", palette_size=150,
+           cpu_default=False, label_dtype=torch.uint8),
     # The target decode_instances <= 3x decode_segmentation with 40 known colours. Not in
     # the CPU defaults: the torch reference of decode_instances takes ~10 s per 1080p frame
     # on a 2-core CPU, and torch.compile of k40 another compile.
@@ -164,11 +170,12 @@ def build_case(op: OpSpec, w: Workload, images: torch.Tensor) -> Case:
                     {"dtype": DTYPES[w.dtype], "layout": w.layout},
                     out=None, out_shape=w.shape, out_dtype=DTYPES[w.dtype])
     if op.palette_size is not None:
-        labels = torch.empty(grid, dtype=torch.int64, device=images.device)
+        labels = torch.empty(grid, dtype=op.label_dtype, device=images.device)
         colours = palette40(images.device) if op.tiles else palette(op.palette_size,
                                                                       images.device)
-        return Case(op, w, (images, colours),
-                    out=labels, out_shape=grid, out_dtype=torch.int64)
+        kwargs = {} if op.label_dtype == torch.int64 else {"out_dtype": op.label_dtype}
+        return Case(op, w, (images, colours), kwargs, out=labels, out_shape=grid,
+                    out_dtype=op.label_dtype)
     if op.name == "decode_normals":
         normals = torch.empty(images.shape, dtype=torch.float32, device=images.device)
         return Case(op, w, (images,), out=normals, out_shape=tuple(images.shape))

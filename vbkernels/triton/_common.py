@@ -63,6 +63,12 @@ def strides3(view: torch.Tensor) -> tuple[int, int, int]:
     return view.stride(0), view.stride(1), view.stride(2)
 
 
+def capturing(device: torch.device) -> bool:
+    """True inside CUDA graph capture: kernels are recorded, not run, so a table built now
+    holds its values only once the graph replays and must not be cached for eager calls."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 def split_f64(value: float) -> tuple[float, float]:
     """``value`` as float32 hi + lo: Triton passes Python floats as float32, and the float64
     kernels rebuild ``hi + lo`` (48 bits) so their constants match the reference's."""
@@ -203,3 +209,97 @@ def cast_for(value, p_out):
 def round_half_even_f64(x):
     """Round a float64 in [0, 2^52) to the nearest integer, ties to even (torch.round)."""
     return (x + 4503599627370496.0) - 4503599627370496.0
+
+
+# --- the word ("quad") path for contiguous uint8 RGB ------------------------------------
+#
+# A flat-contiguous (N, H, W, 3) uint8 batch is one stream of 3-byte pixels. Four pixels are
+# 12 bytes: three 32-bit words when the data starts on a 4-byte boundary. The quad kernels
+# give each lane whole groups of four pixels (three word loads, split with shifts) and store
+# their outputs as 16-byte vectors; the last program of a launch, whose block runs past the
+# end of the batch, takes a per-pixel masked path instead, so no word is read past the end.
+
+# Groups of 4 pixels per program: 1024 pixels per program on a GPU (4 warps, two groups per
+# lane); under the interpreter, whose cost is per program, 128 pixels.
+QUAD_BLOCK = 256
+QUAD_WARPS = 4
+INTERPRETER_QUAD_BLOCK = 32
+
+
+def quad_block() -> int:
+    return INTERPRETER_QUAD_BLOCK if interpreting() else QUAD_BLOCK
+
+
+def quad_launch(pixels: int) -> tuple[tuple[int], dict]:
+    """Grid and launch options of a quad kernel over ``pixels`` pixels."""
+    block = quad_block()
+    opts = {"BLOCK": block, "num_warps": 1 if interpreting() else QUAD_WARPS}
+    return (triton.cdiv(pixels, 4 * block),), opts
+
+
+def flat_contiguous(view: torch.Tensor | None) -> bool:
+    """Element i of the view sits at data_ptr + i * itemsize (size-1 dims are free)."""
+    return view is None or view.is_contiguous()
+
+
+def takes_quad_path(rgb: torch.Tensor, *outputs: torch.Tensor | None) -> bool:
+    """Whether a decoder reads ``rgb`` with word loads (the quad kernels): uint8, flat
+    contiguous and 4-byte aligned, with every output flat contiguous too. Anything else
+    (strided, channels-first, offset by 1-3 bytes, float) takes the per-row kernels."""
+    if rgb.dtype != torch.uint8 or rgb.data_ptr() % 4 != 0:
+        return False
+    return flat_contiguous(rgb) and all(flat_contiguous(o) for o in outputs)
+
+
+@triton.jit
+def _byte(word, i: tl.constexpr):
+    return (word >> (8 * i)) & 255
+
+
+@triton.jit
+def load_quads(p_rgb, g):
+    """Channels (int32 0..255) of pixels 4g .. 4g+3 of a flat uint8 RGB stream whose start
+    is 4-byte aligned: words 3g, 3g+1, 3g+2 hold r0 g0 b0 r1 | g1 b1 r2 g2 | b2 r3 g3 b3
+    (little endian). Returns ``(r0, g0, b0, r1, ..., b3)``."""
+    words = p_rgb.to(tl.pointer_type(tl.int32))
+    w0 = tl.load(words + 3 * g)
+    w1 = tl.load(words + 3 * g + 1)
+    w2 = tl.load(words + 3 * g + 2)
+    return (_byte(w0, 0), _byte(w0, 1), _byte(w0, 2), _byte(w0, 3),
+            _byte(w1, 0), _byte(w1, 1), _byte(w1, 2), _byte(w1, 3),
+            _byte(w2, 0), _byte(w2, 1), _byte(w2, 2), _byte(w2, 3))
+
+
+@triton.jit
+def interleave4(a, b, c, d, BLOCK: tl.constexpr):
+    """[a0 b0 c0 d0 a1 b1 c1 d1 ...]: each lane's four values become one vector store."""
+    return tl.reshape(tl.join(tl.join(a, c), tl.join(b, d)), (4 * BLOCK,))
+
+
+@triton.jit
+def interleave4_rows(a, b, c, d, BLOCK: tl.constexpr):
+    """As ``interleave4``, shaped (BLOCK, 4): row g holds a[g], b[g], c[g], d[g]."""
+    return tl.reshape(tl.join(tl.join(a, c), tl.join(b, d)), (BLOCK, 4))
+
+
+@triton.jit
+def store_quads(p_out, pid, a, b, c, d, BLOCK: tl.constexpr):
+    """One value per pixel for the program's 4*BLOCK pixels, as 16-byte (float32) vectors."""
+    o = pid * (4 * BLOCK) + tl.arange(0, 4 * BLOCK)
+    tl.store(p_out + o, interleave4(a, b, c, d, BLOCK).to(p_out.dtype.element_ty))
+
+
+@triton.jit
+def tail_pixels(pid, P, BLOCK: tl.constexpr):
+    """Flat indices and mask of the last program's pixels (the per-pixel path)."""
+    i = pid * (4 * BLOCK) + tl.arange(0, 4 * BLOCK)
+    return i, i < P
+
+
+@triton.jit
+def load_pixel_bytes(p_rgb, i, mask):
+    """Channels (int32 0..255) of flat pixels ``i`` by byte loads (the quad tail)."""
+    r = tl.load(p_rgb + 3 * i, mask=mask, other=0).to(tl.int32)
+    g = tl.load(p_rgb + 3 * i + 1, mask=mask, other=0).to(tl.int32)
+    b = tl.load(p_rgb + 3 * i + 2, mask=mask, other=0).to(tl.int32)
+    return r, g, b

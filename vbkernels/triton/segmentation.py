@@ -126,10 +126,132 @@ def _decode_by_distance(rgb, palette, labels, distance, max_dist2, ignore_index)
 def decode_segmentation(rgb, palette, labels, distance, max_dist2, ignore_index) -> None:
     if cm.empty(rgb):
         return
-    if use_label_table(rgb, palette):
-        _decode_by_table(rgb, palette, labels, distance, max_dist2, ignore_index)
+    table = _cached_table(palette) if use_label_table(rgb, palette) else None
+    if decode_path(rgb, labels, distance) == "quad":
+        _decode_quads(rgb, palette, table, labels, distance, max_dist2, ignore_index)
+    elif table is not None:
+        lookup_labels(rgb, table, palette, labels, distance, max_dist2, ignore_index)
     else:
         _decode_by_distance(rgb, palette, labels, distance, max_dist2, ignore_index)
+
+
+def decode_path(rgb: torch.Tensor, labels: torch.Tensor, distance: torch.Tensor | None) -> str:
+    """"quad" (word loads, flat-contiguous aligned uint8) or "rows" (any view)."""
+    return "quad" if cm.takes_quad_path(rgb, labels, distance) else "rows"
+
+
+# --- uint8 quads: word loads, the palette scan or the table gather, vector label stores ----
+
+@triton.jit
+def _scan_step(b_r, b_g, b_b, c_r, c_g, c_b, k, best, label):
+    """One palette colour against a pixel slot; strict < keeps the lowest index on ties."""
+    d_r = b_r - c_r
+    d_g = b_g - c_g
+    d_b = b_b - c_b
+    dist2 = (d_r * d_r + d_g * d_g) + d_b * d_b
+    better = dist2 < best
+    # int32 whatever K's width: the label is loop-carried.
+    return tl.where(better, dist2, best), tl.where(better, k, label).to(tl.int32)
+
+
+@triton.jit
+def _table_label(r, g, b, p_table, p_pal, NEED_DIST2: tl.constexpr):
+    label = tl.load(p_table + ((r << 16) | (g << 8) | b)).to(tl.int32)
+    if NEED_DIST2:
+        d_r = r.to(tl.float32) - tl.load(p_pal + label * 3)
+        d_g = g.to(tl.float32) - tl.load(p_pal + label * 3 + 1)
+        d_b = b.to(tl.float32) - tl.load(p_pal + label * 3 + 2)
+        dist2 = (d_r * d_r + d_g * d_g) + d_b * d_b
+    else:
+        dist2 = tl.zeros(r.shape, tl.float32)
+    return label, dist2
+
+
+@triton.jit
+def _drop(label, dist2, max_dist2, ignore_index, HAS_MAX: tl.constexpr):
+    if HAS_MAX:
+        label = tl.where(dist2 > max_dist2, ignore_index, label)
+    return label
+
+
+@triton.jit
+def _seg_quads_kernel(
+    p_rgb, p_pal, p_table, p_labels, p_dist, P, K, max_dist2, ignore_index,
+    USE_TABLE: tl.constexpr, HAS_MAX: tl.constexpr, HAS_DIST: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Labels of a flat-contiguous uint8 batch. Four pixel slots per lane share each palette
+    colour's (uniform) loads in the scan; with ``USE_TABLE`` each pixel is one gather."""
+    pid = tl.program_id(0).to(tl.int64)
+    if (pid + 1) * (4 * BLOCK) <= P:
+        grp = pid * BLOCK + tl.arange(0, BLOCK)
+        r0, g0, b0, r1, g1, b1, r2, g2, b2, r3, g3, b3 = cm.load_quads(p_rgb, grp)
+        if USE_TABLE:
+            l0, e0 = _table_label(r0, g0, b0, p_table, p_pal, HAS_MAX or HAS_DIST)
+            l1, e1 = _table_label(r1, g1, b1, p_table, p_pal, HAS_MAX or HAS_DIST)
+            l2, e2 = _table_label(r2, g2, b2, p_table, p_pal, HAS_MAX or HAS_DIST)
+            l3, e3 = _table_label(r3, g3, b3, p_table, p_pal, HAS_MAX or HAS_DIST)
+        else:
+            f_r0, f_g0, f_b0 = r0.to(tl.float32), g0.to(tl.float32), b0.to(tl.float32)
+            f_r1, f_g1, f_b1 = r1.to(tl.float32), g1.to(tl.float32), b1.to(tl.float32)
+            f_r2, f_g2, f_b2 = r2.to(tl.float32), g2.to(tl.float32), b2.to(tl.float32)
+            f_r3, f_g3, f_b3 = r3.to(tl.float32), g3.to(tl.float32), b3.to(tl.float32)
+            e0 = tl.full((BLOCK,), float("inf"), tl.float32)
+            e1 = e0
+            e2 = e0
+            e3 = e0
+            l0 = tl.zeros((BLOCK,), tl.int32)
+            l1 = l0
+            l2 = l0
+            l3 = l0
+            for k in range(K):
+                c_r = tl.load(p_pal + 3 * k)
+                c_g = tl.load(p_pal + 3 * k + 1)
+                c_b = tl.load(p_pal + 3 * k + 2)
+                e0, l0 = _scan_step(f_r0, f_g0, f_b0, c_r, c_g, c_b, k, e0, l0)
+                e1, l1 = _scan_step(f_r1, f_g1, f_b1, c_r, c_g, c_b, k, e1, l1)
+                e2, l2 = _scan_step(f_r2, f_g2, f_b2, c_r, c_g, c_b, k, e2, l2)
+                e3, l3 = _scan_step(f_r3, f_g3, f_b3, c_r, c_g, c_b, k, e3, l3)
+        cm.store_quads(p_labels, pid,
+                       _drop(l0, e0, max_dist2, ignore_index, HAS_MAX),
+                       _drop(l1, e1, max_dist2, ignore_index, HAS_MAX),
+                       _drop(l2, e2, max_dist2, ignore_index, HAS_MAX),
+                       _drop(l3, e3, max_dist2, ignore_index, HAS_MAX), BLOCK)
+        if HAS_DIST:
+            cm.store_quads(p_dist, pid, tl.sqrt(e0), tl.sqrt(e1), tl.sqrt(e2), tl.sqrt(e3),
+                           BLOCK)
+    else:
+        i, mask = cm.tail_pixels(pid, P, BLOCK)
+        r, g, b = cm.load_pixel_bytes(p_rgb, i, mask)
+        if USE_TABLE:
+            label, dist2 = _table_label(r, g, b, p_table, p_pal, True)
+        else:
+            label, dist2 = _nearest_colour(r.to(tl.float32), g.to(tl.float32),
+                                           b.to(tl.float32), p_pal, K, 16)
+        label = _drop(label, dist2, max_dist2, ignore_index, HAS_MAX)
+        tl.store(p_labels + i, label.to(p_labels.dtype.element_ty), mask=mask)
+        if HAS_DIST:
+            tl.store(p_dist + i, tl.sqrt(dist2).to(p_dist.dtype.element_ty), mask=mask)
+
+
+# Pixel groups per program of the quad segmentation kernel: the scan keeps 4 x 3 channels
+# plus 4 x (best, label) per group in registers, so blocks are narrower than elsewhere.
+SEG_QUAD_BLOCK = 128
+
+
+def _decode_quads(rgb, palette, table, labels, distance, max_dist2, ignore_index) -> None:
+    pixels = rgb.numel() // 3
+    grid, opts = cm.quad_launch(pixels)
+    if not cm.interpreting():
+        opts["BLOCK"] = SEG_QUAD_BLOCK
+        grid = (triton.cdiv(pixels, 4 * SEG_QUAD_BLOCK),)
+    _seg_quads_kernel[grid](
+        rgb, palette, palette if table is None else table, labels,
+        labels if distance is None else distance, pixels, palette.shape[0],
+        0.0 if max_dist2 is None else float(max_dist2), int(ignore_index),
+        USE_TABLE=table is not None, HAS_MAX=max_dist2 is not None,
+        HAS_DIST=distance is not None, **opts,
+    )
 
 
 # --- 2^24-entry label table for uint8 images -------------------------------------------
@@ -253,10 +375,6 @@ def lookup_labels(rgb, table, palette, labels, distance, max_dist2, ignore_index
         cm.width_bucket(w), cm.channel_contiguous(rgb),
         HAS_MAX=max_dist2 is not None, HAS_DIST=distance is not None,
     )
-
-
-def _decode_by_table(rgb, palette, labels, distance, max_dist2, ignore_index) -> None:
-    lookup_labels(rgb, _cached_table(palette), palette, labels, distance, max_dist2, ignore_index)
 
 
 # --- painting ---------------------------------------------------------------------------
