@@ -87,8 +87,12 @@ def runs(ray_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("engines")
     inputs = make_inputs(root / "in")
     local = decode(inputs, root / "local", "--workers", "0")
-    ray_run = decode(inputs, root / "ray", "--engine", "ray")
+    ray_run = decode(inputs, root / "ray", "--engine", "ray", "--workers", "1")
     return inputs, root / "local", root / "ray", local, ray_run
+
+
+# The Ray runs use one actor (--workers 1 on a CPU-only cluster): each run starts its actor
+# pool afresh, and on a busy 2-core machine starting two costs twice the CPU.
 
 
 def test_ray_engine_writes_what_the_local_engine_writes(runs):
@@ -114,7 +118,7 @@ def test_second_run_skips_every_input_that_was_done(runs):
     before = {name: p.stat().st_mtime_ns for name, p in output_files(ray_out).items()}
     first_rows = len(manifest(ray_out))
 
-    again = decode(inputs, ray_out, "--engine", "ray")
+    again = decode(inputs, ray_out, "--engine", "ray", "--workers", "1")
 
     assert again.exit_code == 1, again.output  # the broken file fails again
     rows = by_input(manifest(ray_out)[first_rows:], inputs)
@@ -140,7 +144,7 @@ def test_rerun_after_a_kill_decodes_only_what_is_missing(runs, tmp_path):
     kept = {name: p.stat().st_mtime_ns for name, p in output_files(out).items()
             if name.startswith(("d.", "sub/"))}
 
-    summary = decode_files([str(work)], "depth", out)
+    summary = decode_files([str(work)], "depth", out, workers=1)
 
     rows = by_input(manifest(out), work)
     assert {name: row["status"] for name, row in rows.items()} == {
@@ -166,7 +170,7 @@ def test_every_task_matches_the_local_engine(runs, tmp_path, task, options):
     inputs = runs[0]
     files = [str(inputs / name) for name in ("a.png", "sub/b.png", "d.jpg")]
     local = decode_locally(files, task, tmp_path / "local", workers=0, **options)
-    ray_summary = decode_files(files, task, tmp_path / "ray", **options)
+    ray_summary = decode_files(files, task, tmp_path / "ray", workers=1, **options)
 
     assert not local.failed and not ray_summary.failed
     assert sorted(ray_summary.done) == sorted(local.done) == sorted(files)
