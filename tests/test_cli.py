@@ -326,3 +326,88 @@ def test_backend_is_passed_through_and_its_errors_are_messages(tmp_path, encoded
                      "--backend", "cuda", "--device", "cpu")
     assert failed.exit_code == 1 and "decoding failed" in failed.output
     assert "Traceback" not in failed.output
+
+
+def test_instances_options_match_the_api(tmp_path):
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[:] = (250, 250, 250)
+    image[2:8, 2:8] = (200, 30, 30)
+    image[2:8, 10:15] = (200, 30, 30)
+    image[9:15, 6:14] = (205, 35, 30)
+    _save_images(tmp_path / "in", [image])
+    result = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "out", "--quiet",
+                     "--min-pixels", 4, "--background", "250,250,250", "--merge-distance", 20,
+                     "--split-components", "--workers", 0)
+    assert result.exit_code == 0, result.output
+    labels, _, counts = decode_instances(image, min_pixels=4, background=(250, 250, 250),
+                                         merge_distance=20, split_components=True)
+    assert counts == 3  # two squares of one colour split apart; the near colour merged
+    assert np.array_equal(np.load(tmp_path / "out" / "img0.instances.npy"), np.asarray(labels))
+    none = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "o2", "--quiet",
+                   "--min-pixels", 4, "--background", "none")
+    assert none.exit_code == 0, none.output
+    expected = decode_instances(image, min_pixels=4, background=None).labels
+    assert np.array_equal(np.load(tmp_path / "o2" / "img0.instances.npy"), np.asarray(expected))
+    bad = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "o3", "--background", "1,2")
+    assert bad.exit_code == 2 and "--background" in bad.output
+
+
+def test_depth_vmin_vmax_reach_the_preview(tmp_path, encoded, monkeypatch):
+    from types import SimpleNamespace
+
+    from vbkernels.pipeline import tasks
+
+    calls = []
+
+    def fake_preview(depth, **scale):
+        calls.append(scale)
+        return b"preview"
+
+    monkeypatch.setattr(tasks, "_previews", lambda: SimpleNamespace(depth_preview_png=fake_preview))
+    _save_images(tmp_path / "in", encoded["depth"][:2])
+    result = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "out", "--quiet",
+                     "--outputs", "preview", "--vmin", 1, "--vmax", 20, "--workers", 0)
+    assert result.exit_code == 0, result.output
+    assert calls == [{"vmin": 1.0, "vmax": 20.0}] * 2
+    assert sorted(p.name for p in (tmp_path / "out").glob("img*")) == [
+        "img0.depth.preview.png", "img1.depth.preview.png"]
+    bad = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "o2", "--vmin", 5, "--vmax", 1)
+    assert bad.exit_code == 2 and "vmin" in bad.output
+
+
+def test_outputs_choice_and_keep_suffix(tmp_path, encoded):
+    folder = tmp_path / "in"
+    _save_images(folder, encoded["depth"][:1])
+    Image.fromarray(encoded["depth"][1]).save(folder / "img0.bmp")
+    clash = _invoke("decode", "depth", folder, "-o", tmp_path / "clash", "--quiet")
+    assert clash.exit_code == 1 and "same name" in clash.output and "--keep-suffix" in clash.output
+    result = _invoke("decode", "depth", folder, "-o", tmp_path / "out", "--quiet",
+                     "--outputs", "npy", "--keep-suffix")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("img*")) == [
+        "img0.bmp.depth.npy", "img0.png.depth.npy"]
+    assert np.array_equal(np.load(tmp_path / "out" / "img0.bmp.depth.npy"),
+                          vbkernels.decode_depth(encoded["depth"][1]))
+    bad = _invoke("decode", "normals", folder, "-o", tmp_path / "o2", "--outputs", "npy,png")
+    assert bad.exit_code == 2 and "--outputs" in bad.output
+
+
+def test_no_inputs_is_said_plainly(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _invoke("decode", "depth", tmp_path / "empty", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "holds no image or video files" in result.output and "nan" not in result.output
+    assert "no frames decoded" in result.output
+
+
+def test_option_names_agree_across_commands(tmp_path):
+    from vbkernels._dispatch import BACKEND_NAMES
+
+    help_text = _invoke("decode", "depth", "--help").output
+    assert all(name in help_text for name in BACKEND_NAMES)
+    robustness_help = _invoke("robustness", "--help").output
+    assert "-o, --output" in robustness_help and "--output-dir" not in robustness_help
+    old = _invoke("robustness", "-n", 1, "--height", 16, "--width", 24, "--codec", "png",
+                  "--no-plot", "--device", "cpu", "--output-dir", tmp_path / "old")
+    assert old.exit_code == 0, old.output
+    assert (tmp_path / "old" / "robustness.md").exists()

@@ -41,7 +41,7 @@ from vbkernels.pipeline import (BatchDecoder, LocalPipeline, ManifestRow, Pipeli
                                 output_stem, resolve_device, source_kind, write_frame)
 from vbkernels.pipeline.gpu_input import (decode_jpeg_bytes, jpeg_decoder_available,
                                           video_decoder_available, video_frames_on)
-from vbkernels.pipeline.local import DecodeFailed, split_options
+from vbkernels.pipeline.local import DecodeFailed, Interrupted, split_options
 from vbkernels.pipeline.manifest import relative_output
 from vbkernels.pipeline.sources import JPEG_SUFFIXES
 
@@ -74,14 +74,18 @@ def decode_files(inputs, task, output, *, address: str | None = None,
     actor's device; ``workers`` is the number of actors on a CPU-only cluster. ``address``
     is ``ray.init``'s (``"auto"`` for a running cluster); an already initialised Ray is
     used as it is. ``actors``, ``num_gpus`` and ``actor_cpus`` size the actor pool (see
-    ``RayOptions``). Returns the run's summary (``failed`` non-empty: exit 1).
+    ``RayOptions``). Returns the run's summary (``failed`` non-empty: exit 1); Ctrl-C
+    raises ``Interrupted`` carrying it, as the local engine does.
     """
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_any(inputs)
     pipeline = RayPipeline(task, Path(output), pipeline_options,
                            RayOptions(address, actors, num_gpus, actor_cpus), on_error, progress)
     pipeline.plan(sources, errors)
-    return pipeline.run()
+    summary = pipeline.run()
+    if summary.interrupted:
+        raise Interrupted(summary)
+    return summary
 
 
 # ------------------------------------------------------------------------- inputs

@@ -61,8 +61,12 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    """PNG of an (H, W) uint8/uint16 or (H, W, 3) uint8 array (uint16 -> 16-bit grey)."""
+def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG of an (H, W) uint8/uint16 or (H, W, 3) uint8 array (uint16 -> 16-bit grey).
+
+    ``compress_level`` is zlib's 0..9 (6, Pillow's default, unless asked): 1 encodes a noisy
+    1080p 16-bit depth PNG about 3.5x faster than 6 for a file under 1 % larger.
+    """
     from PIL import Image
 
     if array.dtype == np.uint16:
@@ -76,5 +80,5 @@ def png_bytes(array: np.ndarray) -> bytes:
     else:
         raise ValueError(f"png_bytes takes uint8 or uint16 arrays, got {array.dtype} {array.shape}")
     buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
+    img.save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()

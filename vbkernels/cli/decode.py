@@ -33,8 +33,8 @@ import click
 import numpy as np
 
 from vbkernels._dispatch import BACKEND_NAMES
-from vbkernels.pipeline import (DecodeFailed, LocalPipeline, PipelineOptions, RunSummary,
-                                build_task, expand_inputs, resolve_device)
+from vbkernels.pipeline import (DecodeFailed, Interrupted, LocalPipeline, PipelineOptions,
+                                RunSummary, build_task, expand_inputs, resolve_device)
 
 BACKEND_CHOICE = click.Choice(["auto", *BACKEND_NAMES])
 _LISTED = 10  # inputs named in the Ctrl-C summary
@@ -229,6 +229,8 @@ def _run_ray(task, kinds, common: dict) -> None:
                 gpu_input=not common["no_gpu_input"])
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
+        except Interrupted as exc:
+            summary = exc.summary
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
     _summarise(summary, common["quiet"])

@@ -1,7 +1,8 @@
 """``vbkernels robustness``: what PNG, JPEG, WebP and H.264 do to decoded outputs.
 
 Thin command over :func:`vbkernels.robustness.robustness_report`: it prints the table and
-writes ``robustness.md``, ``robustness.json`` and ``robustness.png`` into ``--output-dir``.
+writes ``robustness.md``, ``robustness.json`` and ``robustness.png`` into ``-o/--output``
+(``--output-dir``, its old name, still works).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from vbkernels._dispatch import BACKEND_NAMES
 from vbkernels.robustness import CODEC_NAMES, format_markdown, robustness_report, write_report
 
 
@@ -29,14 +31,19 @@ from vbkernels.robustness import CODEC_NAMES, format_markdown, robustness_report
 @click.option("--max-distance", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Segmentation rejection radius in 0..255 units [default: half the smallest palette gap].")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if present), cpu, cuda, cuda:1 ...")
-@click.option("--backend", default="auto", show_default=True, help="Kernel backend.")
-@click.option("-o", "--output-dir", default="robustness_report", show_default=True,
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", *BACKEND_NAMES]), help="Kernel backend.")
+@click.option("-o", "--output", "output_dir", default="robustness_report", show_default=True,
               type=click.Path(file_okay=False), help="Folder for robustness.md/.json/.png.")
+@click.option("--output-dir", "output_dir_alias", default=None, hidden=True,
+              type=click.Path(file_okay=False), help="Old name of -o/--output.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG chart.")
 def robustness(count, height, width, seed, depth_paths, normals_paths, seg_paths, palette, codecs,
-               max_distance, device, backend, output_dir, no_plot):
+               max_distance, device, backend, output_dir, output_dir_alias, no_plot):
     """Encode, pass through lossy codecs, decode and score depth, normals and segmentation."""
     import torch
+
+    output_dir = output_dir_alias or output_dir
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -60,7 +67,7 @@ def robustness(count, height, width, seed, depth_paths, normals_paths, seg_paths
 
 def _load_images(given, option: str) -> np.ndarray:
     """The images behind ``given`` stacked as (N, H, W, 3) uint8; all must share one size."""
-    from .io import expand_inputs, read_image
+    from vbkernels.pipeline import expand_inputs, read_image
 
     sources, errors = expand_inputs(given)
     if errors:

@@ -50,7 +50,7 @@ plus ``build_task`` options when ``task`` is a name) returns a ``RunSummary``. S
 """
 
 from .device import BatchDecoder, PendingBatch, resolve_device
-from .local import (DecodeFailed, LocalPipeline, PipelineOptions, RunSummary, decode_files,
+from .local import (DecodeFailed, Interrupted, LocalPipeline, PipelineOptions, RunSummary, decode_files,
                     default_workers, write_frame)
 from .manifest import (MANIFEST_NAME, ManifestRow, ManifestWriter, frame_outputs, input_key,
                        is_done, read_manifest)
@@ -59,7 +59,7 @@ from .sources import (Source, expand_inputs, frame_count, frames_from_bytes, out
 from .tasks import OUTPUT_KINDS, TASKS, Task, build_task, depth_to_png16, labels_to_png
 
 __all__ = [
-    "BatchDecoder", "DecodeFailed", "LocalPipeline", "MANIFEST_NAME", "ManifestRow",
+    "BatchDecoder", "DecodeFailed", "Interrupted", "LocalPipeline", "MANIFEST_NAME", "ManifestRow",
     "ManifestWriter", "OUTPUT_KINDS", "PendingBatch", "PipelineOptions", "RunSummary",
     "Source", "TASKS", "Task", "build_task", "decode_files", "default_workers",
     "depth_to_png16", "expand_inputs", "frame_count", "frame_outputs", "frames_from_bytes",

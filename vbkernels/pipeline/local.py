@@ -79,6 +79,14 @@ class RunSummary:
     interrupted: bool = False
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``decode_files``; ``summary`` says what was written."""
+
+    def __init__(self, summary: RunSummary):
+        super().__init__(f"interrupted after {summary.frames} frame(s)")
+        self.summary = summary
+
+
 @dataclass
 class PipelineOptions:
     kinds: tuple | str | None = None     # output kinds; None = the task's default
@@ -101,13 +109,45 @@ def default_workers() -> int:
 # ------------------------------------------------------------------- worker-side calls
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # Ctrl-C goes to the whole process group: the main process decides what stops; the
     # workers finish the file they are on. SIGTERM (the fallback) unwinds, so
     # write_atomic's cleanup still removes its temporary file.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    _exit_with_parent(parent)
+    single_threaded()
+
+
+def single_threaded() -> None:
+    """One compute thread in this (forked) process. Besides sparing the cores, it keeps
+    OpenMP out of its thread pool: a fork has none of the parent's pool threads, and GNU
+    libgomp waits for them forever in the next parallel region (torch bundles its own
+    libgomp; the ``cpu`` backend uses the system one, so both are set)."""
     torch.set_num_threads(1)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libgomp.so.1").omp_set_num_threads(1)
+        except (OSError, AttributeError):
+            pass  # no system libgomp: nothing of ours uses it
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this worker when the main process dies however it dies (killed,
+    crashed), so no worker outlives it waiting on a queue that nobody feeds."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        sys.exit(1)
 
 
 def _read_file_bytes(path: Path) -> bytes:
@@ -149,6 +189,7 @@ def make_pool(workers: int):
         return _InlineExecutor()
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                                  initargs=(os.getpid(),),
                                   mp_context=multiprocessing.get_context(method))
     cf.wait([pool.submit(os.getpid) for _ in range(workers)])  # start them all now
     return pool
@@ -496,14 +537,18 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
                  **options) -> RunSummary:
     """Decode ``inputs`` (paths, directories, globs) with ``task`` (a ``Task`` or a task
     name) into ``output`` on this machine; ``options`` are ``PipelineOptions`` fields plus,
-    for a task name, ``build_task``'s options. Returns the run's summary."""
+    for a task name, ``build_task``'s options. Returns the run's summary; Ctrl-C raises
+    :class:`Interrupted` (a ``KeyboardInterrupt`` carrying the summary) after a clean stop."""
     from .sources import expand_inputs
 
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_inputs(inputs)
     pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress)
     pipeline.plan(sources, errors)
-    return pipeline.run()
+    summary = pipeline.run()
+    if summary.interrupted:
+        raise Interrupted(summary)
+    return summary
 
 
 def split_options(task, options: dict):

@@ -106,8 +106,8 @@ class DepthTask(Task):
         depth = arrays["depth"]
         if kind == "npy":
             return npy_bytes(depth)
-        if kind == "png":
-            return png_bytes(depth_to_png16(depth, self.png_scale))
+        if kind == "png":  # zlib level 1: depth of generated frames is noise-like (see png_bytes)
+            return png_bytes(depth_to_png16(depth, self.png_scale), compress_level=1)
         scale = {k: v for k, v in (("vmin", self.vmin), ("vmax", self.vmax)) if v is not None}
         return _previews().depth_preview_png(depth, **scale)
 
