@@ -94,13 +94,17 @@ def decode_files(inputs, task, output, *, address: str | None = None,
 def expand_any(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
     """``expand_inputs`` for local paths; URIs (``scheme://...``) are listed through
     pyarrow's file systems, with output names relative to the URI given, as for folders."""
-    local = [item for item in inputs if "://" not in str(item)]
-    sources, errors = expand_inputs(local)
-    for uri in (str(item) for item in inputs if "://" in str(item)):
+    sources, errors = [], []
+    for item in inputs:
+        if "://" not in str(item):
+            found, failed = expand_inputs([item])
+            sources += found
+            errors += failed
+            continue
         try:
-            sources += _expand_uri(uri)
+            sources += _expand_uri(str(item))
         except Exception as exc:  # noqa: BLE001 - an unreachable input is one failed row
-            errors.append((uri, f"cannot list: {exc}"))
+            errors.append((str(item), f"cannot list: {exc}"))
     return sources, errors
 
 
@@ -126,10 +130,16 @@ def _expand_uri(uri: str) -> list[Source]:
 
 
 def _ray_path(source: Source) -> str:
-    """The path handed to ``read_binary_files`` (absolute, so the row's path finds its
-    source again whatever the driver's working directory)."""
+    """The path handed to ``read_binary_files``: absolute for a local file (whatever the
+    driver's working directory), the URI for anything else."""
     text = str(source.path)
     return text if "://" in text else os.path.abspath(text)
+
+
+def _row_key(path: str) -> str:
+    """How a read row finds its source: Ray reports a URI's path without its scheme
+    (``bucket/a.png`` for ``s3://bucket/a.png``), so both sides drop it."""
+    return path.split("://", 1)[1] if "://" in path else path
 
 
 # ------------------------------------------------------------------ the CPU read tasks
@@ -167,7 +177,7 @@ class _DecodeActor:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.gpu_input = gpu_input and self.device.type == "cuda"
-        self.sources = sources  # read_binary_files path -> Source
+        self.sources = sources  # _row_key(read_binary_files path) -> Source
         self.decoder = BatchDecoder(task, self.device)
         # Encoding (zlib, np.save) mostly runs outside the GIL: threads overlap it with
         # the next batch's decode.
@@ -178,7 +188,7 @@ class _DecodeActor:
         images = []  # (source, frame) of the rows that are images
         for path, frame, data, error in zip(batch["path"], batch["frame"], batch["data"],
                                             batch["error"]):
-            source = self.sources[path]
+            source = self.sources[_row_key(path)]
             state = results[path] = _Result(source)
             if error:
                 state.error = error
@@ -201,10 +211,12 @@ class _DecodeActor:
         self._decode_and_write(item for group in groups.values() for item in group)
 
     def _jpeg(self, state, data):
-        if not jpeg_decoder_available():
-            return next(frames_from_bytes(data, str(state.source.path)))
+        """A JPEG's frame: nvJPEG on this actor's GPU when it has one and torchvision,
+        else Pillow (as a read task would have done)."""
         try:
-            return decode_jpeg_bytes(data, self.device)
+            if self.gpu_input and jpeg_decoder_available():
+                return decode_jpeg_bytes(data, self.device)
+            return next(frames_from_bytes(data, str(state.source.path)))
         except Exception as exc:  # noqa: BLE001 - one bad file
             state.error = f"cannot read: {exc}"
             return None
@@ -322,7 +334,6 @@ class RayPipeline(LocalPipeline):
         self.actor_device = options.device
         self.ray_options = ray_options
         self.workers = options.workers  # None: the actor count follows the cluster
-        self.startup_seconds = 0.0  # connecting to (or starting) Ray
 
     def run(self) -> RunSummary:
         start = time.perf_counter()
@@ -333,11 +344,16 @@ class RayPipeline(LocalPipeline):
                 started_here = not ray.is_initialized()
                 if started_here:
                     ray.init(address=self.ray_options.address, include_dashboard=False)
-                self.startup_seconds = time.perf_counter() - start
                 try:
                     for row in self._dataset().iter_rows():
                         reported.add(row["path"])
                         self._report(row)
+                    for state in self._states:  # deleted between the plan and the read
+                        if str(state.source.path) not in reported:
+                            reported.add(str(state.source.path))
+                            self._report({"path": str(state.source.path), "frames": 0,
+                                          "outputs": "[]", "status": "failed",
+                                          "error": "cannot read: no such file"})
                 finally:
                     if started_here:
                         ray.shutdown()
@@ -363,11 +379,15 @@ class RayPipeline(LocalPipeline):
             int(resources["GPU"] // gpus) if gpus else
             self.workers or max(1, int(resources.get("CPU", 1))))
         cpus = self.ray_options.actor_cpus or (GPU_ACTOR_CPUS if gpus else 1)
-        sources = {_ray_path(s.source): s.source for s in self._states}
+        sources = {_row_key(_ray_path(s.source)): s.source for s in self._states}
         bytes_on_device = bool(gpus) and self.options.gpu_input
         # Reading bytes is I/O: read tasks take no CPU slot, so they run beside actors
-        # that hold every CPU (with a slot each they would wait for one forever).
-        dataset = ray.data.read_binary_files(list(sources), include_paths=True, num_cpus=0)
+        # that hold every CPU (with a slot each they would wait for one forever), and at
+        # most one per CPU run at once (unbounded, Ray would start a process per file).
+        paths = [_ray_path(s.source) for s in self._states]
+        dataset = ray.data.read_binary_files(
+            paths, include_paths=True, num_cpus=0, ignore_missing_paths=True,
+            concurrency=max(1, int(resources.get("CPU", 1))))
         dataset = dataset.map(_read_row, fn_kwargs={"bytes_on_device": bytes_on_device})
         return dataset.map_batches(
             _DecodeActor,
