@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 import vbkernels
-from vbkernels.pipeline import (BatchDecoder, ManifestRow, ManifestWriter, PipelineOptions,
-                                LocalPipeline, Source, build_task, decode_files,
-                                depth_to_png16, expand_inputs, frames_from_bytes, is_done,
-                                output_stem, read_frames, read_manifest)
+from vbkernels.pipeline import (BatchDecoder, LocalPipeline, ManifestRow, ManifestWriter,
+                                PipelineOptions, Source, build_task, decode_file, decode_files,
+                                depth_to_png16, expand_inputs, frames_from_bytes, input_key,
+                                is_done, output_stem, read_frames, read_manifest)
 from vbkernels.pipeline import gpu_input
 from vbkernels.scenes import make_scenes
 
@@ -349,3 +349,18 @@ def test_e2e_benchmark_runs_on_a_tiny_folder(tmp_path):
         "pipeline, defaults", "pipeline, --workers 1", "read only, processes",
         "kernel alone (batches of 16)", "plain multiprocessing pool"}
     assert "| pipeline, defaults |" in e2e.markdown(result)
+
+
+def test_decode_file_from_bytes_writes_what_the_local_engine_writes(inputs, runs, tmp_path):
+    """The per-file unit a distributed engine runs: same files, same names, same rows."""
+    task = build_task("depth")
+    rows = {}
+    for path in sorted(inputs.iterdir()):
+        source = Source.from_name(f"s3://bucket/{path.name}", path.name)
+        rows[path.name] = decode_file(task, source, tmp_path, data=path.read_bytes(),
+                                      device="cpu", batch_size=4)
+    assert _outputs(tmp_path) == _outputs(runs[0][0])
+    assert rows["broken.png"].status == "failed" and rows["broken.png"].error
+    assert rows["clip.mp4"].path == "s3://bucket/clip.mp4" and rows["clip.mp4"].frames == 6
+    assert rows["a.png"].outputs == ["a.depth.npy", "a.depth.png"]
+    assert input_key(rows["clip.mp4"].path) == "s3://bucket/clip.mp4"

@@ -10,8 +10,7 @@ PNGs through ``vbkernels decode``'s pipeline, its ceilings and a plain process p
 ``python -m vbkernels.benchmark.e2e``.
 """
 
-from . import e2e
 from .command import main, run_report
 from .runner import Settings
 
-__all__ = ["e2e", "main", "run_report", "Settings"]
+__all__ = ["main", "run_report", "Settings"]

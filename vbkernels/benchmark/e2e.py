@@ -141,10 +141,12 @@ def time_plain_pool(paths, workers: int) -> float:
 
 def output_costs(paths, repeats: int = 3) -> dict[str, float]:
     """Milliseconds per frame to encode each output kind of a depth frame."""
+    import torch
+
     from vbkernels.pipeline import build_task, read_image
 
     task = build_task("depth")
-    depth = task.decode(__import__("torch").from_numpy(read_image(paths[0])[None]))["depth"][0]
+    depth = task.decode(torch.from_numpy(np.stack([read_image(paths[0])])))["depth"][0]
     arrays = {"depth": depth.numpy()}
     costs = {}
     for kind in ("npy", "png", "preview"):

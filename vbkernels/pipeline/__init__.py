@@ -35,6 +35,11 @@ asynchronous download (keep one batch pending to overlap).
 *Write* — ``write_frame(task, arrays, stem, kinds)`` encodes and writes atomically
 (``vbkernels.files.write_atomic``) and returns the paths.
 
+*One file* — ``decode_file(task, source, outdir, data=..., kinds=..., device=...)`` runs
+all of the above for one file in the calling process and returns its manifest row (a bad
+file is a ``failed`` row): the unit of work of a distributed engine (``Source.from_name(uri,
+name)`` builds the source for a URI whose bytes the engine read).
+
 *Manifest and resume* — ``ManifestWriter(outdir).append(ManifestRow(...))`` appends one
 JSON line per input to ``OUT/manifest.jsonl`` (``path, frames, outputs, status, error``);
 ``is_done(source, suffixes, outdir, keep_suffix=, manifest=read_manifest(outdir))`` is the
@@ -54,13 +59,14 @@ from .local import (DecodeFailed, Interrupted, LocalPipeline, PipelineOptions, R
                     default_workers, write_frame)
 from .manifest import (MANIFEST_NAME, ManifestRow, ManifestWriter, frame_outputs, input_key,
                        is_done, read_manifest)
+from .one import decode_file
 from .sources import (Source, expand_inputs, frame_count, frames_from_bytes, output_stem,
                       read_frames, read_image, source_kind)
 from .tasks import OUTPUT_KINDS, TASKS, Task, build_task, depth_to_png16, labels_to_png
 
 __all__ = [
     "BatchDecoder", "DecodeFailed", "Interrupted", "LocalPipeline", "MANIFEST_NAME", "ManifestRow",
-    "ManifestWriter", "OUTPUT_KINDS", "PendingBatch", "PipelineOptions", "RunSummary",
+    "ManifestWriter", "OUTPUT_KINDS", "decode_file", "PendingBatch", "PipelineOptions", "RunSummary",
     "Source", "TASKS", "Task", "build_task", "decode_files", "default_workers",
     "depth_to_png16", "expand_inputs", "frame_count", "frame_outputs", "frames_from_bytes",
     "input_key", "is_done", "labels_to_png", "output_stem", "read_frames", "read_image",

@@ -3,8 +3,8 @@
 ``BatchDecoder.submit(frames)`` starts a batch and returns a ``PendingBatch`` whose
 ``result()`` gives host NumPy arrays. On CUDA the batch is stacked straight into a pinned
 host buffer, copied to the device on a side stream (so it uploads while the previous batch
-still decodes on the compute stream), decoded, and copied back into pinned memory
-asynchronously; only ``result()`` waits. Keep one batch pending while submitting the next
+still decodes on the compute stream), decoded, and copied back into pinned memory on a
+second side stream (overlapping the next decode); only ``result()`` waits. Keep one batch pending while submitting the next
 to get the overlap. On CPU the same calls run synchronously.
 
 Frames may also be tensors already on the device (decoded there by nvJPEG or NVDEC):
@@ -57,13 +57,20 @@ class BatchDecoder:
         self.device = device
         self._cuda = device.type == "cuda"
         self._copy_stream = torch.cuda.Stream(device) if self._cuda else None
+        self._download_stream = torch.cuda.Stream(device) if self._cuda else None
 
     def submit(self, frames: Sequence) -> PendingBatch:
-        if isinstance(frames[0], torch.Tensor):  # decoded on the device already
-            return self._decode(torch.stack([f.to(self.device) for f in frames]))
+        """Start decoding ``frames`` ((H, W, 3) uint8 arrays, or tensors on the device)."""
         if not self._cuda:
-            return self._decode(torch.from_numpy(np.stack(frames)))
-        return self._decode(self._upload(frames))
+            return self._decode(self._stack(frames))
+        with torch.cuda.device(self.device):  # streams and kernels of *this* GPU
+            on_device = isinstance(frames[0], torch.Tensor)
+            return self._decode(self._stack(frames) if on_device else self._upload(frames))
+
+    def _stack(self, frames) -> torch.Tensor:
+        if isinstance(frames[0], torch.Tensor):  # decoded on the device already
+            return torch.stack([f.to(self.device) for f in frames])
+        return torch.from_numpy(np.stack(frames))
 
     def _upload(self, frames) -> torch.Tensor:
         host = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=True)
@@ -82,10 +89,15 @@ class BatchDecoder:
         outputs = self.task.decode(rgb)
         if rgb.device.type != "cuda":
             return PendingBatch({k: v.cpu() for k, v in outputs.items()})
+        # Download on the other side stream, after the decode, so it overlaps the next
+        # batch's decode instead of queueing in front of it.
+        self._download_stream.wait_stream(torch.cuda.current_stream(rgb.device))
         host = {}
-        for name, value in outputs.items():
-            host[name] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
-            host[name].copy_(value, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record(torch.cuda.current_stream(rgb.device))
+        with torch.cuda.stream(self._download_stream):
+            for name, value in outputs.items():
+                host[name] = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+                host[name].copy_(value, non_blocking=True)
+                value.record_stream(self._download_stream)
+            done = torch.cuda.Event()
+            done.record(self._download_stream)
         return PendingBatch(host, done)

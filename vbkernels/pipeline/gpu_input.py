@@ -40,7 +40,7 @@ def on_device(source: Source, device: torch.device, enabled: bool) -> bool:
         return False
     if source.kind == "video":
         return video_decoder_available()
-    return source.path.suffix.lower() in JPEG_SUFFIXES and jpeg_decoder_available()
+    return source.name.suffix.lower() in JPEG_SUFFIXES and jpeg_decoder_available()
 
 
 def decode_jpeg_bytes(data: bytes, device: torch.device) -> torch.Tensor:

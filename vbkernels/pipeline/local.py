@@ -10,7 +10,10 @@ Images are read in the worker pool (Pillow holds the GIL for much of a PNG decod
 threads would serialise on it; processes scale per core); a video is read by one thread
 of the main process (PyAV's FFmpeg decode runs its own threads outside the GIL). Frames
 keep their input order through the batches, so names and contents do not depend on the
-worker count; only the order in which files appear on disk does.
+worker count; only the order in which files appear on disk does. Frames and decoded arrays
+travel between the processes pickled through the pool's pipes (a copy each way, received
+by a thread of the main process); handing them over in shared memory would save those
+copies and is the next step for many-core GPU machines.
 
 Memory bound: at most ``read_ahead`` frames read ahead (default ``2 * workers`` or one
 batch, whichever is larger; a video thread holds at most one batch), one batch being

@@ -24,11 +24,20 @@ JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 @dataclass(frozen=True)
 class Source:
     """One input file. ``name`` is its output name relative to the output directory,
-    suffix included (``sub/a.png`` for ``DIR/sub/a.png`` given as ``DIR``)."""
+    suffix included (``sub/a.png`` for ``DIR/sub/a.png`` given as ``DIR``). ``path`` is a
+    local ``Path``, or a URI string (``s3://...``) for engines that read the bytes
+    themselves and pass them to ``frames_from_bytes``."""
 
-    path: Path
+    path: Path | str
     kind: str          # "image" or "video"
     name: PurePath
+
+    @classmethod
+    def from_name(cls, path: Path | str, name: str | PurePath | None = None) -> "Source":
+        """A source whose kind comes from its suffix (unknown suffixes: tried as images);
+        ``name`` defaults to the file name."""
+        name = PurePath(name) if name is not None else PurePath(str(path).rsplit("/", 1)[-1])
+        return cls(path, source_kind(name) or "image", name)
 
     @property
     def stem(self) -> PurePath:
@@ -118,8 +127,9 @@ def frames_from_bytes(data: bytes, name: str) -> Iterator[np.ndarray]:
 
 
 def read_image(path: Path | BinaryIO) -> np.ndarray:
-    """One image file (or open binary file) as (H, W, 3) uint8; every image read of the
-    pipeline goes through here. ``ValueError`` for anything that is not an 8-bit image."""
+    """One image file (or open binary file) as (H, W, 3) uint8, read-only (Pillow's pixel
+    buffer, not copied again); every image read of the pipeline goes through here.
+    ``ValueError`` for anything that is not an 8-bit image."""
     from PIL import Image, UnidentifiedImageError
 
     try:
