@@ -3,7 +3,6 @@ one local Ray cluster shared by this module: the same files, bit for bit, the sa
 manifest rows, the skip-on-rerun and the resume-after-a-kill behaviour."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -103,7 +102,8 @@ def test_ray_engine_writes_what_the_local_engine_writes(runs):
     assert_same_outputs(local_out, ray_out)
     assert len(output_files(ray_out)) == 2 * (len(GOOD) - 1 + 3)  # npy + png per frame
 
-    local_rows, ray_rows = by_input(manifest(local_out), inputs), by_input(manifest(ray_out), inputs)
+    local_rows = by_input(manifest(local_out), inputs)
+    ray_rows = by_input(manifest(ray_out), inputs)
     assert ray_rows == local_rows
     assert sorted(ray_rows) == sorted([*GOOD, "broken.png"])
     assert ray_rows["clip.mp4"]["frames"] == 3

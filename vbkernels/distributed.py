@@ -45,6 +45,7 @@ from vbkernels.pipeline.local import DecodeFailed, Interrupted, split_options
 from vbkernels.pipeline.manifest import relative_output
 from vbkernels.pipeline.sources import JPEG_SUFFIXES
 
+
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the frame column of a row that carries bytes
 
 
@@ -103,21 +104,20 @@ def expand_any(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
             continue
         try:
             sources += _expand_uri(str(item))
-        except Exception as exc:  # noqa: BLE001 - an unreachable input is one failed row
+        except Exception as exc:
             errors.append((str(item), f"cannot list: {exc}"))
     return sources, errors
 
 
 def _expand_uri(uri: str) -> list[Source]:
-    """Sources under a URI (a file or a prefix). A Source's ``path`` is then the URI as
-    text, which is what the manifest and the read tasks need."""
+    """Sources under a URI (a file or a prefix); their ``path`` is the URI."""
     from pyarrow import fs
 
     filesystem, root = fs.FileSystem.from_uri(uri)
     scheme = uri.split("://", 1)[0]
     info = filesystem.get_file_info(root)
     if info.type == fs.FileType.File:
-        return [Source(uri, source_kind(root) or "image", PurePosixPath(PurePosixPath(root).name))]
+        return [Source.from_name(uri)]
     if info.type != fs.FileType.Directory:
         raise FileNotFoundError("no such file or prefix")
     found = sorted(f.path for f in filesystem.get_file_info(fs.FileSelector(root, recursive=True))
@@ -125,8 +125,8 @@ def _expand_uri(uri: str) -> list[Source]:
     if not found:
         raise FileNotFoundError("prefix holds no image or video files")
     prefix = root.rstrip("/") + "/"
-    return [Source(f"{scheme}://{path}", source_kind(path),
-                   PurePosixPath(path[len(prefix):])) for path in found]
+    return [Source.from_name(f"{scheme}://{path}", PurePosixPath(path[len(prefix):]))
+            for path in found]
 
 
 def _ray_path(source: Source) -> str:
@@ -156,7 +156,7 @@ def _read_row(row: dict, bytes_on_device: bool = False) -> dict:
         return {"path": path, "frame": _NO_FRAME, "data": row["bytes"], "error": ""}
     try:
         frame = next(frames_from_bytes(row["bytes"], path))
-    except Exception as exc:  # noqa: BLE001 - any decoder error is one bad file
+    except Exception as exc:
         return {"path": path, "frame": _NO_FRAME, "data": b"", "error": f"cannot read: {exc}"}
     return {"path": path, "frame": frame, "data": b"", "error": ""}
 
@@ -217,7 +217,7 @@ class _DecodeActor:
             if self.gpu_input and jpeg_decoder_available():
                 return decode_jpeg_bytes(data, self.device)
             return next(frames_from_bytes(data, str(state.source.path)))
-        except Exception as exc:  # noqa: BLE001 - one bad file
+        except Exception as exc:
             state.error = f"cannot read: {exc}"
             return None
 
@@ -232,7 +232,7 @@ class _DecodeActor:
             self._decode_and_write((state, index, frame) for index, frame in enumerate(frames))
         except DecodeFailed:
             raise
-        except Exception as exc:  # noqa: BLE001 - the video's decoder failed: one bad file
+        except Exception as exc:
             state.error = f"cannot read: {exc}"
 
     # -- the decode/write loop shared by both ----------------------------------------
@@ -267,7 +267,7 @@ class _DecodeActor:
             try:
                 state.outputs += future.result()
                 state.frames += 1
-            except Exception as exc:  # noqa: BLE001 - a full disk, a permission: one input
+            except Exception as exc:
                 state.error = state.error or f"cannot write: {exc}"
 
 
@@ -315,7 +315,7 @@ def require_ray():
     """The ``ray`` module with Ray Data, or an ImportError that says how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401 - the engine is Ray Data
+        import ray.data
     except ImportError as exc:
         raise ImportError(f"the Ray engine needs Ray Data: pip install 'vbkernels[ray]' "
                           f"({exc})") from None

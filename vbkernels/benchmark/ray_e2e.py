@@ -99,22 +99,23 @@ def markdown(result: dict) -> str:
     ray_ = result["ray"]
     n = result["frames"]
     verdict = "meets" if result["ratio"] <= TARGET_RATIO else "misses"
-    return "\n".join([
-        f"{n} noisy {result['size']} depth PNGs, {result['cpus']} CPU(s), load average "
-        f"{result['loadavg_before'][0]:.1f} before / {result['loadavg_after'][0]:.1f} after",
-        "", "| run | seconds | frames/s |", "|---|---:|---:|",
-        f"| local pipeline, defaults | {result['local_s']:.1f} | {n / result['local_s']:.2f} |",
-        f"| Ray: `ray.init` (local cluster) | {ray_['init_s']:.1f} | |",
-        f"| Ray: first run (actor start-up + work) | {ray_['first_run_s']:.1f} | "
-        f"{n / ray_['first_run_s']:.2f} |",
-        f"| Ray: second run, same cluster | {ray_['second_run_s']:.1f} | "
-        f"{n / ray_['second_run_s']:.2f} |",
-        f"| Ray: `ray.shutdown` | {ray_['shutdown_s']:.1f} | |",
-        f"| Ray, start-up included (init + first run + shutdown) | {ray_['total_s']:.1f} | "
-        f"{n / ray_['total_s']:.2f} |",
-        "", f"Ray / local wall time: {result['ratio']:.2f}x ({verdict} the "
-        f"{TARGET_RATIO}x target).",
-    ])
+    rows = [
+        ("local pipeline, defaults", result["local_s"], True),
+        ("Ray: `ray.init` (local cluster)", ray_["init_s"], False),
+        ("Ray: first run (actor start-up + work)", ray_["first_run_s"], True),
+        ("Ray: second run, same cluster", ray_["second_run_s"], True),
+        ("Ray: `ray.shutdown`", ray_["shutdown_s"], False),
+        ("Ray, start-up included (init + first run + shutdown)", ray_["total_s"], True),
+    ]
+    load = (f"{result['loadavg_before'][0]:.1f} before / "
+            f"{result['loadavg_after'][0]:.1f} after")
+    title = f"{n} noisy {result['size']} depth PNGs, {result['cpus']} CPU(s), load average {load}"
+    lines = [title, "", "| run | seconds | frames/s |", "|---|---:|---:|"]
+    lines += [f"| {name} | {seconds:.1f} | {f'{n / seconds:.2f}' if rate else ''} |"
+              for name, seconds, rate in rows]
+    lines += ["", f"Ray / local wall time: {result['ratio']:.2f}x ({verdict} the "
+                  f"{TARGET_RATIO}x target)."]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
