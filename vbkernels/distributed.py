@@ -54,13 +54,8 @@ class RayOptions:
     address: str | None = None   # None: Ray's own choice (RAY_ADDRESS, else a local start)
     actors: int | None = None    # decode actors; None: one per GPU, else ``workers`` or CPUs
     num_gpus: float | None = None  # per actor; None: 1 where the cluster has GPUs, else 0
-    actor_cpus: int | None = None  # per actor, also its output-encoding threads;
-    #                                None: 1 on CPU-only clusters, GPU_ACTOR_CPUS with GPUs
-
-
-# A GPU actor encodes and writes its own outputs (16-bit PNG ~40 frames/s per core):
-# several threads keep that from capping the GPU's rate.
-GPU_ACTOR_CPUS = 4
+    actor_cpus: int | None = None  # per actor, also its output-encoding threads; None:
+    #   1 on CPU-only clusters; with GPUs half the CPUs per GPU (the other half read files)
 
 
 def decode_files(inputs, task, output, *, address: str | None = None,
@@ -322,6 +317,22 @@ def require_ray():
     return ray
 
 
+def _rows(dataset):
+    """The dataset's rows. A failure of the job itself (an actor that cannot start on its
+    device, a decode that fails: bad files are rows, not failures) is ``DecodeFailed``
+    with the last line of the deepest error that says something (Ray's own wrappers end
+    with the actor's ``ValueError: ...``)."""
+    try:
+        yield from dataset.iter_rows()
+    except Exception as exc:  # noqa: BLE001 - Ray wraps the actor's error in its own types
+        message, cause = f"{type(exc).__name__}: {exc}", exc
+        while cause is not None:
+            lines = str(cause).strip().splitlines()
+            message = lines[-1] if lines else message
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        raise DecodeFailed(message) from exc
+
+
 class RayPipeline(LocalPipeline):
     """The local engine's planning (names, clashes, the resume rule, manifest rows) with
     the run handed to Ray Data. The driver itself never decodes a frame."""
@@ -345,7 +356,7 @@ class RayPipeline(LocalPipeline):
                 if started_here:
                     ray.init(address=self.ray_options.address, include_dashboard=False)
                 try:
-                    for row in self._dataset().iter_rows():
+                    for row in _rows(self._dataset()):
                         reported.add(row["path"])
                         self._report(row)
                     for state in self._states:  # deleted between the plan and the read
@@ -378,7 +389,11 @@ class RayPipeline(LocalPipeline):
         actors = self.ray_options.actors or (
             int(resources["GPU"] // gpus) if gpus else
             self.workers or max(1, int(resources.get("CPU", 1))))
-        cpus = self.ray_options.actor_cpus or (GPU_ACTOR_CPUS if gpus else 1)
+        # A GPU actor encodes and writes its own outputs (a 16-bit PNG costs a core
+        # several ms): threads on the CPUs it holds keep that from capping the GPU.
+        cpus = self.ray_options.actor_cpus or (
+            max(1, int(resources.get("CPU", 1) / max(resources.get("GPU", 1), 1) / 2))
+            if gpus else 1)
         sources = {_row_key(_ray_path(s.source)): s.source for s in self._states}
         bytes_on_device = bool(gpus) and self.options.gpu_input
         # Reading bytes is I/O: read tasks take no CPU slot, so they run beside actors
