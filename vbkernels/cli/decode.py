@@ -34,6 +34,7 @@ import click
 from vbkernels._dispatch import BACKEND_NAMES
 from vbkernels.pipeline import (
     DecodeFailed,
+    Interrupted,
     LocalPipeline,
     PipelineOptions,
     RunSummary,
@@ -75,6 +76,13 @@ def common_options(func):
                      help="On CUDA, read JPEGs and videos on the CPU even when nvJPEG "
                           "(torchvision) or NVDEC (torchcodec) is installed."),
         click.option("--quiet", is_flag=True, help="No progress bar or summary."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="local: this machine's pipeline; ray: a Ray cluster's actors "
+                          "(pip install 'vbkernels[ray]'), same files and names."),
+        click.option("--ray-address", default=None, metavar="ADDRESS",
+                     help="With --engine ray: the cluster (auto = the running one) "
+                          "[default: RAY_ADDRESS, else a local Ray]."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -187,6 +195,8 @@ def _run(name: str, common: dict, **task_options) -> None:
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     kinds = _kinds(task, common["kinds"], common["preview"])
+    if common["engine"] == "ray":
+        return _run_ray(task, kinds, common)
     try:
         device = resolve_device(common["device"])
     except ValueError as exc:
@@ -207,6 +217,30 @@ def _run(name: str, common: dict, **task_options) -> None:
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
     _summarise(summary, quiet)
+
+
+def _run_ray(task, kinds, common: dict) -> None:
+    """The same run on a Ray cluster (vbkernels.distributed); the device is the actors'."""
+    from tqdm import tqdm
+
+    from vbkernels.distributed import decode_files
+
+    with tqdm(unit="frame", disable=common["quiet"], dynamic_ncols=True,
+              desc=f"decode {task.name} (ray)") as progress:
+        try:
+            summary = decode_files(
+                common["inputs"], task, common["outdir"], address=common["ray_address"],
+                on_error=_echo_error, progress=progress, kinds=kinds, device=common["device"],
+                batch_size=common["batch_size"], workers=common["workers"],
+                overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
+                gpu_input=not common["no_gpu_input"])
+        except DecodeFailed as exc:
+            raise click.ClickException(f"decoding failed: {exc}") from None
+        except Interrupted as exc:
+            summary = exc.summary
+        except ImportError as exc:
+            raise click.UsageError(str(exc)) from None
+    _summarise(summary, common["quiet"])
 
 
 def _kinds(task, kinds, preview: bool) -> tuple:

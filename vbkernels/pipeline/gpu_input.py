@@ -53,9 +53,11 @@ def decode_jpeg_bytes(data: bytes, device: torch.device) -> torch.Tensor:
 
 
 def video_frames_on(path, device: torch.device) -> Iterator[torch.Tensor]:
-    """(H, W, 3) uint8 frames on ``device``, one at a time, through torchcodec."""
+    """(H, W, 3) uint8 frames on ``device``, one at a time, through torchcodec; ``path``
+    may also be the file's bytes (the Ray engine's actors get bytes)."""
     from torchcodec.decoders import VideoDecoder
 
-    decoder = VideoDecoder(str(path), device=str(device), dimension_order="NHWC")
+    source = path if isinstance(path, bytes) else str(path)
+    decoder = VideoDecoder(source, device=str(device), dimension_order="NHWC")
     for index in range(len(decoder)):
         yield decoder[index]

@@ -543,6 +543,20 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
     for a task name, ``build_task``'s options. Returns the run's summary; Ctrl-C raises
     :class:`Interrupted` (a ``KeyboardInterrupt`` carrying the summary) after a clean stop."""
     from .sources import expand_inputs
+
+    task, pipeline_options = split_options(task, options)
+    sources, errors = expand_inputs(inputs)
+    pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress)
+    pipeline.plan(sources, errors)
+    summary = pipeline.run()
+    if summary.interrupted:
+        raise Interrupted(summary)
+    return summary
+
+
+def split_options(task, options: dict):
+    """``(Task, PipelineOptions)`` from an engine's keyword options: ``PipelineOptions``
+    fields, plus ``build_task`` options when ``task`` is a name (every engine takes both)."""
     from .tasks import build_task
 
     fields = set(PipelineOptions.__dataclass_fields__)
@@ -552,10 +566,4 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
         task = build_task(task, **task_options)
     elif task_options:
         raise TypeError(f"unknown options {sorted(task_options)} (task already built)")
-    sources, errors = expand_inputs(inputs)
-    pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress)
-    pipeline.plan(sources, errors)
-    summary = pipeline.run()
-    if summary.interrupted:
-        raise Interrupted(summary)
-    return summary
+    return task, pipeline_options

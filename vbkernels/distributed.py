@@ -1,0 +1,429 @@
+"""The Ray engine: the same decode jobs as the local pipeline, on a Ray cluster.
+
+``decode_files(inputs, task, output, **options)`` (``vbkernels decode TASK ... --engine
+ray``) plans like the local engine — the same output names, name-clash checks, resume rule
+and manifest rows (:class:`vbkernels.pipeline.LocalPipeline`'s ``plan``) — and then runs
+the inputs still to do through Ray Data::
+
+    read_binary_files(paths, include_paths=True)     read tasks (local paths or any
+        |                                            filesystem Ray reads: s3://, gs://)
+    map(_read_row)                                   CPU tasks: bytes -> (H, W, 3) frame
+        |                                            (a video passes as bytes: one row)
+    map_batches(_DecodeActor, ActorPoolStrategy)     one actor per GPU (num_gpus=1), or per
+        |                                            CPU on CPU-only clusters: groups frames
+        v                                            by shape, decodes, WRITES the outputs
+    manifest rows -> the driver -> OUT/manifest.jsonl
+
+Inputs whose outputs all exist are dropped before the read (unless ``overwrite``), so a
+resumed job reads only what is left. Inputs are never resized or re-encoded: the frame a
+read task hands over is the file's pixels (``vbkernels.pipeline.frames_from_bytes``).
+
+The output directory must be one file system every node writes to (NFS, Lustre, a FUSE
+mount of a bucket): actors write their files there atomically and the driver appends the
+manifest there. Local input paths must likewise be visible on every node.
+
+Ray is imported only inside the functions here, so nothing else in vbkernels pays for it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from vbkernels.pipeline import (BatchDecoder, LocalPipeline, ManifestRow, PipelineOptions,
+                                RunSummary, Source, expand_inputs, frames_from_bytes,
+                                output_stem, resolve_device, source_kind, write_frame)
+from vbkernels.pipeline.gpu_input import (decode_jpeg_bytes, jpeg_decoder_available,
+                                          video_decoder_available, video_frames_on)
+from vbkernels.pipeline.local import DecodeFailed, Interrupted, split_options
+from vbkernels.pipeline.manifest import relative_output
+from vbkernels.pipeline.sources import JPEG_SUFFIXES
+
+
+_NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the frame column of a row that carries bytes
+
+
+@dataclasses.dataclass
+class RayOptions:
+    address: str | None = None   # None: Ray's own choice (RAY_ADDRESS, else a local start)
+    actors: int | None = None    # decode actors; None: one per GPU, else ``workers`` or CPUs
+    num_gpus: float | None = None  # per actor; None: 1 where the cluster has GPUs, else 0
+    actor_cpus: int | None = None  # per actor, also its output-encoding threads; None:
+    #   1 on CPU-only clusters; with GPUs half the CPUs per GPU (the other half read files)
+
+
+def decode_files(inputs, task, output, *, address: str | None = None,
+                 actors: int | None = None, num_gpus: float | None = None,
+                 actor_cpus: int | None = None, on_error=None, progress=None,
+                 **options) -> RunSummary:
+    """Decode ``inputs`` (paths, directories, globs, or URIs such as ``s3://bucket/dir``)
+    with ``task`` (a ``Task`` or a task name) into ``output`` on a Ray cluster.
+
+    ``options`` are the local engine's (``PipelineOptions`` fields and, for a task name,
+    ``build_task``'s): the same files with the same names come out. ``device`` is each
+    actor's device; ``workers`` is the number of actors on a CPU-only cluster. ``address``
+    is ``ray.init``'s (``"auto"`` for a running cluster); an already initialised Ray is
+    used as it is. ``actors``, ``num_gpus`` and ``actor_cpus`` size the actor pool (see
+    ``RayOptions``). Returns the run's summary (``failed`` non-empty: exit 1); Ctrl-C
+    raises ``Interrupted`` carrying it, as the local engine does.
+    """
+    task, pipeline_options = split_options(task, options)
+    sources, errors = expand_any(inputs)
+    pipeline = RayPipeline(task, Path(output), pipeline_options,
+                           RayOptions(address, actors, num_gpus, actor_cpus), on_error, progress)
+    pipeline.plan(sources, errors)
+    summary = pipeline.run()
+    if summary.interrupted:
+        raise Interrupted(summary)
+    return summary
+
+
+# ------------------------------------------------------------------------- inputs
+
+
+def expand_any(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
+    """``expand_inputs`` for local paths; URIs (``scheme://...``) are listed through
+    pyarrow's file systems, with output names relative to the URI given, as for folders."""
+    sources, errors = [], []
+    for item in inputs:
+        if "://" not in str(item):
+            found, failed = expand_inputs([item])
+            sources += found
+            errors += failed
+            continue
+        try:
+            sources += _expand_uri(str(item))
+        except Exception as exc:
+            errors.append((str(item), f"cannot list: {exc}"))
+    return sources, errors
+
+
+def _expand_uri(uri: str) -> list[Source]:
+    """Sources under a URI (a file or a prefix); their ``path`` is the URI."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(uri)
+    scheme = uri.split("://", 1)[0]
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.File:
+        return [Source.from_name(uri)]
+    if info.type != fs.FileType.Directory:
+        raise FileNotFoundError("no such file or prefix")
+    found = sorted(f.path for f in filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+                   if f.type == fs.FileType.File and source_kind(f.path))
+    if not found:
+        raise FileNotFoundError("prefix holds no image or video files")
+    prefix = root.rstrip("/") + "/"
+    return [Source.from_name(f"{scheme}://{path}", PurePosixPath(path[len(prefix):]))
+            for path in found]
+
+
+def _ray_path(source: Source) -> str:
+    """The path handed to ``read_binary_files``: absolute for a local file (whatever the
+    driver's working directory), the URI for anything else."""
+    text = str(source.path)
+    return text if "://" in text else os.path.abspath(text)
+
+
+def _row_key(path: str) -> str:
+    """How a read row finds its source: Ray reports a URI's path without its scheme
+    (``bucket/a.png`` for ``s3://bucket/a.png``), so both sides drop it."""
+    return path.split("://", 1)[1] if "://" in path else path
+
+
+# ------------------------------------------------------------------ the CPU read tasks
+
+
+def _read_row(row: dict, bytes_on_device: bool = False) -> dict:
+    """One file's bytes -> its frame (images), or the bytes themselves for a video (one
+    video is one row of work, read frame by frame in the actor) and, when the actors
+    decode JPEGs on their GPUs, for a JPEG. A file that cannot be read becomes an error."""
+    path = row["path"]
+    keep_bytes = source_kind(path) == "video" or (
+        bytes_on_device and PurePosixPath(path).suffix.lower() in JPEG_SUFFIXES)
+    if keep_bytes:
+        return {"path": path, "frame": _NO_FRAME, "data": row["bytes"], "error": ""}
+    try:
+        frame = next(frames_from_bytes(row["bytes"], path))
+    except Exception as exc:
+        return {"path": path, "frame": _NO_FRAME, "data": b"", "error": f"cannot read: {exc}"}
+    return {"path": path, "frame": frame, "data": b"", "error": ""}
+
+
+# ---------------------------------------------------------------- the decode actors
+
+
+class _DecodeActor:
+    """Decodes batches of rows on its device and writes every output itself; returns one
+    manifest row per input (path, frames, outputs as JSON, status, error)."""
+
+    def __init__(self, task, outdir: str, kinds, keep_suffix: bool, device, batch_size: int,
+                 gpu_input: bool, sources: dict, write_threads: int):
+        self.task = task
+        self.outdir = Path(outdir)
+        self.kinds = kinds
+        self.keep_suffix = keep_suffix
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.gpu_input = gpu_input and self.device.type == "cuda"
+        self.sources = sources  # _row_key(read_binary_files path) -> Source
+        self.decoder = BatchDecoder(task, self.device)
+        # Encoding (zlib, np.save) mostly runs outside the GIL: threads overlap it with
+        # the next batch's decode.
+        self.writer = cf.ThreadPoolExecutor(max(1, write_threads))
+
+    def __call__(self, batch: dict) -> dict:
+        results = {}
+        images = []  # (source, frame) of the rows that are images
+        for path, frame, data, error in zip(batch["path"], batch["frame"], batch["data"],
+                                            batch["error"]):
+            source = self.sources[_row_key(path)]
+            state = results[path] = _Result(source)
+            if error:
+                state.error = error
+            elif source.kind == "video":
+                self._video(state, data)
+            elif len(data):  # a JPEG left for nvJPEG
+                images.append((state, self._jpeg(state, data)))
+            else:
+                images.append((state, frame))
+        images = [(state, frame) for state, frame in images if frame is not None]
+        self._images(images)
+        return _columns([state.row(self.outdir) for state in results.values()])
+
+    # -- images: grouped by shape, batches of at most batch_size ------------------------
+
+    def _images(self, images) -> None:
+        groups: dict = {}
+        for state, frame in images:
+            groups.setdefault(_shape_key(frame), []).append((state, 0, frame))
+        self._decode_and_write(item for group in groups.values() for item in group)
+
+    def _jpeg(self, state, data):
+        """A JPEG's frame: nvJPEG on this actor's GPU when it has one and torchvision,
+        else Pillow (as a read task would have done)."""
+        try:
+            if self.gpu_input and jpeg_decoder_available():
+                return decode_jpeg_bytes(data, self.device)
+            return next(frames_from_bytes(data, str(state.source.path)))
+        except Exception as exc:
+            state.error = f"cannot read: {exc}"
+            return None
+
+    # -- videos: frame by frame, never whole in memory --------------------------------
+
+    def _video(self, state, data) -> None:
+        if self.gpu_input and video_decoder_available():
+            frames = video_frames_on(data, self.device)
+        else:
+            frames = frames_from_bytes(data, str(state.source.path))
+        try:
+            self._decode_and_write((state, index, frame) for index, frame in enumerate(frames))
+        except DecodeFailed:
+            raise
+        except Exception as exc:
+            state.error = f"cannot read: {exc}"
+
+    # -- the decode/write loop shared by both ----------------------------------------
+
+    def _decode_and_write(self, items) -> None:
+        """Consecutive same-shape items in batches; batch i+1 is submitted before batch i
+        is written, so a CUDA device decodes while the host encodes. A reader that fails
+        part-way still gets the frames before the failure written."""
+        pending = None
+        try:
+            for batch in _same_shape_batches(items, self.batch_size):
+                try:
+                    started = (batch, self.decoder.submit([frame for _, _, frame in batch]))
+                except (RuntimeError, ValueError) as exc:
+                    raise DecodeFailed(str(exc)) from None
+                if pending is not None:
+                    self._write(*pending)
+                pending = started
+        finally:
+            if pending is not None:
+                self._write(*pending)
+
+    def _write(self, batch, pending) -> None:
+        arrays = pending.result()
+        futures = []
+        for i, (state, index, _) in enumerate(batch):
+            stem = output_stem(state.source, index, self.outdir, keep_suffix=self.keep_suffix)
+            frame = {name: value[i] for name, value in arrays.items()}
+            futures.append((state, self.writer.submit(write_frame, self.task, frame, stem,
+                                                      self.kinds)))
+        for state, future in futures:
+            try:
+                state.outputs += future.result()
+                state.frames += 1
+            except Exception as exc:
+                state.error = state.error or f"cannot write: {exc}"
+
+
+def _shape_key(frame) -> tuple:
+    """Frames that may share a batch: same shape, and both on the host or both not."""
+    return tuple(frame.shape), not isinstance(frame, np.ndarray)
+
+
+def _same_shape_batches(items, batch_size: int):
+    batch, key = [], None
+    for item in items:
+        item_key = _shape_key(item[2])
+        if batch and (len(batch) == batch_size or item_key != key):
+            yield batch
+            batch = []
+        batch.append(item)
+        key = item_key
+    if batch:
+        yield batch
+
+
+@dataclasses.dataclass
+class _Result:
+    source: Source
+    frames: int = 0
+    outputs: list = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    def row(self, outdir: Path) -> dict:
+        error = self.error or (None if self.frames else "no frames")
+        return {"path": str(self.source.path), "frames": self.frames,
+                "outputs": json.dumps(sorted(relative_output(p, outdir) for p in self.outputs)),
+                "status": "failed" if error else "ok", "error": error or ""}
+
+
+def _columns(rows: list[dict]) -> dict:
+    return {key: np.array([row[key] for row in rows])
+            for key in ("path", "frames", "outputs", "status", "error")}
+
+
+# --------------------------------------------------------------------- the driver
+
+
+def require_ray():
+    """The ``ray`` module with Ray Data, or an ImportError that says how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise ImportError(f"the Ray engine needs Ray Data: pip install 'vbkernels[ray]' "
+                          f"({exc})") from None
+    return ray
+
+
+def _rows(dataset):
+    """The dataset's rows. A failure of the job itself (an actor that cannot start on its
+    device, a decode that fails: bad files are rows, not failures) is ``DecodeFailed``
+    with the last line of the deepest error that says something (Ray's own wrappers end
+    with the actor's ``ValueError: ...``)."""
+    try:
+        yield from dataset.iter_rows()
+    except Exception as exc:  # noqa: BLE001 - Ray wraps the actor's error in its own types
+        message, cause = f"{type(exc).__name__}: {exc}", exc
+        while cause is not None:
+            lines = str(cause).strip().splitlines()
+            message = lines[-1] if lines else message
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        raise DecodeFailed(message) from exc
+
+
+class RayPipeline(LocalPipeline):
+    """The local engine's planning (names, clashes, the resume rule, manifest rows) with
+    the run handed to Ray Data. The driver itself never decodes a frame."""
+
+    def __init__(self, task, outdir: Path, options: PipelineOptions, ray_options: RayOptions,
+                 on_error=None, progress=None):
+        # Plan on the CPU: the device option is each actor's, resolved on its node.
+        super().__init__(task, outdir, dataclasses.replace(options, device="cpu"), on_error,
+                         progress)
+        self.actor_device = options.device
+        self.ray_options = ray_options
+        self.workers = options.workers  # None: the actor count follows the cluster
+
+    def run(self) -> RunSummary:
+        start = time.perf_counter()
+        reported = set()
+        try:
+            if self._states:
+                ray = require_ray()
+                started_here = not ray.is_initialized()
+                if started_here:
+                    ray.init(address=self.ray_options.address, include_dashboard=False)
+                try:
+                    for row in _rows(self._dataset()):
+                        reported.add(row["path"])
+                        self._report(row)
+                    for state in self._states:  # deleted between the plan and the read
+                        if str(state.source.path) not in reported:
+                            reported.add(str(state.source.path))
+                            self._report({"path": str(state.source.path), "frames": 0,
+                                          "outputs": "[]", "status": "failed",
+                                          "error": "cannot read: no such file"})
+                finally:
+                    if started_here:
+                        ray.shutdown()
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            if self._manifest is not None:
+                self._manifest.close()
+            self.summary.seconds = time.perf_counter() - start
+            self.summary.unfinished = [str(s.source.path) for s in self._states
+                                       if str(s.source.path) not in reported]
+        return self.summary
+
+    def _dataset(self):
+        ray = require_ray()
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the command line draws its own bar
+        resources = ray.cluster_resources()
+        gpus = self.ray_options.num_gpus
+        if gpus is None:
+            gpus = 1 if resources.get("GPU", 0) >= 1 else 0
+        actors = self.ray_options.actors or (
+            int(resources["GPU"] // gpus) if gpus else
+            self.workers or max(1, int(resources.get("CPU", 1))))
+        # A GPU actor encodes and writes its own outputs (a 16-bit PNG costs a core
+        # several ms): threads on the CPUs it holds keep that from capping the GPU.
+        cpus = self.ray_options.actor_cpus or (
+            max(1, int(resources.get("CPU", 1) / max(resources.get("GPU", 1), 1) / 2))
+            if gpus else 1)
+        sources = {_row_key(_ray_path(s.source)): s.source for s in self._states}
+        bytes_on_device = bool(gpus) and self.options.gpu_input
+        # Reading bytes is I/O: read tasks take no CPU slot, so they run beside actors
+        # that hold every CPU (with a slot each they would wait for one forever), and at
+        # most one per CPU run at once (unbounded, Ray would start a process per file).
+        paths = [_ray_path(s.source) for s in self._states]
+        dataset = ray.data.read_binary_files(
+            paths, include_paths=True, num_cpus=0, ignore_missing_paths=True,
+            concurrency=max(1, int(resources.get("CPU", 1))))
+        dataset = dataset.map(_read_row, fn_kwargs={"bytes_on_device": bytes_on_device})
+        return dataset.map_batches(
+            _DecodeActor,
+            fn_constructor_kwargs={
+                "task": self.task, "outdir": str(self.outdir), "kinds": self.kinds,
+                "keep_suffix": self.options.keep_suffix, "device": self.actor_device,
+                "batch_size": self.options.batch_size, "gpu_input": self.options.gpu_input,
+                "sources": sources, "write_threads": cpus},
+            batch_size=self.options.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus)
+
+    def _report(self, row: dict) -> None:
+        error = row["error"] or None
+        manifest_row = ManifestRow(row["path"], int(row["frames"]), json.loads(row["outputs"]),
+                                   row["status"], error)
+        if error is None:
+            self.summary.done.append(row["path"])
+        else:
+            self.summary.failed[row["path"]] = error
+            self.on_error(row["path"], error)
+        self.summary.frames += manifest_row.frames
+        if self.progress is not None:
+            self.progress.update(manifest_row.frames)
+        self._record(manifest_row)
