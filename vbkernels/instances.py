@@ -192,6 +192,13 @@ def _select(backend: Any, device: torch.device):
         return ref
     if backend == "triton":
         return _triton_ops(device)
+    if backend == "cpu" and device.type == "cpu":
+        from ._dispatch import load_backend
+
+        load_backend("cpu")  # BackendUnavailable (a RuntimeError) says how to build it
+        from .cpu import instances as cpu_instances
+
+        return cpu_instances
     if backend in ("numpy", "cuda", "cpu"):
         raise RuntimeError(
             f"decode_instances has no {backend!r} backend; use backend='torch' or 'triton'")

@@ -43,6 +43,8 @@ _SIGNATURES = {
     "vbk_decode_segmentation": (_P, _I, _P, _P, _P, _I, _P, _P, _I, _P, _P, _P, _I, _D, _I64),
     "vbk_build_label_table": (_P, _I, _P),
     "vbk_encode_segmentation": (_P, _I, _P, _P, _P, _I, _P, _P, _P),
+    "vbk_colour_histogram": (_P, _I, _P, _P, _I, _P, _P, _P),
+    "vbk_assign_pixels": (_P, _I, _P, _P, _P, _I, _P, _I64, _I, _P, _P, _P),
 }
 
 _library: ctypes.CDLL | None = None
