@@ -155,3 +155,15 @@ def test_decode_instances_empty_batches():
     for shape in ((0, 10, 12, 3), (2, 0, 12, 3), (3, 5, 0, 3)):
         rgb = torch.zeros(shape, dtype=torch.uint8)
         _same(decode_instances(rgb, backend="cpu"), decode_instances(rgb, backend="torch"))
+
+
+def test_decode_instances_many_candidates_bit_identical():
+    """Hundreds of small flat patches: more histogram peaks than MAX_CANDIDATES, chains of
+    close colours in the merge, colours dropped under min_pixels and relabelled."""
+    gen_ = torch.Generator().manual_seed(5)
+    patches = torch.randint(0, 256, (2, 40, 48, 3), dtype=torch.uint8, generator=gen_)
+    rgb = patches.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2)  # 4x4 patches
+    for kwargs in (dict(min_pixels=4, merge_distance=6.0, max_distance=12.0),
+                   dict(min_pixels=16, merge_distance=30.0, background=None)):
+        _same(decode_instances(rgb, backend="cpu", **kwargs),
+              decode_instances(rgb, backend="torch", **kwargs))

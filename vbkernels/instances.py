@@ -235,6 +235,11 @@ def _decode(ops, view: torch.Tensor, p: _Params):
     sum_flat = torch.zeros((n, ref.BINS, 3), dtype=torch.int64, device=device)
     tolerance_q = int(FLAT_TOLERANCE * ref.STEPS)
     ops.colour_histogram(view, tolerance_q, count_all, count_flat, sum_flat)
+    if hasattr(ops, "search_colours"):  # a backend that does steps 2-4 in one call
+        centres, live = ops.search_colours(
+            count_all, count_flat, sum_flat, p.background_q, p.max_dist2_q, p.merge_dist2_q,
+            p.min_pixels, p.min_flat, MAX_CANDIDATES, ROUNDS)
+        return _label(ops, view, centres, live, p)
     bins = _Bins.gather(count_all, count_flat, sum_flat)
     centres, live = _candidates(count_flat, sum_flat, p)
     live = _suppress(centres, live, p)

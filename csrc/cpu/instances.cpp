@@ -300,7 +300,195 @@ void assign(const T* rgb, const i64* rs, const i64* shape, const AssignArgs& a, 
     });
 }
 
+// ---------------------------------------------------------------------------------------
+// Colour search on one image's histogram: candidates (histogram peaks), greedy merge and
+// refinement, step for step as vbkernels/instances.py (_candidates, _suppress, _refine,
+// _order) in the same integer arithmetic, so the colours found are the same.
+// ---------------------------------------------------------------------------------------
+
+struct SearchArgs {
+    bool has_background;
+    i64 background[3];
+    i64 max_d2, merge_d2;
+    i64 min_pixels, min_flat;
+    int max_candidates, rounds;
+};
+
+struct Colour {
+    i64 c[3];
+};
+
+// Integer num / den rounded half up, for num >= 0 and den > 0 (instances._round_div).
+inline i64 round_div(i64 num, i64 den) { return (2 * num + den) / (2 * den); }
+
+inline i64 dist2(const Colour& a, const Colour& b) {
+    i64 d0 = a.c[0] - b.c[0], d1 = a.c[1] - b.c[1], d2 = a.c[2] - b.c[2];
+    return d0 * d0 + d1 * d1 + d2 * d2;
+}
+
+// A histogram bin that holds pixels: its colour (mean of its flat pixels, else its centre).
+struct Bin {
+    Colour colour;
+    i64 all, flat, sum[3];
+};
+
+std::vector<Bin> occupied_bins(const i64* all, const i64* flat, const i64* sum) {
+    std::vector<Bin> bins;
+    for (int i = 0; i < BINS; ++i) {
+        if (all[i] <= 0) continue;
+        Bin b;
+        const int index[3] = {i / (SIDE * SIDE), (i / SIDE) % SIDE, i % SIDE};
+        for (int ch = 0; ch < 3; ++ch) {
+            const i64 centre = std::min<i64>((index[ch] << BIN_SHIFT) + (1 << (BIN_SHIFT - 1)),
+                                             255 * STEPS);
+            b.sum[ch] = sum[3 * i + ch];
+            b.colour.c[ch] = flat[i] > 0 ? round_div(b.sum[ch], flat[i]) : centre;
+        }
+        b.all = all[i];
+        b.flat = flat[i];
+        bins.push_back(b);
+    }
+    return bins;
+}
+
+// Bins whose flat count is the maximum of their 3x3x3 neighbourhood, with at least min_flat
+// flat pixels in it; strongest first (ties in bin order), at most max_candidates; the colour
+// is the mean of the neighbourhood's flat pixels.
+std::vector<Colour> candidates(const i64* flat, const i64* sum, const SearchArgs& a) {
+    struct Peak { i64 strength; int bin; Colour colour; };
+    std::vector<Peak> peaks;
+    for (int i = 0; i < BINS; ++i) {
+        if (flat[i] <= 0) continue;
+        const int x = i / (SIDE * SIDE), y = (i / SIDE) % SIDE, z = i % SIDE;
+        bool peak = true;
+        i64 near = 0, near_sum[3] = {0, 0, 0};
+        for (int dx = -1; dx <= 1; ++dx) {
+            for (int dy = -1; dy <= 1; ++dy) {
+                for (int dz = -1; dz <= 1; ++dz) {
+                    const int u = x + dx, v = y + dy, w = z + dz;
+                    if (u < 0 || u >= SIDE || v < 0 || v >= SIDE || w < 0 || w >= SIDE) continue;
+                    const int j = (u * SIDE + v) * SIDE + w;
+                    peak = peak && flat[j] <= flat[i];
+                    near += flat[j];
+                    for (int ch = 0; ch < 3; ++ch) near_sum[ch] += sum[3 * j + ch];
+                }
+            }
+        }
+        if (!peak || near < a.min_flat) continue;
+        Peak p = {near, i, {{0, 0, 0}}};
+        for (int ch = 0; ch < 3; ++ch) p.colour.c[ch] = round_div(near_sum[ch], near);
+        peaks.push_back(p);
+    }
+    std::stable_sort(peaks.begin(), peaks.end(),
+                     [](const Peak& l, const Peak& r) { return l.strength > r.strength; });
+    if ((i64)peaks.size() > a.max_candidates) peaks.resize(a.max_candidates);
+    std::vector<Colour> out;
+    for (const Peak& p : peaks) out.push_back(p.colour);
+    return out;
+}
+
+// Greedy merge, strongest first: a live colour is kept unless it is within merge distance of
+// the background or of a stronger kept colour.
+void suppress(const std::vector<Colour>& colours, std::vector<u8>& live, const SearchArgs& a) {
+    const Colour background = {{a.background[0], a.background[1], a.background[2]}};
+    std::vector<int> kept;
+    for (size_t i = 0; i < colours.size(); ++i) {
+        bool keep = live[i] && !(a.has_background && dist2(colours[i], background) <= a.merge_d2);
+        for (size_t k = 0; keep && k < kept.size(); ++k) {
+            keep = dist2(colours[i], colours[kept[k]]) > a.merge_d2;
+        }
+        live[i] = keep;
+        if (keep) kept.push_back((int)i);
+    }
+}
+
+// Per colour: pixels, flat pixels and flat sums of the bins nearest it (within max_d2; the
+// background, when there is one, competes as colour -1 and keeps its bins).
+struct Stats {
+    std::vector<i64> pixels, flat, sum;
+};
+
+Stats bin_stats(const std::vector<Bin>& bins, const std::vector<Colour>& colours,
+                const std::vector<u8>& live, const SearchArgs& a) {
+    const size_t k = colours.size();
+    Stats s = {std::vector<i64>(k, 0), std::vector<i64>(k, 0), std::vector<i64>(3 * k, 0)};
+    const Colour background = {{a.background[0], a.background[1], a.background[2]}};
+    for (const Bin& b : bins) {
+        i64 best_d2 = a.has_background ? dist2(b.colour, background) : INT64_MAX;
+        long best = -1;  // -1: the background, or nothing yet
+        for (size_t j = 0; j < k; ++j) {
+            if (!live[j]) continue;
+            const i64 d2 = dist2(b.colour, colours[j]);
+            if (d2 < best_d2) {
+                best_d2 = d2;
+                best = (long)j;
+            }
+        }
+        if (best < 0 || best_d2 > a.max_d2) continue;
+        s.pixels[best] += b.all;
+        s.flat[best] += b.flat;
+        for (int ch = 0; ch < 3; ++ch) s.sum[3 * best + ch] += b.sum[ch];
+    }
+    return s;
+}
+
+// One image: writes its live colours, ordered by pixel count (descending) then colour
+// (R, G, B ascending), into out (max_candidates x 3); returns how many.
+int search_image(const i64* all, const i64* flat, const i64* sum, const SearchArgs& a,
+                 i64* out) {
+    const std::vector<Bin> bins = occupied_bins(all, flat, sum);
+    std::vector<Colour> colours = candidates(flat, sum, a);
+    std::vector<u8> live(colours.size(), 1);
+    suppress(colours, live, a);
+    Stats s;
+    for (int round = 0;; ++round) {
+        s = bin_stats(bins, colours, live, a);
+        for (size_t j = 0; j < colours.size(); ++j) {
+            live[j] = live[j] && s.flat[j] > 0;
+            if (!live[j]) continue;
+            for (int ch = 0; ch < 3; ++ch) colours[j].c[ch] = round_div(s.sum[3 * j + ch], s.flat[j]);
+        }
+        if (round == a.rounds) break;
+        for (size_t j = 0; j < colours.size(); ++j) {
+            live[j] = live[j] && s.pixels[j] >= a.min_pixels && s.flat[j] >= a.min_flat;
+        }
+        suppress(colours, live, a);
+    }
+    std::vector<int> order;
+    for (size_t j = 0; j < colours.size(); ++j) {
+        if (live[j]) order.push_back((int)j);
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int l, int r) {
+        if (s.pixels[l] != s.pixels[r]) return s.pixels[l] > s.pixels[r];
+        const i64* cl = colours[l].c;
+        const i64* cr = colours[r].c;
+        return std::lexicographical_compare(cl, cl + 3, cr, cr + 3);
+    });
+    for (size_t i = 0; i < order.size(); ++i) {
+        for (int ch = 0; ch < 3; ++ch) out[3 * i + ch] = colours[order[i]].c[ch];
+    }
+    return (int)order.size();
+}
+
 }  // namespace
+
+// Histograms as vbk_colour_histogram fills them (contiguous, N images); background: 3
+// fixed-point values or null. Writes each image's colours into centres (N, max_candidates, 3)
+// int64 and their number into found (N,).
+VBK_EXPORT int vbk_search_colours(const i64* count_all, const i64* count_flat,
+                                  const i64* sum_flat, i64 N, const i64* background,
+                                  i64 max_d2, i64 merge_d2, i64 min_pixels, i64 min_flat,
+                                  int max_candidates, int rounds, i64* centres, i64* found) {
+    SearchArgs a = {background != nullptr, {0, 0, 0}, max_d2, merge_d2, min_pixels, min_flat,
+                    max_candidates, rounds};
+    for (int ch = 0; ch < 3 && background; ++ch) a.background[ch] = background[ch];
+#pragma omp parallel for schedule(dynamic, 1) if (N > 1)
+    for (i64 n = 0; n < N; ++n) {
+        found[n] = search_image(count_all + n * BINS, count_flat + n * BINS,
+                                sum_flat + 3 * n * BINS, a, centres + 3 * max_candidates * n);
+    }
+    return OK;
+}
 
 // count_all, count_flat: contiguous (N, 32^3) int64; sum_flat: contiguous (N, 32^3, 3)
 // int64. All three are added into.

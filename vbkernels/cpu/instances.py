@@ -1,6 +1,10 @@
-"""Instance-colour kernels of the ``cpu`` backend: ``colour_histogram`` and ``assign_pixels``
-with the signatures and results of ``vbkernels/reference/instances.py`` (integer fixed point,
-bit-identical), compiled from ``csrc/cpu/instances.cpp``.
+"""Instance-colour kernels of the ``cpu`` backend, compiled from ``csrc/cpu/instances.cpp``.
+
+``colour_histogram`` and ``assign_pixels`` have the signatures and results of
+``vbkernels/reference/instances.py`` (integer fixed point, bit-identical). ``search_colours``
+does the host-side steps of ``vbkernels.instances`` between them (candidates, merge,
+refinement, order) in C++: on one 1080p frame the torch versions of those small steps cost
+more than the two pixel passes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,26 @@ def colour_histogram(rgb, flat_tolerance_q, count_all, count_flat, sum_flat) -> 
          *(ptr(a) for a in accs))
     for target, acc in zip((count_all, count_flat, sum_flat), accs):
         _settle(target, acc)
+
+
+def search_colours(count_all, count_flat, sum_flat, background_q, max_dist2_q, merge_dist2_q,
+                   min_pixels, min_flat, max_candidates, rounds):
+    """The live colours ``vbkernels.instances`` finds on these histograms, as ``(centres,
+    live)``: (N, C, 3) int64 colours and an (N, C) bool mask, each image's live colours first,
+    ordered by pixel count (descending) then colour, C the largest live count (dead rows 0).
+    """
+    n = count_all.shape[0]
+    hists = [t.to(torch.int64).contiguous() for t in (count_all, count_flat, sum_flat)]
+    background = None if background_q is None else background_q.to(torch.int64).cpu().contiguous()
+    centres = torch.zeros((n, max_candidates, 3), dtype=torch.int64)
+    found = torch.zeros((n,), dtype=torch.int64)
+    call("vbk_search_colours", {},
+         *(ptr(t) for t in hists), n, ptr(background), int(max_dist2_q), int(merge_dist2_q),
+         int(min_pixels), int(min_flat), int(max_candidates), int(rounds), ptr(centres),
+         ptr(found))
+    width = int(found.max()) if n else 0
+    live = torch.arange(width).unsqueeze(0) < found.unsqueeze(1)
+    return centres[:, :width], live
 
 
 def assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels,
