@@ -12,8 +12,7 @@ __device__ void decode_normals_body(const T* rgb, i64 r0, i64 r1, i64 r2, i64 r3
     for (i64 i = first_index(); i < N * H * W; i += grid_stride()) {
         Pixel p = pixel_at(i, H, W);
         const T* px = rgb + offset3(p, r0, r1, r2);
-        Normal<F> n = unit_normal(units<F>(px[0]), units<F>(px[r3]), units<F>(px[2 * r3]),
-                                  (F)eps, flip_yz != 0);
+        Normal<F> n = normal_at(px, r3, (F)eps, flip_yz != 0);
         TO* out = normals + offset3(p, n0, n1, n2);
         for (int ch = 0; ch < 3; ++ch) put(out + ch * n3, n.n[ch]);
         if (norm) put(norm + offset3(p, m0, m1, m2), n.norm);

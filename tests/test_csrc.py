@@ -240,10 +240,28 @@ def test_decode_normals(backend, rgb_dtype, out_dtype):
         normals_ref = _out(shape, out_dtype, "cpu", True)
         norm_ref = _out(shape, torch.float32, "cpu")
         _ops(backend)["decode_normals"](rgb.to(dev), normals, norm, flip, 1e-6)
+        if rgb_dtype == torch.uint8:  # normalised exactly: compare with float64 (SPEC §3)
+            _close_to_float64_normals(rgb, normals.cpu(), norm.cpu(), flip)
+            continue
         REF["decode_normals"](rgb, normals_ref, norm_ref, flip, 1e-6)
         work = torch.float64 if rgb_dtype == torch.float64 else torch.float32
         _within_ulp(normals, normals_ref, work)
         _within_ulp(norm, norm_ref, work)
+
+
+def _close_to_float64_normals(rgb, normals, norm, flip, eps=1e-6):
+    """uint8 normals within 1e-6 of the float64 ones (or an ulp of a narrower output), and
+    |n| within 2.5 float32 ulps."""
+    n = rgb.to(torch.float64).mul_(2 / 255).sub_(1)
+    length = torch.sqrt((n * n).sum(-1, keepdim=True))
+    unit = torch.where(length < eps, 0.0, n / length)
+    if flip:
+        unit[..., 1:] *= -1
+    # Plain reductions rather than assert_close: this runs on all 2^24 colours.
+    worst = float((normals.double() - unit).abs_().max())
+    assert worst <= max(1e-6, ULP[normals.dtype]), worst
+    worst_norm = float(((norm.double() - length[..., 0]) / length[..., 0]).abs_().max())
+    assert worst_norm <= 2.5 * ULP[torch.float32], worst_norm
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -332,6 +350,22 @@ def test_encode_segmentation(backend, label_dtype):
         lambda d: (labels.to(d), palette.to(d), _out(labels.shape, torch.uint8, d, True), ignore.to(d)),
     )
     _same(ours[2], theirs[2])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_encoding_keeps_finite_depth_off_white(backend):
+    """With the defaults t = 1 - (1 + d/10)^-2; on the last walk segment (magenta -> white)
+    green is 7t - 6 = 1 - 7 (1 + d/10)^-2, which float64 can still tell from 1 at d = 1e9
+    (-expm1 would saturate to white, the colour of infinite depth)."""
+    dev = _device(backend)
+    depth = torch.tensor([1e6, 1e8, 1e9, float("inf")], dtype=torch.float64).view(1, 1, 4)
+    rgb = _out((1, 1, 4), torch.float64, dev, True)
+    _ops(backend)["encode_depth"](depth.to(dev), rgb, -3.0, 10 / 3)
+    green = rgb[0, 0, :, 1].cpu()
+    gap = 7 * (1 + depth[0, 0, :3] / 10) ** -2
+    assert bool((green[:3] < 1).all()) and float(green[3]) == 1.0
+    # t rounds to 1.1e-16 and the walk position 7t to 8.9e-16 (its ulp near 7).
+    torch.testing.assert_close(1 - green[:3], gap, rtol=0, atol=9e-16)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -470,6 +504,19 @@ def test_all_uint8_colours_segment_choice_and_distance_exact(all_colours):
     finite = u > 0
     torch.testing.assert_close(depth[finite].double(), expected[finite], rtol=2e-6, atol=1e-7)
     assert torch.isinf(depth[~finite]).all()
+
+
+def test_all_uint8_colours_normals_within_1e6_of_float64(all_colours):
+    """Normals near grey lose float32 precision when formed as 2p/255 - 1; the exact
+    integer vector keeps every colour within 1e-6 (worst before: (127, 128, 128))."""
+    rows = all_colours.shape[1] // 8
+    for start in range(0, all_colours.shape[1], rows):
+        rgb = all_colours[:, start:start + rows]
+        normals = torch.empty(rgb.shape)
+        norm = torch.empty(rgb.shape[:3])
+        flip = start % (2 * rows) == 0
+        _ops("cpu")["decode_normals"](rgb, normals, norm, flip, 1e-6)
+        _close_to_float64_normals(rgb, normals, norm, flip)
 
 
 def _tie_palette() -> torch.Tensor:
