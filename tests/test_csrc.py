@@ -506,6 +506,25 @@ def test_all_uint8_colours_segment_choice_and_distance_exact(all_colours):
     assert torch.isinf(depth[~finite]).all()
 
 
+@pytest.mark.parametrize("lam, c, max_depth, out_dtype, strided, rows", [
+    (-3.0, 10 / 3, None, torch.float32, False, 4096),  # every colour, contiguous fast path
+    (-5.5, 12.0, 9.0, torch.float64, True, 1024),  # a quarter of them, strided views
+])
+def test_all_uint8_colours_depth_equals_the_reference(all_colours, lam, c, max_depth, out_dtype,
+                                                      strided, rows):
+    """uint8 depth is a gather from a 7 x 256 table the torch reference computed: every
+    colour's depth is the reference's bit for bit."""
+    rgb = all_colours[:, 4096 - rows:]  # the last rows hold every segment (white included)
+    depth = torch.empty(rgb.shape[:3], dtype=out_dtype)
+    if strided:  # channels-first memory seen as HWC, into a transposed output
+        rgb = rgb.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+        depth = torch.empty(rgb.shape[2], rgb.shape[1], dtype=out_dtype).t().unsqueeze(0)
+    _ops("cpu")["decode_depth"](rgb, depth, None, lam, c, max_depth)
+    expected = torch.empty(rgb.shape[:3], dtype=out_dtype)
+    REF["decode_depth"](rgb, expected, None, lam, c, max_depth)
+    assert torch.equal(depth, expected)
+
+
 def test_all_uint8_colours_normals_within_1e6_of_float64(all_colours):
     """Normals near grey lose float32 precision when formed as 2p/255 - 1; the exact
     integer vector keeps every colour within 1e-6 (worst before: (127, 128, 128))."""
