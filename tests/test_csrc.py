@@ -712,3 +712,84 @@ def test_ops_are_registered_torch_ops(backend):
                           (rgb, torch.rand(7, 3, device=dev) * 255,
                            torch.empty(1, 4, 5, dtype=torch.int64, device=dev), None, 400.0, 255))
     assert hasattr(torch.ops, f"vbkernels_{backend}")
+
+
+# --------------------------------------------------------------------------------------
+# cuda: the uint8 fast path (4 pixels per thread, word loads, vector stores)
+# --------------------------------------------------------------------------------------
+
+def test_packed_u8_path_is_chosen_for_contiguous_aligned_views_only():
+    from vbkernels.cuda._lib import packed_u8_path
+
+    rgb = torch.zeros((2, 6, 10, 3), dtype=torch.uint8)
+    depth, normals = torch.zeros((2, 6, 10)), torch.zeros((2, 6, 10, 3))
+    assert packed_u8_path(rgb, depth, None) and packed_u8_path(rgb, normals, depth)
+    flat = torch.zeros(rgb.numel() + 4, dtype=torch.uint8)
+    chw = torch.zeros((2, 3, 6, 10), dtype=torch.uint8).movedim(1, -1)
+    not_packed = [
+        (chw, depth),  # channels-first memory
+        (flat[1:1 + rgb.numel()].view(rgb.shape), depth),  # one byte off a word boundary
+        (rgb[:, :, :9], depth[:, :, :9]),  # cropped rows: not contiguous
+        (rgb.float(), depth),  # not uint8
+        (rgb, depth.double()),  # float64 output
+        (rgb, torch.zeros((2, 10, 6)).transpose(1, 2)),  # strided output
+        (rgb, torch.zeros(depth.numel() + 1)[1:].view(depth.shape)),  # output off 16 bytes
+    ]
+    for image, out in not_packed:
+        assert not packed_u8_path(image, out), (image.shape, image.stride(), out.stride())
+
+
+def _ptx_entry(ptx: str, name: str) -> str:
+    start = ptx.index(f".entry {name}(")
+    return ptx[start:ptx.index("\n}\n", start)]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_packed_u8_kernels_load_words_and_store_vectors_in_ptx(tmp_path):
+    """The structure of the fast kernels, for sm_90, without a GPU: 32-bit pixel loads (bytes
+    only in the tail), 16-byte stores, and no log/exp in the depth kernel (a table gather)."""
+    from vbkernels.cuda._lib import flattened_source
+
+    kernels = {"depth.cu": "walk_table_u8x4_f32", "normals.cu": "decode_normals_u8x4_f32"}
+
+    def ptx_of(name: str) -> str:
+        source = tmp_path / name
+        source.write_text(flattened_source(name, CSRC))
+        out = tmp_path / f"{name}.ptx"
+        command = ["nvcc", "-std=c++17", "--fmad=false", "-ptx", "-arch=sm_90", str(source),
+                   "-o", str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return _ptx_entry(out.read_text(), kernels[name])
+
+    with ThreadPoolExecutor(2) as pool:
+        bodies = dict(zip(kernels, pool.map(ptx_of, kernels)))
+    for name, body in bodies.items():
+        assert "ld.global.u32" in body, name  # (ld.global.nc.u32 would do as well)
+        assert "st.global.v4.f32" in body, name
+    assert "lg2" not in bodies["depth.cu"] and "ex2" not in bodies["depth.cu"]
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CuPy and a CUDA device")
+def test_cuda_packed_u8_path_matches_the_reference():
+    from vbkernels.cuda._lib import packed_u8_path
+
+    gen = torch.Generator().manual_seed(7)
+    rgb = torch.randint(0, 256, (2, 5, 7, 3), generator=gen, dtype=torch.uint8)  # 70 px: a tail
+    rgb[0, 0, :4] = torch.tensor([[141, 114, 46], [127, 128, 128], [255, 255, 255], [0, 0, 0]])
+    dev = rgb.cuda()
+    shape = rgb.shape[:3]
+    t, depth, dist = (torch.empty(shape, device="cuda") for _ in range(3))
+    normals, norm = torch.empty(rgb.shape, device="cuda"), torch.empty(shape, device="cuda")
+    assert packed_u8_path(dev, depth, dist) and packed_u8_path(dev, normals, norm)
+    _ops("cuda")["hilbert_project"](dev, t)
+    _ops("cuda")["decode_depth"](dev, depth, dist, -3.0, 10 / 3, None)
+    t_ref, depth_ref, dist_ref = (torch.empty(shape) for _ in range(3))
+    REF["hilbert_project"](rgb, t_ref)
+    REF["decode_depth"](rgb, depth_ref, dist_ref, -3.0, 10 / 3, None)
+    _same(t, t_ref)
+    _same(depth, depth_ref)  # the table is the reference's own output
+    _assert_correctly_rounded_sqrt_of_integers(dist.cpu())
+    for flip in (False, True):
+        _ops("cuda")["decode_normals"](dev, normals, norm, flip, 1e-6)
+        _close_to_float64_normals(rgb, normals.cpu(), norm.cpu(), flip)

@@ -4,7 +4,8 @@ uint8 depth is a gather from a 7 x 256 table of the depth at (walk segment, vary
 channel value). The table is the torch reference's own output for one on-walk pixel per entry,
 so the cpu backend's uint8 depth equals the reference's bit for bit (the C library's
 log1pf/expm1f are a few ulps off torch's on 11 % of all colours); it is cached per
-(lam, c, max_depth) like the label tables.
+(lam, c, max_depth) like the label tables. The cuda backend's uint8 fast path gathers from
+the same tables (``walk_table``), copied to its device.
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ def walk_pixels() -> torch.Tensor:
 
 def depth_table(lam: float, c: float, max_depth) -> torch.Tensor:
     """Float32 depth at k * 256 + v, from the torch reference (cached)."""
-    key = (float(lam), float(c), None if max_depth is None else float(max_depth))
+    return walk_table("depth", lam, c, max_depth)
+
+
+def walk_table(quantity: str, lam: float = 0.0, c: float = 0.0, max_depth=None,
+               device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """Float32 ``quantity`` ("t" or "depth") at k * 256 + v on ``device``, computed by the
+    torch reference on the host (cached)."""
+    key = (quantity, float(lam), float(c), None if max_depth is None else float(max_depth),
+           str(device))
     with _tables_lock:
         if key in _tables:
             _tables.move_to_end(key)
@@ -49,8 +58,11 @@ def depth_table(lam: float, c: float, max_depth) -> torch.Tensor:
 
     rgb = walk_pixels()
     table = torch.empty(rgb.shape[:3], dtype=torch.float32)
-    reference.decode_depth(rgb, table, None, lam, c, max_depth)
-    table = table.reshape(-1)
+    if quantity == "t":
+        reference.hilbert_project(rgb, table)
+    else:
+        reference.decode_depth(rgb, table, None, lam, c, max_depth)
+    table = table.reshape(-1).to(device)
     with _tables_lock:
         _tables[key] = table
         while len(_tables) > _MAX_TABLES:
