@@ -130,9 +130,9 @@ def test_decode_instances_bit_identical_to_torch(quality):
 
 
 def test_decode_instances_options_bit_identical_to_torch(scenes):
-    for kwargs in (dict(background=None), dict(max_distance=None),
-                   dict(min_pixels=400, merge_distance=70.0),
-                   dict(background=(255, 255, 255), min_pixels=1, max_distance=25.0)):
+    for kwargs in ({"background": None}, {"max_distance": None},
+                   {"min_pixels": 400, "merge_distance": 70.0},
+                   {"background": (255, 255, 255), "min_pixels": 1, "max_distance": 25.0}):
         _same(decode_instances(scenes, backend="cpu", **kwargs),
               decode_instances(scenes, backend="torch", **kwargs))
 
@@ -163,7 +163,7 @@ def test_decode_instances_many_candidates_bit_identical():
     gen_ = torch.Generator().manual_seed(5)
     patches = torch.randint(0, 256, (2, 40, 48, 3), dtype=torch.uint8, generator=gen_)
     rgb = patches.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2)  # 4x4 patches
-    for kwargs in (dict(min_pixels=4, merge_distance=6.0, max_distance=12.0),
-                   dict(min_pixels=16, merge_distance=30.0, background=None)):
+    for kwargs in ({"min_pixels": 4, "merge_distance": 6.0, "max_distance": 12.0},
+                   {"min_pixels": 16, "merge_distance": 30.0, "background": None}):
         _same(decode_instances(rgb, backend="cpu", **kwargs),
               decode_instances(rgb, backend="torch", **kwargs))

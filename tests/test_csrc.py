@@ -758,7 +758,7 @@ def test_packed_u8_kernels_load_words_and_store_vectors_in_ptx(tmp_path):
         out = tmp_path / f"{name}.ptx"
         command = ["nvcc", "-std=c++17", "--fmad=false", "-ptx", "-arch=sm_90", str(source),
                    "-o", str(out)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr
         return _ptx_entry(out.read_text(), kernels[name])
 

@@ -19,6 +19,7 @@ from .._walk import VERTICES
 from ._lib import call, code, ptr, shape3, strides
 
 _MAX_TABLES = 8
+_HOST = torch.device("cpu")
 _tables: OrderedDict = OrderedDict()
 _tables_lock = threading.Lock()
 
@@ -45,7 +46,7 @@ def depth_table(lam: float, c: float, max_depth) -> torch.Tensor:
 
 
 def walk_table(quantity: str, lam: float = 0.0, c: float = 0.0, max_depth=None,
-               device: torch.device = torch.device("cpu")) -> torch.Tensor:
+               device: torch.device = _HOST) -> torch.Tensor:
     """Float32 ``quantity`` ("t" or "depth") at k * 256 + v on ``device``, computed by the
     torch reference on the host (cached)."""
     key = (quantity, float(lam), float(c), None if max_depth is None else float(max_depth),
