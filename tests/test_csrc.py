@@ -737,6 +737,18 @@ def test_packed_u8_path_is_chosen_for_contiguous_aligned_views_only():
     ]
     for image, out in not_packed:
         assert not packed_u8_path(image, out), (image.shape, image.stride(), out.stride())
+    # Labels: any label dtype when asked for, aligned to a vector of 4 of them.
+    for dt in LABEL_DTYPES:
+        flat_labels = torch.zeros(2 * 60 + 8, dtype=dt)
+        views = {k: flat_labels[k:k + 120].view(2, 6, 10) for k in (0, 1, 2, 4)}
+        starting_at = views.__getitem__
+
+        assert not packed_u8_path(rgb, starting_at(0))  # float32 outputs only by default
+        assert packed_u8_path(rgb, starting_at(0), depth, dtypes=(torch.float32, *LABEL_DTYPES))
+        assert packed_u8_path(rgb, starting_at(4), dtypes=LABEL_DTYPES)  # one vector in
+        assert not packed_u8_path(rgb, starting_at(1), dtypes=LABEL_DTYPES)
+        # Two labels in: 16 bytes, a whole vector only for int64.
+        assert packed_u8_path(rgb, starting_at(2), dtypes=LABEL_DTYPES) == (dt == torch.int64)
 
 
 def _ptx_entry(ptx: str, name: str) -> str:
@@ -750,7 +762,8 @@ def test_packed_u8_kernels_load_words_and_store_vectors_in_ptx(tmp_path):
     only in the tail), 16-byte stores, and no log/exp in the depth kernel (a table gather)."""
     from vbkernels.cuda._lib import flattened_source
 
-    kernels = {"depth.cu": "walk_table_u8x4_f32", "normals.cu": "decode_normals_u8x4_f32"}
+    kernels = {"depth.cu": "walk_table_u8x4_f32", "normals.cu": "decode_normals_u8x4_f32",
+               "segmentation.cu": "decode_segmentation_u8x4_i32"}
 
     def ptx_of(name: str) -> str:
         source = tmp_path / name
@@ -766,7 +779,8 @@ def test_packed_u8_kernels_load_words_and_store_vectors_in_ptx(tmp_path):
         bodies = dict(zip(kernels, pool.map(ptx_of, kernels)))
     for name, body in bodies.items():
         assert "ld.global.u32" in body, name  # (ld.global.nc.u32 would do as well)
-        assert "st.global.v4.f32" in body, name
+        assert "st.global.v4.f32" in body, name  # float32 outputs / distances
+    assert "st.global.v4.u32" in bodies["segmentation.cu"]  # 4 int32 labels at once
     assert "lg2" not in bodies["depth.cu"] and "ex2" not in bodies["depth.cu"]
 
 
@@ -793,3 +807,12 @@ def test_cuda_packed_u8_path_matches_the_reference():
     for flip in (False, True):
         _ops("cuda")["decode_normals"](dev, normals, norm, flip, 1e-6)
         _close_to_float64_normals(rgb, normals.cpu(), norm.cpu(), flip)
+    palette = _tie_palette()
+    for label_dtype in LABEL_DTYPES:
+        labels = torch.empty(shape, dtype=label_dtype, device="cuda")
+        labels_ref = torch.empty(shape, dtype=label_dtype)
+        assert packed_u8_path(dev, labels, dist, dtypes=(torch.float32, *LABEL_DTYPES))
+        _ops("cuda")["decode_segmentation"](dev, palette.cuda(), labels, dist, 900.0, 255)
+        REF["decode_segmentation"](rgb, palette, labels_ref, dist_ref, 900.0, 255)
+        _same(labels, labels_ref)
+        _assert_correctly_rounded_sqrt_of_integers(dist.cpu())
