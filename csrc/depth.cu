@@ -84,6 +84,34 @@ __device__ void encode_depth_body(const T* depth, i64 d0, i64 d1, i64 d2, i64 N,
 #define VBK_PROJECT_OUTPUTS(TN, T, _) VBK_PROJECT(TN, T, f32, float) VBK_PROJECT(TN, T, f64, double)
 VBK_IMAGE_TYPES(VBK_PROJECT_OUTPUTS, )
 
+// Contiguous, aligned NHWC uint8 in, contiguous float32 out: each thread reads 4 pixels as
+// three 32-bit words, gathers t or depth from a 7 x 256 table staged in shared memory (the
+// launcher computes it with the torch reference: no log/exp per pixel) and writes 16-byte
+// vectors. The P % 4 pixels past the last whole group are read byte by byte.
+extern "C" __global__ void walk_table_u8x4_f32(const u8* rgb, i64 pixels, const float* table,
+                                               float* out, float* distance) {
+    __shared__ float shared_table[7 * 256];
+    for (int i = threadIdx.x; i < 7 * 256; i += blockDim.x) shared_table[i] = table[i];
+    __syncthreads();
+    const i64 groups = pixels / 4;
+    for (i64 g = first_index(); g < groups; g += grid_stride()) {
+        Pixels4 p = load_pixels4((const u32*)rgb, g);
+        float v[4], e[4];
+        for (int i = 0; i < 4; ++i) {
+            int d2;
+            v[i] = shared_table[walk_index(p.r[i], p.g[i], p.b[i], &d2)];
+            e[i] = sqrtf((float)d2);
+        }
+        ((float4*)out)[g] = make_float4(v[0], v[1], v[2], v[3]);
+        if (distance) ((float4*)distance)[g] = make_float4(e[0], e[1], e[2], e[3]);
+    }
+    for (i64 i = 4 * groups + first_index(); i < pixels; i += grid_stride()) {
+        int d2;
+        out[i] = shared_table[walk_index(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], &d2)];
+        if (distance) distance[i] = sqrtf((float)d2);
+    }
+}
+
 #define VBK_WALK(TN, T, ON, TO)                                                                \
     extern "C" __global__ void hilbert_walk_##TN##_##ON(const T* t, i64 t0, i64 t1, i64 t2,   \
                                                         i64 N, i64 H, i64 W, TO* rgb, i64 r0,  \

@@ -243,9 +243,15 @@ template <class F> VBK_HD F inverse_power(F t, F u, F neg_lam_c, F lam1) {
 // Clamp from above keeping NaN, like torch.clamp_max.
 template <class F> VBK_HD F clamp_max(F x, F hi) { return x > hi ? hi : x; }
 
-// Forward transform t = -expm1((lam+1) * log1p(d / (-lam*c))), in float64 like the reference.
+// Forward transform t = 1 - (1 - d/(lam*c))^(lam+1) in float64, as the reference: with
+// log_u = (lam+1) * log1p(d / (-lam*c)), the log of 1 - t, small depths take -expm1(log_u)
+// (relative precision of tiny t) and t > 1/2 takes 1 - exp(log_u), which stays below 1
+// while float64 can tell t from 1 (-expm1 saturates to exactly 1, i.e. white, the colour
+// of infinite depth, already at d = 1e9 m with the defaults).
 VBK_HD double power_transform(double depth, double neg_lam_c, double lam1) {
-    return -expm1(lam1 * log1p(depth / neg_lam_c));
+    const double log_half = -0.6931471805599453;
+    double log_u = lam1 * log1p(depth / neg_lam_c);
+    return log_u > log_half ? -expm1(log_u) : 1.0 - exp(log_u);
 }
 
 // Point of the walk at t in [0, 1] units (clamped), channel by channel, in float64:
@@ -295,6 +301,35 @@ template <class F> VBK_HD Normal<F> unit_normal(F pr, F pg, F pb, F eps, bool fl
         out.n[2] = out.n[2] * (F)-1;
     }
     return out;
+}
+
+// uint8 input: normalise the exact integer vector 2p - 255 instead of 2p/255 - 1, whose
+// float32 rounding near grey (e.g. (127, 128, 128)) is a large part of the small vector and
+// would leave the unit normal 1e-5 off. The squared length (<= 3 * 255^2) is exact; only the
+// sqrt and the divisions round. |n| = |2p - 255| / 255.
+template <class F> VBK_HD Normal<F> unit_normal_u8(u8 pr, u8 pg, u8 pb, F eps, bool flip_yz) {
+    F x = (F)(2 * (int)pr - 255), y = (F)(2 * (int)pg - 255), z = (F)(2 * (int)pb - 255);
+    F length = vsqrt(x * x + y * y + z * z);
+    Normal<F> out;
+    out.norm = length / (F)255;
+    bool tiny = out.norm < eps;
+    out.n[0] = tiny ? (F)0 : x / length;
+    out.n[1] = tiny ? (F)0 : y / length;
+    out.n[2] = tiny ? (F)0 : z / length;
+    if (flip_yz) {
+        out.n[1] = out.n[1] * (F)-1;
+        out.n[2] = out.n[2] * (F)-1;
+    }
+    return out;
+}
+
+// The normal of the pixel whose channels are at px[0], px[c], px[2c].
+template <class F, class T> VBK_HD Normal<F> normal_at(const T* px, i64 c, F eps, bool flip_yz) {
+    return unit_normal(units<F>(px[0]), units<F>(px[c]), units<F>(px[2 * c]), eps, flip_yz);
+}
+
+template <class F> VBK_HD Normal<F> normal_at(const u8* px, i64 c, F eps, bool flip_yz) {
+    return unit_normal_u8(px[0], px[c], px[2 * c], eps, flip_yz);
 }
 
 // Encoder: units = clamp(255*(n+1)/2, 0, 255) in float64 (after the convention flip).

@@ -151,10 +151,26 @@ def test_cpu_verdicts_pick_the_best_path_against_hilbertmap():
     cells = [_cell("decode_depth", CPU_TARGET, "hilbertmap", 1.0, 0.5),
              _cell("decode_depth", CPU_TARGET, "numpy", 20.0, 10.0),
              _cell("decode_depth", CPU_TARGET, "cpu", 150.0, 72.0)]
-    fps, speed = targets.cpu_verdicts(cells)
+    fps, speed, _ = targets.cpu_verdicts(cells)
     assert (fps.provider, fps.verdict, speed.verdict) == ("cpu", "met", "met")
     slow = targets.cpu_verdicts(cells[:2])
-    assert [v.verdict for v in slow] == ["missed", "missed"]
+    assert [v.verdict for v in slow[:2]] == ["missed", "missed"]
+
+
+def test_cpu_verdicts_judge_decode_instances_against_segmentation():
+    from vbkernels.benchmark.workloads import CPU_INSTANCE_TARGET
+
+    def judged(instances_mpx_s):
+        cells = [_cell("decode_segmentation_k40", CPU_INSTANCE_TARGET, "cpu", 50.0),
+                 _cell("decode_instances_k40", CPU_INSTANCE_TARGET, "cpu", instances_mpx_s)]
+        verdict = targets.cpu_verdicts(cells)[-1]
+        assert (verdict.op, verdict.workload, verdict.provider) == (
+            "decode_instances_k40", CPU_INSTANCE_TARGET, "cpu")
+        return verdict.measured, verdict.verdict
+
+    assert judged(12.5) == ("4.00x", "met")
+    assert judged(5.0) == ("10.00x", "missed")
+    assert targets.cpu_verdicts([])[-1].verdict.startswith("not measured")
 
 
 def test_gpu_verdicts_judge_memcpy_share_and_ratios():
@@ -254,17 +270,17 @@ def test_instance_ops_decode_the_same_40_colour_tiles():
         assert bool((segmentation >= 0).all())  # every pixel is one of the known colours
 
 
-def test_instance_ops_run_on_torch_and_triton_only(report):
+def test_instance_ops_run_on_torch_triton_and_cpu_only(report):
     _, data = report
     from vbkernels.benchmark.ops import OPS_BY_NAME
 
     op = OPS_BY_NAME["decode_instances_k40"]
     for provider in providers.PROVIDERS:
         reason = providers.skip_reason(provider, op, torch.uint8)
-        if provider.name in ("torch", "triton"):
+        if provider.name in ("torch", "triton", "cpu"):
             assert reason is None
         else:
-            assert "torch and triton providers only" in reason, provider.name
+            assert "torch, triton and cpu providers only" in reason, provider.name
     cells = {(c["workload"], c["provider"]): c for c in data["results"]
              if c["op"] == "decode_instances_k40"}
     assert len(cells) == len(TINY) * len(PROVIDERS)
@@ -272,7 +288,7 @@ def test_instance_ops_run_on_torch_and_triton_only(report):
         assert cells[(w.name, "torch")]["status"] == "ok"
         # int32 labels written, plus the palette and counts
         assert cells[(w.name, "torch")]["bytes_written"] > w.pixels * 4
-        assert "torch and triton providers only" in cells[(w.name, "numpy")]["reason"]
+        assert "torch, triton and cpu providers only" in cells[(w.name, "numpy")]["reason"]
         assert "interpreter" in cells[(w.name, "triton")]["reason"]
         seg = [c for c in data["results"] if c["op"] == "decode_segmentation_k40"
                and c["workload"] == w.name and c["provider"] in ("numpy", "torch")]

@@ -107,7 +107,7 @@ def test_cpu_sources_compile_without_warnings():
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(check, CPU_FILES))
-    assert len(results) == 3
+    assert len(results) == 4  # depth, instances, normals, segmentation
     for source, result in zip(CPU_FILES, results):
         assert result.returncode == 0, f"g++ {source.name}:\n{result.stderr}"
 
@@ -240,10 +240,28 @@ def test_decode_normals(backend, rgb_dtype, out_dtype):
         normals_ref = _out(shape, out_dtype, "cpu", True)
         norm_ref = _out(shape, torch.float32, "cpu")
         _ops(backend)["decode_normals"](rgb.to(dev), normals, norm, flip, 1e-6)
+        if rgb_dtype == torch.uint8:  # normalised exactly: compare with float64 (SPEC §3)
+            _close_to_float64_normals(rgb, normals.cpu(), norm.cpu(), flip)
+            continue
         REF["decode_normals"](rgb, normals_ref, norm_ref, flip, 1e-6)
         work = torch.float64 if rgb_dtype == torch.float64 else torch.float32
         _within_ulp(normals, normals_ref, work)
         _within_ulp(norm, norm_ref, work)
+
+
+def _close_to_float64_normals(rgb, normals, norm, flip, eps=1e-6):
+    """uint8 normals within 1e-6 of the float64 ones (or an ulp of a narrower output), and
+    |n| within 2.5 float32 ulps."""
+    n = rgb.to(torch.float64).mul_(2 / 255).sub_(1)
+    length = torch.sqrt((n * n).sum(-1, keepdim=True))
+    unit = torch.where(length < eps, 0.0, n / length)
+    if flip:
+        unit[..., 1:] *= -1
+    # Plain reductions rather than assert_close: this runs on all 2^24 colours.
+    worst = float((normals.double() - unit).abs_().max())
+    assert worst <= max(1e-6, ULP[normals.dtype]), worst
+    worst_norm = float(((norm.double() - length[..., 0]) / length[..., 0]).abs_().max())
+    assert worst_norm <= 2.5 * ULP[torch.float32], worst_norm
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -334,6 +352,22 @@ def test_encode_segmentation(backend, label_dtype):
                    ignore.to(d)),
     )
     _same(ours[2], theirs[2])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_encoding_keeps_finite_depth_off_white(backend):
+    """With the defaults t = 1 - (1 + d/10)^-2; on the last walk segment (magenta -> white)
+    green is 7t - 6 = 1 - 7 (1 + d/10)^-2, which float64 can still tell from 1 at d = 1e9
+    (-expm1 would saturate to white, the colour of infinite depth)."""
+    dev = _device(backend)
+    depth = torch.tensor([1e6, 1e8, 1e9, float("inf")], dtype=torch.float64).view(1, 1, 4)
+    rgb = _out((1, 1, 4), torch.float64, dev, True)
+    _ops(backend)["encode_depth"](depth.to(dev), rgb, -3.0, 10 / 3)
+    green = rgb[0, 0, :, 1].cpu()
+    gap = 7 * (1 + depth[0, 0, :3] / 10) ** -2
+    assert bool((green[:3] < 1).all()) and float(green[3]) == 1.0
+    # t rounds to 1.1e-16 and the walk position 7t to 8.9e-16 (its ulp near 7).
+    torch.testing.assert_close(1 - green[:3], gap, rtol=0, atol=9e-16)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -472,6 +506,38 @@ def test_all_uint8_colours_segment_choice_and_distance_exact(all_colours):
     finite = u > 0
     torch.testing.assert_close(depth[finite].double(), expected[finite], rtol=2e-6, atol=1e-7)
     assert torch.isinf(depth[~finite]).all()
+
+
+@pytest.mark.parametrize("lam, c, max_depth, out_dtype, strided, rows", [
+    (-3.0, 10 / 3, None, torch.float32, False, 4096),  # every colour, contiguous fast path
+    (-5.5, 12.0, 9.0, torch.float64, True, 1024),  # a quarter of them, strided views
+])
+def test_all_uint8_colours_depth_equals_the_reference(all_colours, lam, c, max_depth, out_dtype,
+                                                      strided, rows):
+    """uint8 depth is a gather from a 7 x 256 table the torch reference computed: every
+    colour's depth is the reference's bit for bit."""
+    rgb = all_colours[:, 4096 - rows:]  # the last rows hold every segment (white included)
+    depth = torch.empty(rgb.shape[:3], dtype=out_dtype)
+    if strided:  # channels-first memory seen as HWC, into a transposed output
+        rgb = rgb.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+        depth = torch.empty(rgb.shape[2], rgb.shape[1], dtype=out_dtype).t().unsqueeze(0)
+    _ops("cpu")["decode_depth"](rgb, depth, None, lam, c, max_depth)
+    expected = torch.empty(rgb.shape[:3], dtype=out_dtype)
+    REF["decode_depth"](rgb, expected, None, lam, c, max_depth)
+    assert torch.equal(depth, expected)
+
+
+def test_all_uint8_colours_normals_within_1e6_of_float64(all_colours):
+    """Normals near grey lose float32 precision when formed as 2p/255 - 1; the exact
+    integer vector keeps every colour within 1e-6 (worst before: (127, 128, 128))."""
+    rows = all_colours.shape[1] // 8
+    for start in range(0, all_colours.shape[1], rows):
+        rgb = all_colours[:, start:start + rows]
+        normals = torch.empty(rgb.shape)
+        norm = torch.empty(rgb.shape[:3])
+        flip = start % (2 * rows) == 0
+        _ops("cpu")["decode_normals"](rgb, normals, norm, flip, 1e-6)
+        _close_to_float64_normals(rgb, normals, norm, flip)
 
 
 def _tie_palette() -> torch.Tensor:
@@ -651,3 +717,107 @@ def test_ops_are_registered_torch_ops(backend):
                           (rgb, torch.rand(7, 3, device=dev) * 255,
                            torch.empty(1, 4, 5, dtype=torch.int64, device=dev), None, 400.0, 255))
     assert hasattr(torch.ops, f"vbkernels_{backend}")
+
+
+# --------------------------------------------------------------------------------------
+# cuda: the uint8 fast path (4 pixels per thread, word loads, vector stores)
+# --------------------------------------------------------------------------------------
+
+def test_packed_u8_path_is_chosen_for_contiguous_aligned_views_only():
+    from vbkernels.cuda._lib import packed_u8_path
+
+    rgb = torch.zeros((2, 6, 10, 3), dtype=torch.uint8)
+    depth, normals = torch.zeros((2, 6, 10)), torch.zeros((2, 6, 10, 3))
+    assert packed_u8_path(rgb, depth, None) and packed_u8_path(rgb, normals, depth)
+    flat = torch.zeros(rgb.numel() + 4, dtype=torch.uint8)
+    chw = torch.zeros((2, 3, 6, 10), dtype=torch.uint8).movedim(1, -1)
+    not_packed = [
+        (chw, depth),  # channels-first memory
+        (flat[1:1 + rgb.numel()].view(rgb.shape), depth),  # one byte off a word boundary
+        (rgb[:, :, :9], depth[:, :, :9]),  # cropped rows: not contiguous
+        (rgb.float(), depth),  # not uint8
+        (rgb, depth.double()),  # float64 output
+        (rgb, torch.zeros((2, 10, 6)).transpose(1, 2)),  # strided output
+        (rgb, torch.zeros(depth.numel() + 1)[1:].view(depth.shape)),  # output off 16 bytes
+    ]
+    for image, out in not_packed:
+        assert not packed_u8_path(image, out), (image.shape, image.stride(), out.stride())
+    # Labels: any label dtype when asked for, aligned to a vector of 4 of them.
+    for dt in LABEL_DTYPES:
+        flat_labels = torch.zeros(2 * 60 + 8, dtype=dt)
+        views = {k: flat_labels[k:k + 120].view(2, 6, 10) for k in (0, 1, 2, 4)}
+        starting_at = views.__getitem__
+
+        assert not packed_u8_path(rgb, starting_at(0))  # float32 outputs only by default
+        assert packed_u8_path(rgb, starting_at(0), depth, dtypes=(torch.float32, *LABEL_DTYPES))
+        assert packed_u8_path(rgb, starting_at(4), dtypes=LABEL_DTYPES)  # one vector in
+        assert not packed_u8_path(rgb, starting_at(1), dtypes=LABEL_DTYPES)
+        # Two labels in: 16 bytes, a whole vector only for int64.
+        assert packed_u8_path(rgb, starting_at(2), dtypes=LABEL_DTYPES) == (dt == torch.int64)
+
+
+def _ptx_entry(ptx: str, name: str) -> str:
+    start = ptx.index(f".entry {name}(")
+    return ptx[start:ptx.index("\n}\n", start)]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_packed_u8_kernels_load_words_and_store_vectors_in_ptx(tmp_path):
+    """The structure of the fast kernels, for sm_90, without a GPU: 32-bit pixel loads (bytes
+    only in the tail), 16-byte stores, and no log/exp in the depth kernel (a table gather)."""
+    from vbkernels.cuda._lib import flattened_source
+
+    kernels = {"depth.cu": "walk_table_u8x4_f32", "normals.cu": "decode_normals_u8x4_f32",
+               "segmentation.cu": "decode_segmentation_u8x4_i32"}
+
+    def ptx_of(name: str) -> str:
+        source = tmp_path / name
+        source.write_text(flattened_source(name, CSRC))
+        out = tmp_path / f"{name}.ptx"
+        command = ["nvcc", "-std=c++17", "--fmad=false", "-ptx", "-arch=sm_90", str(source),
+                   "-o", str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        return _ptx_entry(out.read_text(), kernels[name])
+
+    with ThreadPoolExecutor(2) as pool:
+        bodies = dict(zip(kernels, pool.map(ptx_of, kernels)))
+    for name, body in bodies.items():
+        assert "ld.global.u32" in body, name  # (ld.global.nc.u32 would do as well)
+        assert "st.global.v4.f32" in body, name  # float32 outputs / distances
+    assert "st.global.v4.u32" in bodies["segmentation.cu"]  # 4 int32 labels at once
+    assert "lg2" not in bodies["depth.cu"] and "ex2" not in bodies["depth.cu"]
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CuPy and a CUDA device")
+def test_cuda_packed_u8_path_matches_the_reference():
+    from vbkernels.cuda._lib import packed_u8_path
+
+    gen = torch.Generator().manual_seed(7)
+    rgb = torch.randint(0, 256, (2, 5, 7, 3), generator=gen, dtype=torch.uint8)  # 70 px: a tail
+    rgb[0, 0, :4] = torch.tensor([[141, 114, 46], [127, 128, 128], [255, 255, 255], [0, 0, 0]])
+    dev = rgb.cuda()
+    shape = rgb.shape[:3]
+    t, depth, dist = (torch.empty(shape, device="cuda") for _ in range(3))
+    normals, norm = torch.empty(rgb.shape, device="cuda"), torch.empty(shape, device="cuda")
+    assert packed_u8_path(dev, depth, dist) and packed_u8_path(dev, normals, norm)
+    _ops("cuda")["hilbert_project"](dev, t)
+    _ops("cuda")["decode_depth"](dev, depth, dist, -3.0, 10 / 3, None)
+    t_ref, depth_ref, dist_ref = (torch.empty(shape) for _ in range(3))
+    REF["hilbert_project"](rgb, t_ref)
+    REF["decode_depth"](rgb, depth_ref, dist_ref, -3.0, 10 / 3, None)
+    _same(t, t_ref)
+    _same(depth, depth_ref)  # the table is the reference's own output
+    _assert_correctly_rounded_sqrt_of_integers(dist.cpu())
+    for flip in (False, True):
+        _ops("cuda")["decode_normals"](dev, normals, norm, flip, 1e-6)
+        _close_to_float64_normals(rgb, normals.cpu(), norm.cpu(), flip)
+    palette = _tie_palette()
+    for label_dtype in LABEL_DTYPES:
+        labels = torch.empty(shape, dtype=label_dtype, device="cuda")
+        labels_ref = torch.empty(shape, dtype=label_dtype)
+        assert packed_u8_path(dev, labels, dist, dtypes=(torch.float32, *LABEL_DTYPES))
+        _ops("cuda")["decode_segmentation"](dev, palette.cuda(), labels, dist, 900.0, 255)
+        REF["decode_segmentation"](rgb, palette, labels_ref, dist_ref, 900.0, 255)
+        _same(labels, labels_ref)
+        _assert_correctly_rounded_sqrt_of_integers(dist.cpu())

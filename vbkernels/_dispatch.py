@@ -124,6 +124,11 @@ class Backend:
     # True when the backend runs on the CPU only through an interpreter (Triton's):
     # usable when asked for by name, never picked by "auto".
     interpreted_on_cpu: bool = False
+    # decode_instances' host-side steps between its two kernels (candidates, merge,
+    # refinement, order) in one native call, where a backend has one (``cpu``: the torch
+    # versions of those small steps cost more than both pixel passes on a CPU). Not a
+    # kernel op: it returns new tensors and is never traced.
+    search_colours: Callable | None = None
 
     def runs(self, device: torch.device, dtype: torch.dtype | None = None) -> bool:
         if device.type not in self.devices:
@@ -176,6 +181,7 @@ def _add_instance_ops(backend: Backend, package: str) -> None:
     module = importlib.import_module(f"{package}.instances")
     if not all(hasattr(module, name) for name in missing):
         return
+    backend.search_colours = getattr(module, "search_colours", None)
     launchers = {name: getattr(module, name) for name in missing}
     if any(hasattr(op, "eager_launcher") for op in backend.ops.values()):
         from ._register import register_launchers

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,21 +65,55 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
     """PNG of an (H, W) uint8/uint16 or (H, W, 3) uint8 array (uint16 -> 16-bit grey).
 
-    ``compress_level`` is zlib's 0..9 (6, Pillow's default, unless asked): 1 encodes a noisy
-    1080p 16-bit depth PNG about 3.5x faster than 6 for a file under 1 % larger.
+    ``compress_level`` is zlib's 0..9 (6, Pillow's default, unless asked). 16-bit images go
+    through :func:`png16_bytes` (Pillow's 16-bit encoder spends most of its time choosing
+    row filters); 8-bit ones through Pillow.
     """
     from PIL import Image
 
     if array.dtype == np.uint16:
         if array.ndim != 2:
             raise ValueError(f"16-bit PNGs are single-channel, got shape {array.shape}")
-        # frombytes with an explicit little-endian mode behaves the same in every Pillow.
-        img = Image.frombytes("I;16", (array.shape[1], array.shape[0]),
-                              np.ascontiguousarray(array, dtype="<u2").tobytes())
-    elif array.dtype == np.uint8 and array.ndim in (2, 3):
-        img = Image.fromarray(np.ascontiguousarray(array))
-    else:
+        return png16_bytes(array, compress_level)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
         raise ValueError(f"png_bytes takes uint8 or uint16 arrays, got {array.dtype} {array.shape}")
     buffer = io.BytesIO()
-    img.save(buffer, format="PNG", compress_level=compress_level)
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG",
+                                                      compress_level=compress_level)
     return buffer.getvalue()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png16_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """A 16-bit greyscale PNG of an (H, W) uint16 array, written directly.
+
+    Every row uses the Sub filter (a pixel minus its left neighbour, bytewise), which suits
+    smooth depth maps, and the pixels are deflated once: with ISA-L (``isal``, the
+    ``fastpng`` extra) at ``min(compress_level, 3)`` when it is installed, else zlib at
+    ``compress_level``. On a noisy 1080p depth map that is about 10x faster than Pillow's
+    encoder at zlib level 1 for a smaller file; any PNG reader gives back the same values.
+    """
+    height, width = array.shape
+    big_endian = np.ascontiguousarray(array, dtype=">u2").view(np.uint8).reshape(height, 2 * width)
+    rows = np.empty((height, 2 * width + 1), dtype=np.uint8)
+    rows[:, 0] = 1  # filter type Sub, bytes per pixel 2
+    rows[:, 1:3] = big_endian[:, :2]
+    np.subtract(big_endian[:, 2:], big_endian[:, :-2], out=rows[:, 3:])  # wraps mod 256
+    header = np.array([width, height], ">u4").tobytes() + bytes([16, 0, 0, 0, 0])
+    return (PNG_SIGNATURE + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", _deflate(rows.tobytes(), compress_level))
+            + _png_chunk(b"IEND", b""))
+
+
+def _deflate(data: bytes, level: int) -> bytes:
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib.compress(data, level)
+    return isal_zlib.compress(data, min(level, 3))
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")

@@ -191,17 +191,19 @@ def _dist2_q(distance: float | None) -> int:
 
 
 class _Kernels(NamedTuple):
-    """The two per-pixel kernel ops of the chosen backend (contract: reference/instances.py)."""
+    """The two per-pixel kernel ops of the chosen backend (contract: reference/instances.py),
+    and its native host-side colour search when it has one (``Backend.search_colours``)."""
 
     colour_histogram: Callable
     assign_pixels: Callable
+    search_colours: Callable | None
 
 
 def _kernels(backend: Any, tensor: torch.Tensor) -> _Kernels:
     """Both instance kernels from one backend, chosen like every other op's."""
     chosen, histogram = select("colour_histogram", backend, tensor.device, tensor.dtype)
     _, assign = select("assign_pixels", chosen.name, tensor.device, tensor.dtype)
-    return _Kernels(histogram, assign)
+    return _Kernels(histogram, assign, chosen.search_colours)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -215,6 +217,11 @@ def _decode(ops, view: torch.Tensor, p: _Params):
     sum_flat = torch.zeros((n, ref.BINS, 3), dtype=torch.int64, device=device)
     tolerance_q = int(FLAT_TOLERANCE * ref.STEPS)
     ops.colour_histogram(view, tolerance_q, count_all, count_flat, sum_flat)
+    if ops.search_colours is not None:  # a backend that does steps 2-4 in one call
+        centres, live = ops.search_colours(
+            count_all, count_flat, sum_flat, p.background_q, p.max_dist2_q, p.merge_dist2_q,
+            p.min_pixels, p.min_flat, MAX_CANDIDATES, ROUNDS)
+        return _label(ops, view, centres, live, p)
     bins = _Bins.gather(count_all, count_flat, sum_flat)
     centres, live = _candidates(count_flat, sum_flat, p)
     live = _suppress(centres, live, p)

@@ -1,9 +1,10 @@
 // Depth ops of the compiled CPU backend (docs/format.md, Depth), over views of any strides.
 //
 // uint8 input takes a table path: the segment choice is computed exactly in integers, and
-// t or depth depends only on (segment, varying channel value), so a 7x256 table computed
-// per call with the very same per-pixel functions replaces log/expm1 per pixel without
-// changing a single bit of the result.
+// t or depth depends only on (segment, varying channel value), so a 7x256 table replaces
+// log/expm1 per pixel. t is computed here with the per-pixel functions (exact divisions);
+// depth tables come from the caller, who computes them with the torch reference itself
+// (vbkernels/cpu/depth.py), so uint8 depth is the reference's bit for bit.
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -147,15 +148,20 @@ void walk_rows_float(const T* rgb, const i64* rs, const i64* shape, Quantity q, 
 
 int walk_decode(const void* rgb, int rgb_dt, const i64* rs, const i64* shape, Quantity q,
                 void* out, int out_dt, const i64* os, float* distance, const i64* es,
-                double neg_lam_c, double lam1, bool has_max, double max_depth) {
+                double neg_lam_c, double lam1, bool has_max, double max_depth,
+                const float* depth_table) {
     int inner = OK;
     int outer = with_image_type(rgb_dt, [&](auto in_tag) {
         typedef pointee<decltype(in_tag)> T;
         inner = with_f32_f64(out_dt, [&](auto out_tag) {
             typedef pointee<decltype(out_tag)> TO;
             if constexpr (std::is_same<T, u8>::value) {
-                WalkTable table =
-                    walk_table(q, (float)neg_lam_c, (float)lam1, has_max, (float)max_depth);
+                WalkTable table;
+                if (depth_table) {
+                    memcpy(table.value, depth_table, sizeof(table.value));
+                } else {
+                    table = walk_table(q, (float)neg_lam_c, (float)lam1, has_max, (float)max_depth);
+                }
                 walk_rows_u8((const u8*)rgb, rs, shape, table, (TO*)out, os, distance, es);
             } else {
                 walk_rows_float((const T*)rgb, rs, shape, q, (TO*)out, os, distance, es,
@@ -455,15 +461,17 @@ int walk_encode(const void* src, int src_dt, const i64* ss, const i64* shape, vo
 VBK_EXPORT int vbk_hilbert_project(const void* rgb, int rgb_dt, const i64* rs, const i64* shape,
                                    void* t, int t_dt, const i64* ts) {
     return walk_decode(rgb, rgb_dt, rs, shape, T_VALUE, t, t_dt, ts, nullptr, nullptr, 0.0, 0.0,
-                       false, 0.0);
+                       false, 0.0, nullptr);
 }
 
+// table: for uint8 input, the float32 depth at (segment k, varying channel value) as
+// k * 256 + value (7 x 256), or null to compute it here.
 VBK_EXPORT int vbk_decode_depth(const void* rgb, int rgb_dt, const i64* rs, const i64* shape,
                                 void* depth, int depth_dt, const i64* ds, float* distance,
                                 const i64* es, double neg_lam_c, double lam1, int has_max,
-                                double max_depth) {
+                                double max_depth, const float* table) {
     return walk_decode(rgb, rgb_dt, rs, shape, DEPTH_VALUE, depth, depth_dt, ds, distance, es,
-                       neg_lam_c, lam1, has_max != 0, max_depth);
+                       neg_lam_c, lam1, has_max != 0, max_depth, table);
 }
 
 VBK_EXPORT int vbk_hilbert_walk(const void* t, int t_dt, const i64* ts, const i64* shape,

@@ -11,8 +11,7 @@ namespace {
 VBK_MULTIVERSION void normals_row_u8(const u8* px, i64 W, float* out, float* norm, bool flip_yz,
                                      float eps) {
     for (i64 w = 0; w < W; ++w) {
-        Normal<float> n = unit_normal((float)px[3 * w], (float)px[3 * w + 1],
-                                      (float)px[3 * w + 2], eps, flip_yz);
+        Normal<float> n = normal_at(px + 3 * w, 1, eps, flip_yz);
         out[3 * w] = n.n[0];
         out[3 * w + 1] = n.n[1];
         out[3 * w + 2] = n.n[2];
@@ -38,8 +37,7 @@ void decode_rows(const T* rgb, const i64* rs, const i64* shape, TO* out, const i
         }
         for (i64 w = 0; w < shape[2]; ++w) {
             const T* px = row + w * rs[2];
-            Normal<F> v = unit_normal(units<F>(px[0]), units<F>(px[rs[3]]), units<F>(px[2 * rs[3]]),
-                                      (F)eps, flip_yz);
+            Normal<F> v = normal_at(px, rs[3], (F)eps, flip_yz);
             TO* o = orow + w * os[2];
             for (int ch = 0; ch < 3; ++ch) put(o + ch * os[3], v.n[ch]);
             if (mrow) put(mrow + w * ms[2], v.norm);

@@ -54,8 +54,9 @@ PROVIDERS = (
 )
 PROVIDERS_BY_NAME = {p.name: p for p in PROVIDERS}
 HILBERTMAP_OPS = ("decode_depth", "hilbert_project")
-# decode_instances has a torch reference and Triton kernels only (vbkernels/instances.py).
-INSTANCE_PROVIDERS = ("torch", "triton")
+# decode_instances has a torch reference, Triton kernels and compiled CPU kernels
+# (vbkernels/instances.py).
+INSTANCE_PROVIDERS = ("torch", "triton", "cpu")
 
 
 def unavailable(provider: Provider, run_device: torch.device) -> str | None:
@@ -89,8 +90,8 @@ def skip_reason(provider: Provider, op: OpSpec, dtype: torch.dtype) -> str | Non
     if op.api == "decode_instances":
         if provider.name in INSTANCE_PROVIDERS:
             return None  # uint8 and float images alike
-        return ("decode_instances runs on the torch and triton providers only (its backends "
-                "are the torch reference and Triton kernels)"
+        return ("decode_instances runs on the torch, triton and cpu providers only (its "
+                "backends are the torch reference, Triton kernels and the compiled CPU kernels)"
                 + ("; its data-dependent colour search is not compiled" if provider.compiles
                    else ""))
     if provider.name == "hilbertmap":

@@ -58,6 +58,8 @@ GPU_TARGET = "b8-4k-u8-nhwc"
 INSTANCE_TARGET = "b16-1080p-u8-nhwc"
 # The workload the CPU targets are judged on.
 CPU_TARGET = "b1-1080p-u8-nhwc"
+# The workload the CPU decode_instances target is judged on (4 x 1080p; not a default).
+CPU_INSTANCE_TARGET = "b4-1080p-u8-nhwc"
 
 GPU_WORKLOADS = (
     _wl(GPU_TARGET, 8, 2160, 3840),
@@ -75,8 +77,10 @@ CPU_WORKLOADS = (
     _wl("b1-1080p-f16-nhwc", 1, 1080, 1920, dtype="float16"),
 )
 CPU_QUICK = (CPU_TARGET,)
+# Selectable with --workloads only.
+CPU_EXTRA = (_wl(CPU_INSTANCE_TARGET, 4, 1080, 1920),)
 
-ALL_WORKLOADS = {w.name: w for w in GPU_WORKLOADS + CPU_WORKLOADS}
+ALL_WORKLOADS = {w.name: w for w in GPU_WORKLOADS + CPU_WORKLOADS + CPU_EXTRA}
 
 
 def default_workloads(device_type: str, quick: bool, full: bool) -> list[Workload]:

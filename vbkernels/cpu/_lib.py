@@ -35,7 +35,7 @@ DTYPE_SUFFIXES = {
 _P, _I, _I64, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
 _SIGNATURES = {
     "vbk_hilbert_project": (_P, _I, _P, _P, _P, _I, _P),
-    "vbk_decode_depth": (_P, _I, _P, _P, _P, _I, _P, _P, _P, _D, _D, _I, _D),
+    "vbk_decode_depth": (_P, _I, _P, _P, _P, _I, _P, _P, _P, _D, _D, _I, _D, _P),
     "vbk_hilbert_walk": (_P, _I, _P, _P, _P, _I, _P),
     "vbk_encode_depth": (_P, _I, _P, _P, _P, _I, _P, _D, _D),
     "vbk_decode_normals": (_P, _I, _P, _P, _P, _I, _P, _P, _P, _I, _D),
@@ -43,6 +43,9 @@ _SIGNATURES = {
     "vbk_decode_segmentation": (_P, _I, _P, _P, _P, _I, _P, _P, _I, _P, _P, _P, _I, _D, _I64),
     "vbk_build_label_table": (_P, _I, _P),
     "vbk_encode_segmentation": (_P, _I, _P, _P, _P, _I, _P, _P, _P),
+    "vbk_colour_histogram": (_P, _I, _P, _P, _I, _P, _P, _P),
+    "vbk_assign_pixels": (_P, _I, _P, _P, _P, _I, _P, _I64, _I, _P, _P, _P),
+    "vbk_search_colours": (_P, _P, _P, _I64, _P, _I64, _I64, _I64, _I64, _I, _I, _P, _P),
 }
 
 _library: ctypes.CDLL | None = None

@@ -112,6 +112,26 @@ def shape3(t: torch.Tensor) -> list[np.int64]:
     return [np.int64(s) for s in t.shape[:3]]
 
 
+LABEL_DTYPES = (torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
+def packed_u8_path(rgb: torch.Tensor, *outputs: torch.Tensor | None,
+                   dtypes: tuple = (torch.float32,)) -> bool:
+    """Whether a uint8 kernel call takes the 4-pixels-per-thread fast path.
+
+    It reads an (N, H, W, 3) uint8 view as 32-bit words and writes 4 values of each output as
+    one vector store, so the view must be contiguous NHWC starting at a 4-byte boundary, and
+    every output present contiguous, of one of ``dtypes``, and aligned to its 4-value vector
+    (16 bytes for float32, int32 and int64, 8 for int16, 4 for uint8). Anything else
+    (strided, channels-first, offset views) takes the per-pixel kernels.
+    """
+    if rgb.dtype != torch.uint8 or not rgb.is_contiguous() or rgb.data_ptr() % 4:
+        return False
+    return all(out is None or (out.dtype in dtypes and out.is_contiguous()
+                               and out.data_ptr() % min(16, 4 * out.element_size()) == 0)
+               for out in outputs)
+
+
 def launch(family: str, name: str, device: torch.device, pixels: int, args: list,
            one_pixel_per_thread: bool = False) -> None:
     """Run kernel ``name`` of ``family`` over ``pixels`` on the tensor's device and stream."""

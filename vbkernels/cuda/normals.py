@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._lib import launch, ptr, shape3, strides, suffix
+from ._lib import launch, packed_u8_path, ptr, shape3, strides, suffix
 
 
 def decode_normals(rgb, normals, norm, flip_yz: bool, eps: float) -> None:
+    if packed_u8_path(rgb, normals, norm):  # 4 pixels per thread, 32-bit loads
+        pixels = norm.numel() if norm is not None else normals.numel() // 3
+        launch("normals", "decode_normals_u8x4_f32", rgb.device, -(-pixels // 4),
+               [ptr(rgb), np.int64(pixels), ptr(normals), ptr(norm), np.int32(bool(flip_yz)),
+                np.float64(eps)])
+        return
     launch("normals", f"decode_normals_{suffix(rgb)}_{suffix(normals)}", rgb.device,
            normals.shape[0] * normals.shape[1] * normals.shape[2],
            [ptr(rgb), *strides(rgb, 4), *shape3(rgb), ptr(normals), *strides(normals, 4),
