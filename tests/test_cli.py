@@ -16,8 +16,8 @@ from vbkernels import cli
 from vbkernels.cli import io as vio
 from vbkernels.cli.previews import INSTANCE_COLOURS
 from vbkernels.instances import decode_instances
-from vbkernels.pipeline import depth_to_png16
 from vbkernels.palettes import load_palette
+from vbkernels.pipeline import depth_to_png16
 from vbkernels.scenes import make_scenes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +211,8 @@ def test_partial_outputs_are_redone_and_overwrite_drops_stale_previews(tmp_path,
     (tmp_path / "out" / "img1.depth.npy").write_bytes(b"partial")
     result = _invoke(*args[:-1], "--preview")
     assert result.exit_code == 0, result.output
-    assert "decoded 1 frame(s) from 1 input(s)" in result.output and "1 input(s) skipped" in result.output
+    assert "decoded 1 frame(s) from 1 input(s)" in result.output
+    assert "1 input(s) skipped" in result.output
     assert np.array_equal(np.load(tmp_path / "out" / "img1.depth.npy"),
                           vbkernels.decode_depth(encoded["depth"][1]))
     assert (tmp_path / "out" / "img1.depth.preview.png").exists()
@@ -354,7 +355,8 @@ def test_instances_options_match_the_api(tmp_path):
     assert none.exit_code == 0, none.output
     expected = decode_instances(image, min_pixels=4, background=None).labels
     assert np.array_equal(np.load(tmp_path / "o2" / "img0.instances.npy"), np.asarray(expected))
-    bad = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "o3", "--background", "1,2")
+    bad = _invoke("decode", "instances", tmp_path / "in", "-o", tmp_path / "o3",
+                  "--background", "1,2")
     assert bad.exit_code == 2 and "--background" in bad.output
 
 
@@ -377,7 +379,8 @@ def test_depth_vmin_vmax_reach_the_preview(tmp_path, encoded, monkeypatch):
     assert calls == [{"vmin": 1.0, "vmax": 20.0}] * 2
     assert sorted(p.name for p in (tmp_path / "out").glob("img*")) == [
         "img0.depth.preview.png", "img1.depth.preview.png"]
-    bad = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "o2", "--vmin", 5, "--vmax", 1)
+    bad = _invoke("decode", "depth", tmp_path / "in", "-o", tmp_path / "o2",
+                  "--vmin", 5, "--vmax", 1)
     assert bad.exit_code == 2 and "vmin" in bad.output
 
 

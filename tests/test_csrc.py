@@ -240,7 +240,8 @@ def test_decode_normals(backend, rgb_dtype, out_dtype):
         normals_ref = _out(shape, out_dtype, "cpu", True)
         norm_ref = _out(shape, torch.float32, "cpu")
         _ops(backend)["decode_normals"](rgb.to(dev), normals, norm, flip, 1e-6)
-        if rgb_dtype == torch.uint8:  # normalised exactly: compare with float64 (SPEC §3)
+        # uint8 is normalised exactly: compare with float64 (docs/format.md, Normals).
+        if rgb_dtype == torch.uint8:
             _close_to_float64_normals(rgb, normals.cpu(), norm.cpu(), flip)
             continue
         REF["decode_normals"](rgb, normals_ref, norm_ref, flip, 1e-6)

@@ -17,11 +17,26 @@ import torch
 from PIL import Image
 
 import vbkernels
-from vbkernels.pipeline import (BatchDecoder, LocalPipeline, ManifestRow, ManifestWriter,
-                                PipelineOptions, Source, build_task, decode_file, decode_files,
-                                depth_to_png16, expand_inputs, frames_from_bytes, input_key,
-                                is_done, output_stem, read_frames, read_manifest)
-from vbkernels.pipeline import gpu_input
+from vbkernels.pipeline import (
+    BatchDecoder,
+    LocalPipeline,
+    ManifestRow,
+    ManifestWriter,
+    PipelineOptions,
+    Source,
+    build_task,
+    decode_file,
+    decode_files,
+    depth_to_png16,
+    expand_inputs,
+    frames_from_bytes,
+    gpu_input,
+    input_key,
+    is_done,
+    output_stem,
+    read_frames,
+    read_manifest,
+)
 from vbkernels.scenes import make_scenes
 
 REPO = Path(__file__).resolve().parents[1]

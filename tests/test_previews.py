@@ -6,13 +6,16 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("matplotlib")
 
 from vbkernels.cli.previews import (  # noqa: E402
-    INSTANCE_COLOURS, depth_preview_png, instance_preview_png, seg_preview_png)
+    INSTANCE_COLOURS,
+    depth_preview_png,
+    instance_preview_png,
+    seg_preview_png,
+)
 from vbkernels.palettes import load_palette  # noqa: E402
 
 
@@ -114,7 +117,8 @@ def test_precision_plot_axes_and_labels_inside_the_picture():
     walk = walk_depths(-3.0, 10 / 3)
     figure = plot_figure(walk[np.isfinite(walk)], segment_boundaries(-3.0, 10 / 3), -3.0, 10 / 3)
     step_axes, relative_axes = figure.axes[:2]
-    assert step_axes.get_ylabel() == "depth step" and relative_axes.get_ylabel() == "relative step (%)"
+    assert step_axes.get_ylabel() == "depth step"
+    assert relative_axes.get_ylabel() == "relative step (%)"
     assert len(step_axes.get_lines()) and len(relative_axes.get_lines())
     figure.canvas.draw()
     names = {t.get_text() for t in step_axes.child_axes[0].get_xticklabels()}  # top axis

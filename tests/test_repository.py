@@ -12,7 +12,7 @@ from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parent.parent
 # Built from pieces so that this file does not contain what it looks for.
-FORBIDDEN = ("..", "/shared"), ("shared/", "SPEC")
+FORBIDDEN = ("..", "/shared"), ("shared/", "SPEC"), ("SPEC", " §")
 # Folders that hold build outputs, caches or environments, never sources of the repository.
 _NOT_SOURCE = {".git", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache",
                ".hypothesis", ".benchmarks", ".venv", "venv", "node_modules", "shared"}

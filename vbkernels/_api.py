@@ -12,13 +12,16 @@ every other input float32 (docs/format.md, Units and dtypes).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import _checks as chk
-from ._checks import Image, image as _image, ignore_index as _check_ignore_index
+from ._checks import Image
+from ._checks import ignore_index as _check_ignore_index
+from ._checks import image as _image
 from ._checks import torch_dtype as _torch_dtype
 from ._dispatch import Backend, select
 from .palettes import palette_arguments
@@ -30,8 +33,8 @@ DEFAULT_C = 10.0 / 3.0
 
 # What the public functions take and give back: a torch tensor, or a NumPy array (NumPy in,
 # NumPy out). Dtypes: see each function.
-Array = Union[torch.Tensor, np.ndarray]
-DType = Union[torch.dtype, np.dtype, type, str]
+Array = torch.Tensor | np.ndarray
+DType = torch.dtype | np.dtype | type | str
 
 
 class _Output:
@@ -84,7 +87,7 @@ def _t_dtype(img: Image) -> torch.dtype:
 
 
 def hilbert_project(rgb: Array, *, layout: str = "auto", backend: str = "auto",
-                    out: Optional[Array] = None) -> Array:
+                    out: Array | None = None) -> Array:
     """Position ``t`` of each pixel on the cube walk (docs/format.md, Depth).
 
     Each pixel goes to the nearest of the walk's 7 segments (ties to the lowest segment),
@@ -119,9 +122,9 @@ def hilbert_project(rgb: Array, *, layout: str = "auto", backend: str = "auto",
 
 
 def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
-                 layout: str = "auto", max_depth: Optional[float] = None,
+                 layout: str = "auto", max_depth: float | None = None,
                  return_distance: bool = False, backend: str = "auto",
-                 out: Optional[Array] = None) -> Union[Array, Tuple[Array, Array]]:
+                 out: Array | None = None) -> Array | tuple[Array, Array]:
     """Metric depth from cube-walk RGB: the walk position ``t``, then the inverse power
     transform (docs/format.md, Depth).
 
@@ -164,8 +167,8 @@ def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
     return result, distance.finish(img.numpy_io)
 
 
-def power_transform(depth: Union[Array, float], *, lam: float = DEFAULT_LAM,
-                    c: float = DEFAULT_C) -> Union[Array, float]:
+def power_transform(depth: Array | float, *, lam: float = DEFAULT_LAM,
+                    c: float = DEFAULT_C) -> Array | float:
     """Barron's power transform ``t = 1 - (1 - d/(lam*c))^(lam+1)``: depth -> t in [0, 1].
 
     Precise at both ends: relative precision for tiny depths, and ``t < 1`` for every
@@ -194,8 +197,8 @@ def power_transform(depth: Union[Array, float], *, lam: float = DEFAULT_LAM,
     return back(ref_depth.power_transform(tensor, lam, c))
 
 
-def inverse_power_transform(t: Union[Array, float], *, lam: float = DEFAULT_LAM,
-                            c: float = DEFAULT_C) -> Union[Array, float]:
+def inverse_power_transform(t: Array | float, *, lam: float = DEFAULT_LAM,
+                            c: float = DEFAULT_C) -> Array | float:
     """The inverse power transform ``d = lam*c*(1 - (1 - t)^(1/(lam+1)))``: t -> depth.
 
     Args:
@@ -316,9 +319,9 @@ def hilbert_walk(t: Array, *, dtype: DType = torch.float32, backend: str = "auto
 
 
 def decode_normals(rgb: Array, *, layout: str = "auto", convention: str = "opengl",
-                   eps: float = 1e-6, return_norm: bool = False, out_dtype: Optional[DType] = None,
+                   eps: float = 1e-6, return_norm: bool = False, out_dtype: DType | None = None,
                    backend: str = "auto",
-                   out: Optional[Array] = None) -> Union[Array, Tuple[Array, Array]]:
+                   out: Array | None = None) -> Array | tuple[Array, Array]:
     """Unit surface normals from linearly mapped RGB: ``n = 2p/255 - 1``, then ``n/|n|``
     (docs/format.md, Normals).
 
@@ -447,12 +450,12 @@ def _with_ignore_colour(colours: torch.Tensor, ignore_color: list[float]) -> tor
     return torch.cat([colours.to(dtype), extra])
 
 
-def decode_segmentation(rgb: Array, palette: Any, *, max_distance: Optional[float] = None,
-                        ignore_index: Optional[int] = None, layout: str = "auto",
-                        out_dtype: Optional[DType] = None, return_distance: bool = False,
-                        backend: str = "auto", out: Optional[Array] = None,
-                        ignore_color: Optional[Sequence[float]] = None,
-                        ) -> Union[Array, Tuple[Array, Array]]:
+def decode_segmentation(rgb: Array, palette: Any, *, max_distance: float | None = None,
+                        ignore_index: int | None = None, layout: str = "auto",
+                        out_dtype: DType | None = None, return_distance: bool = False,
+                        backend: str = "auto", out: Array | None = None,
+                        ignore_color: Sequence[float] | None = None,
+                        ) -> Array | tuple[Array, Array]:
     """Index of the nearest palette colour for every pixel (docs/format.md, Segmentation).
 
     Squared Euclidean distance in 0..255 units; ties go to the lowest index. Exact (the
@@ -544,7 +547,7 @@ def decode_segmentation(rgb: Array, palette: Any, *, max_distance: Optional[floa
 
 
 def encode_segmentation(labels: Array, palette: Any, *,
-                        ignore_color: Optional[Sequence[float]] = None, layout: str = "hwc",
+                        ignore_color: Sequence[float] | None = None, layout: str = "hwc",
                         backend: str = "auto") -> Array:
     """Labels -> palette colours (docs/format.md, Segmentation).
 
@@ -576,7 +579,8 @@ def encode_segmentation(labels: Array, palette: Any, *,
     colours = chk.check_palette(palette, tensor.device)
     colours = colours.to(torch.float64).round().to(torch.uint8).contiguous()
     ignore = torch.as_tensor(ignore_color, dtype=torch.float64).reshape(-1)
-    if ignore.numel() != 3 or not torch.isfinite(ignore).all() or ignore.min() < 0 or ignore.max() > 255:
+    if (ignore.numel() != 3 or not torch.isfinite(ignore).all() or ignore.min() < 0
+            or ignore.max() > 255):
         raise ValueError(f"ignore_color must be 3 values in 0..255, got {ignore_color!r}")
     ignore = ignore.round().to(torch.uint8).to(tensor.device)
     _, op = _select("encode_segmentation", backend, tensor)

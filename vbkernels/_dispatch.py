@@ -72,8 +72,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -235,7 +235,8 @@ def available_backends() -> list[str]:
     return names
 
 
-def select(op: str, backend: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
+def select(op: str, backend: str, device: torch.device,
+           dtype: torch.dtype) -> tuple[Backend, Callable]:
     """The backend and kernel op to run for a tensor on ``device`` of input dtype ``dtype``.
 
     An explicit backend that cannot run the op raises ``RuntimeError`` saying why; "auto"
@@ -272,7 +273,8 @@ def _callable(kernel: Callable) -> Callable:
     return getattr(kernel, "eager_launcher", kernel)
 
 
-def _select_named(op: str, name: str, device: torch.device, dtype: torch.dtype) -> tuple[Backend, Callable]:
+def _select_named(op: str, name: str, device: torch.device,
+                  dtype: torch.dtype) -> tuple[Backend, Callable]:
     if name not in _BACKEND_MODULES:
         raise ValueError(f"backend must be one of {('auto',) + BACKEND_NAMES}, got {name!r}")
     chosen = _loaded_backend(name)

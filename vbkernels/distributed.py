@@ -36,15 +36,29 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from vbkernels.pipeline import (BatchDecoder, LocalPipeline, ManifestRow, PipelineOptions,
-                                RunSummary, Source, expand_inputs, frames_from_bytes,
-                                output_stem, resolve_device, source_kind, write_frame)
-from vbkernels.pipeline.gpu_input import (decode_jpeg_bytes, jpeg_decoder_available,
-                                          video_decoder_available, video_frames_on)
+from vbkernels.pipeline import (
+    BatchDecoder,
+    LocalPipeline,
+    ManifestRow,
+    PipelineOptions,
+    RunSummary,
+    Source,
+    expand_inputs,
+    frames_from_bytes,
+    output_stem,
+    resolve_device,
+    source_kind,
+    write_frame,
+)
+from vbkernels.pipeline.gpu_input import (
+    decode_jpeg_bytes,
+    jpeg_decoder_available,
+    video_decoder_available,
+    video_frames_on,
+)
 from vbkernels.pipeline.local import DecodeFailed, Interrupted, split_options
 from vbkernels.pipeline.manifest import relative_output
 from vbkernels.pipeline.sources import JPEG_SUFFIXES
-
 
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the frame column of a row that carries bytes
 

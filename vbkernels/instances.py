@@ -30,10 +30,10 @@ kernels are chosen by ``_dispatch.select`` like every other op.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 
@@ -73,10 +73,10 @@ class _Params(NamedTuple):
     min_flat: int
 
 
-def decode_instances(rgb: Union[torch.Tensor, np.ndarray], *,
-                     background: Optional[Sequence[float]] = (0, 0, 0),
-                     max_distance: Optional[float] = 40.0, min_pixels: int = 64,
-                     merge_distance: Optional[float] = None, split_components: bool = False,
+def decode_instances(rgb: torch.Tensor | np.ndarray, *,
+                     background: Sequence[float] | None = (0, 0, 0),
+                     max_distance: float | None = 40.0, min_pixels: int = 64,
+                     merge_distance: float | None = None, split_components: bool = False,
                      layout: str = "auto", backend: str = "auto") -> Instances:
     """Discover the instance colours of each image and label its pixels
     (docs/format.md, Instances).

@@ -22,15 +22,19 @@ from vbkernels.robustness import CODEC_NAMES, format_markdown, robustness_report
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--depth", "depth_paths", multiple=True, metavar="PATH",
               help="Your encoded depth images (files, folders, globs; one size). Repeatable.")
-@click.option("--normals", "normals_paths", multiple=True, metavar="PATH", help="Your encoded normal images.")
-@click.option("--seg", "seg_paths", multiple=True, metavar="PATH", help="Your encoded segmentation images.")
+@click.option("--normals", "normals_paths", multiple=True, metavar="PATH",
+              help="Your encoded normal images.")
+@click.option("--seg", "seg_paths", multiple=True, metavar="PATH",
+              help="Your encoded segmentation images.")
 @click.option("--palette", default="cityscapes", show_default=True,
               help="Segmentation palette: cityscapes, ade20k, voc or a .csv/.json file.")
 @click.option("--codec", "codecs", multiple=True, type=click.Choice(CODEC_NAMES),
               help="Codec rows to run (repeatable; default all).")
 @click.option("--max-distance", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Segmentation rejection radius in 0..255 units [default: half the smallest palette gap].")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda if present), cpu, cuda, cuda:1 ...")
+              help="Segmentation rejection radius in 0..255 units "
+                   "[default: half the smallest palette gap].")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (cuda if present), cpu, cuda, cuda:1 ...")
 @click.option("--backend", default="auto", show_default=True,
               type=click.Choice(["auto", *BACKEND_NAMES]), help="Kernel backend.")
 @click.option("-o", "--output", "output_dir", default="robustness_report", show_default=True,
@@ -48,7 +52,8 @@ def robustness(count, height, width, seed, depth_paths, normals_paths, seg_paths
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     paths = {"depth": depth_paths, "normals": normals_paths, "seg": seg_paths}
-    images = {task: _load_images(given, f"--{task}") for task, given in paths.items() if given} or None
+    images = {task: _load_images(given, f"--{task}")
+              for task, given in paths.items() if given} or None
     try:
         report = robustness_report(
             scenes=count, height=height, width=width, seed=seed, images=images, palette=palette,
@@ -71,10 +76,12 @@ def _load_images(given, option: str) -> np.ndarray:
 
     sources, errors = expand_inputs(given)
     if errors:
-        raise click.BadParameter("; ".join(f"{item}: {why}" for item, why in errors), param_hint=option)
+        raise click.BadParameter("; ".join(f"{item}: {why}" for item, why in errors),
+                                 param_hint=option)
     videos = [str(s.path) for s in sources if s.kind != "image"]
     if videos:
-        raise click.BadParameter(f"takes images, not videos: {', '.join(videos)}", param_hint=option)
+        raise click.BadParameter(f"takes images, not videos: {', '.join(videos)}",
+                                 param_hint=option)
     frames = []
     for source in sources:
         try:

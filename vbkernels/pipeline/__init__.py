@@ -89,7 +89,8 @@ from .tasks import OUTPUT_KINDS, TASKS, Task, build_task, depth_to_png16, labels
 
 __all__ = [
     "BatchDecoder", "DecodeFailed", "Interrupted", "LocalPipeline", "MANIFEST_NAME", "ManifestRow",
-    "ManifestWriter", "OUTPUT_KINDS", "decode_file", "PendingBatch", "PipelineOptions", "RunSummary",
+    "ManifestWriter", "OUTPUT_KINDS", "decode_file", "PendingBatch", "PipelineOptions",
+    "RunSummary",
     "Source", "TASKS", "Task", "build_task", "decode_files", "default_workers",
     "depth_to_png16", "expand_inputs", "frame_count", "frame_outputs", "frames_from_bytes",
     "input_key", "is_done", "labels_to_png", "output_stem", "read_frames", "read_image",

@@ -4,8 +4,8 @@
 ``result()`` gives host NumPy arrays. On CUDA the batch is stacked straight into a pinned
 host buffer, copied to the device on a side stream (so it uploads while the previous batch
 still decodes on the compute stream), decoded, and copied back into pinned memory on a
-second side stream (overlapping the next decode); only ``result()`` waits. Keep one batch pending while submitting the next
-to get the overlap. On CPU the same calls run synchronously.
+second side stream (overlapping the next decode); only ``result()`` waits. Keep one batch
+pending while submitting the next to get the overlap. On CPU the same calls run synchronously.
 
 Frames may also be tensors already on the device (decoded there by nvJPEG or NVDEC):
 those are stacked on the device and skip the upload.
