@@ -20,6 +20,15 @@ from vbkernels.pipeline import png
 SHAPES = [(1, 1), (1, 9), (7, 1), (5, 7), (13, 31), (120, 333)]
 
 
+@pytest.fixture(autouse=True, params=["native", "pyspng"])
+def route(request, monkeypatch):
+    """Every test runs on both fast routes: the compiled unfilter, and libspng (what runs
+    where the cpu library was not built)."""
+    if request.param == "pyspng":
+        monkeypatch.setattr(png, "_native_unfilter", lambda: None)
+    return request.param
+
+
 def pillow_rgb(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
@@ -50,9 +59,10 @@ def with_chunk_after_ihdr(data: bytes, kind: bytes, body: bytes) -> bytes:
     return data[:33] + chunk + data[33:]
 
 
-def test_fast_route_is_installed():
-    # The test extra installs pyspng; without it every test below would pass on Pillow alone.
-    assert png.png_route() == "pyspng"
+def test_fast_route_is_installed(route):
+    # The install builds the cpu library and the test extra installs pyspng; without them
+    # every test below would pass on Pillow alone.
+    assert png.png_route() == route
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
@@ -238,6 +248,7 @@ def test_read_image_other_formats_and_sources(tmp_path):
 def test_without_pyspng_pillow_reads(monkeypatch):
     data = encode_png(pixels((11, 13), 4), np.arange(11) % 5)
     monkeypatch.setattr(png, "_pyspng", None)
+    monkeypatch.setattr(png, "_native_unfilter", lambda: None)
     assert png.png_route() == "pillow"
     assert np.array_equal(png.read_png(data), pillow_rgb(data))
 
@@ -247,8 +258,29 @@ def test_without_isal_zlib_inflates(monkeypatch):
     assert list(png.inflaters()) == ["zlib"]
     assert png._crc32_function() is zlib.crc32
     px = pixels((9, 10), 3)
-    _, filtered = png.inflate_png(encode_png(px, 4))
+    data = encode_png(px, 4)
+    _, filtered = png.inflate_png(data)
     assert np.array_equal(png.unfilter(filtered, 3), px)
+    assert np.array_equal(png.read_png(data), px)
+
+
+def test_unknown_filter_byte_goes_to_pillow():
+    """A filter type past 4 in an otherwise valid file: Pillow's verdict, not ours."""
+    px = pixels((6, 8), 3)
+    good = encode_png(px, 0)  # signature + IHDR (33 bytes), one IDAT, IEND (12 bytes)
+    raw = bytearray(zlib.decompress(good[41:-16]))
+    raw[2 * (1 + 8 * 3)] = 7  # row 2's filter byte
+    body = zlib.compress(bytes(raw))
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    data = good[:33] + struct.pack(">I", len(body)) + b"IDAT" + body + crc + good[-12:]
+    assert png.parse_png(data) is not None
+    try:
+        expected = pillow_rgb(data)
+    except (OSError, SyntaxError, ValueError):
+        with pytest.raises(ValueError):
+            png.read_png(data)
+    else:
+        assert np.array_equal(png.read_png(data), expected)
 
 
 @pytest.mark.parametrize("inflater", list(png.inflaters()))

@@ -4,7 +4,8 @@ Routes (each one process, one thread: per-core figures):
 
 - ``pillow``: ``np.array(Image.open(f).convert("RGB"))``, what the command line did;
 - ``read_png``: :func:`vbkernels.pipeline.png.read_png`, the route the pipeline uses
-  (chunk walk + CRC, then libspng);
+  (chunk walk + CRC, then ISA-L inflate + the compiled unfilter, or libspng where the
+  ``cpu`` library was not built);
 - ``pyspng``: libspng alone (``pyspng.load``), no chunk walk;
 - ``<inflater>+numpy``: :func:`~vbkernels.pipeline.png.inflate_png` with zlib or ISA-L,
   then the NumPy :func:`~vbkernels.pipeline.png.unfilter`;
@@ -100,9 +101,8 @@ def _routes(writer: str) -> dict:
 
     routes = {"pillow": lambda d: np.array(Image.open(io.BytesIO(d)).convert("RGB")),
               "read_png": png.read_png}
-    if png.png_route() == "pyspng":
-        import pyspng
-        routes["pyspng"] = lambda d: pyspng.load(d, format="RGB")
+    if png._pyspng is not None:
+        routes["pyspng"] = lambda d: png._pyspng.load(d, format="RGB")
     for name in png.inflaters():
         if writer == "pillow":  # a Paeth row costs ~10 ms in the NumPy unfilter: 11 s a frame
             routes[f"{name}+numpy"] = lambda d, name=name: _inflate_unfilter(d, name)

@@ -46,6 +46,7 @@ _SIGNATURES = {
     "vbk_colour_histogram": (_P, _I, _P, _P, _I, _P, _P, _P),
     "vbk_assign_pixels": (_P, _I, _P, _P, _P, _I, _P, _I64, _I, _P, _P, _P),
     "vbk_search_colours": (_P, _P, _P, _I64, _P, _I64, _I64, _I64, _I64, _I, _I, _P, _P),
+    "vbk_png_unfilter": (_P, _I64, _I64, _I, _P),
 }
 
 _library: ctypes.CDLL | None = None

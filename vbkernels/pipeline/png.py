@@ -4,10 +4,14 @@
 pixels, the same accepted modes, a ``ValueError`` naming the file for anything it cannot
 read. A PNG (:func:`read_png`) takes the fast route when it is 8-bit greyscale, grey+alpha,
 RGB or RGBA, not interlaced, not animated, and every chunk's CRC checks out
-(:func:`parse_png`): libspng (``pyspng``, the ``fastpng`` extra) decodes it straight to
-RGB, dropping alpha and replicating grey as Pillow's ``convert("RGB")`` does. Anything
-else, including every file the fast route rejects for any reason, goes to Pillow, so the
-result is always Pillow's (or Pillow's error).
+(:func:`parse_png`): the image data is inflated (ISA-L from the ``fastpng`` extra, else
+zlib) and unfiltered by the ``cpu`` backend's compiled library (``csrc/cpu/png.cpp``), or,
+where that library was not built, libspng (``pyspng``, also in ``fastpng``) decodes it;
+either way to RGB, dropping alpha and replicating grey as Pillow's ``convert("RGB")`` does.
+Anything else, including every file the fast route rejects for any reason (a stream that
+does not inflate, an unknown filter byte), goes to Pillow, so the result is always
+Pillow's (or Pillow's error). On Pillow-written noisy 1080p depth frames (mostly Sub/Up
+rows) the native route measured 2x Pillow and 1.4x libspng per core.
 
 The CRC check is ours: libspng as pyspng calls it returns pixels from files with flipped
 bytes in their image data without an error, where Pillow raises.
@@ -144,7 +148,10 @@ def _too_many_pixels(width: int, height: int) -> bool:
 
 
 def png_route() -> str:
-    """``"pyspng"`` when the fast PNG route is installed, else ``"pillow"``."""
+    """The fast PNG route here: ``"native"`` (inflate with ISA-L or zlib, unfilter in the
+    ``cpu`` backend's library), ``"pyspng"``, or ``"pillow"`` when neither is installed."""
+    if _native_unfilter() is not None:
+        return "native"
     return "pillow" if _pyspng is None else "pyspng"
 
 
@@ -153,12 +160,56 @@ def read_png(source: Source, *, name: str | None = None) -> np.ndarray:
     pixel-identical to Pillow's ``convert("RGB")``; ``ValueError`` naming the file
     (``name``, else the path) when it cannot be read."""
     data, name = _read_source(source, name)
-    if _pyspng is not None and parse_png(data) is not None:
-        try:
-            return _pyspng.load(data, format="RGB")
-        except RuntimeError:
-            pass  # libspng refused something our walk did not check: Pillow decides
+    header = parse_png(data)
+    if header is not None:
+        unfilter_rows = _native_unfilter()
+        if unfilter_rows is not None:
+            pixels = _read_native(data, header, unfilter_rows)
+            if pixels is not None:
+                return pixels
+        elif _pyspng is not None:
+            try:
+                return _pyspng.load(data, format="RGB")
+            except RuntimeError:
+                pass  # libspng refused something our walk did not check: Pillow decides
     return _read_with_pillow(data, name)
+
+
+def _native_unfilter():
+    """``vbk_png_unfilter`` of the compiled ``cpu`` library, or None when it is not built."""
+    try:
+        from vbkernels.cpu._lib import library
+    except ImportError:
+        return None
+    try:
+        return library().vbk_png_unfilter
+    except Exception:  # noqa: BLE001 - BackendUnavailable, or an old library without it
+        return None
+
+
+def _read_native(data: bytes, header: PngHeader, unfilter_rows) -> np.ndarray | None:
+    """Inflate (ISA-L when installed: about twice zlib's speed) and unfilter in C++; None
+    when the stream or a filter byte is bad, so that Pillow gives its own verdict."""
+    try:
+        filtered = _inflate(data, header, next(iter(inflaters().values())), "")
+    except ValueError:
+        return None
+    pixels = np.empty((header.height, header.width, header.channels), np.uint8)
+    if unfilter_rows(filtered.ctypes.data, header.height, header.width, header.channels,
+                     pixels.ctypes.data) != 0:
+        return None
+    return _to_rgb(pixels)
+
+
+def _to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, channels) -> (H, W, 3) as Pillow's ``convert("RGB")``: alpha dropped, grey
+    repeated in R, G and B."""
+    channels = pixels.shape[-1]
+    if channels == 3:
+        return pixels
+    if channels == 4:
+        return np.ascontiguousarray(pixels[..., :3])
+    return np.repeat(pixels[..., :1], 3, axis=-1)
 
 
 def read_image(source: Source, *, name: str | None = None) -> np.ndarray:
