@@ -12,36 +12,56 @@ namespace {
 using u8 = std::uint8_t;
 using vbk::i64;
 
+// The Paeth predictor, branch-free (the compiler turns the selects into cmovs).
 VBK_INLINE int paeth(int a, int b, int c) {
     int pa = std::abs(b - c), pb = std::abs(a - c), pc = std::abs(a + b - 2 * c);
-    return (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
+    int bc = pb <= pc ? b : c;
+    return (pa <= pb && pa <= pc) ? a : bc;
+}
+
+// The filters that read the pixel to the left (Sub, Average, Paeth) for BPP bytes per
+// pixel: the left pixel and the one above it stay in registers, so each byte's dependency
+// chain runs through arithmetic, not through a store and a reload. n is width * BPP.
+template <int KIND, int BPP> VBK_INLINE void left_filter_row(const u8* f, const u8* above,
+                                                             u8* out, i64 n) {
+    int a[BPP] = {}, c[BPP] = {};  // left and upper-left: 0 for the first pixel
+    for (i64 i = 0; i < n; i += BPP) {
+        for (int k = 0; k < BPP; ++k) {
+            const int b = above[i + k];
+            const int pred = KIND == 1 ? a[k] : KIND == 3 ? (a[k] + b) >> 1 : paeth(a[k], b, c[k]);
+            const int v = u8(f[i + k] + pred);
+            out[i + k] = u8(v);
+            a[k] = v;
+            c[k] = b;
+        }
+    }
+}
+
+template <int KIND> VBK_INLINE bool left_filter(const u8* f, const u8* above, u8* out, i64 n,
+                                                int bpp) {
+    switch (bpp) {
+    case 1: left_filter_row<KIND, 1>(f, above, out, n); return true;
+    case 2: left_filter_row<KIND, 2>(f, above, out, n); return true;
+    case 3: left_filter_row<KIND, 3>(f, above, out, n); return true;
+    case 4: left_filter_row<KIND, 4>(f, above, out, n); return true;
+    default: return false;
+    }
 }
 
 // One row: filtered bytes f (without the filter byte), the reconstructed row above (zeros
-// for the first row), bpp bytes per pixel. Returns false for an unknown filter type.
+// for the first row), bpp bytes per pixel (1..4). False for an unknown filter type.
 VBK_INLINE bool unfilter_row(int kind, const u8* f, const u8* above, u8* out, i64 n, int bpp) {
     switch (kind) {
     case 0:
         for (i64 i = 0; i < n; ++i) out[i] = f[i];
         return true;
-    case 1:
-        for (i64 i = 0; i < n; ++i) out[i] = u8(f[i] + (i >= bpp ? out[i - bpp] : 0));
-        return true;
     case 2:
         for (i64 i = 0; i < n; ++i) out[i] = u8(f[i] + above[i]);
         return true;
-    case 3:
-        for (i64 i = 0; i < n; ++i)
-            out[i] = u8(f[i] + ((int(i >= bpp ? out[i - bpp] : 0) + int(above[i])) >> 1));
-        return true;
-    case 4:
-        for (i64 i = 0; i < n; ++i) {
-            int a = i >= bpp ? out[i - bpp] : 0, c = i >= bpp ? above[i - bpp] : 0;
-            out[i] = u8(f[i] + paeth(a, above[i], c));
-        }
-        return true;
-    default:
-        return false;
+    case 1: return left_filter<1>(f, above, out, n, bpp);
+    case 3: return left_filter<3>(f, above, out, n, bpp);
+    case 4: return left_filter<4>(f, above, out, n, bpp);
+    default: return false;
     }
 }
 
