@@ -340,6 +340,21 @@ def test_triton_unfilter_matches_numpy(gpu_unfilter, channels, shape, count):
     assert np.array_equal(rgb, want)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_triton_unfilter_on_cuda_matches_numpy(gpu_unfilter):
+    """The same check by a name the device check selects (``-k cuda``), on a 1080p-sized
+    batch whose rows span many blocks (barriers and volatile loads only matter there)."""
+    rng = np.random.default_rng(0)
+    filtered, expected = [], []
+    for i in range(3):
+        px = rng.integers(0, 256, (270, 480, 3), np.uint8)
+        _, rows = png.inflate_png(encode_png(px, (np.arange(270) + i) % 5))
+        filtered.append(rows)
+        expected.append(png.unfilter(rows, 3))
+    got = gpu_unfilter.unfilter(torch.from_numpy(np.stack(filtered)).cuda(), 3)
+    assert np.array_equal(got.cpu().numpy(), np.stack(expected))
+
+
 def test_triton_unfilter_checks_its_input(gpu_unfilter):
     rows = torch.zeros((1, 2, 7), dtype=torch.uint8)
     with pytest.raises(ValueError, match="channels must be"):
