@@ -326,3 +326,97 @@ def test_docstring_examples():
     result = doctest.testmod(points, extraglobs={"torch": torch, "math": math},
                              optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 4 and result.failed == 0
+
+
+# --------------------------------------------------------------------------- scenes and CLI
+
+
+def _scene_fov_degrees(n, seed):
+    from vbkernels.scenes import _draw_layout
+
+    return [math.degrees(float(f)) for f in _draw_layout(n, seed)["fov"]]
+
+
+def _fov_camera(fov_degrees, h, w):
+    """The ray-cast scenes' pinhole: pixel centres at u + 0.5 - W/2, i.e. OpenCV's
+    principal point (W - 1)/2 with pixel (u, v) at integer coordinates."""
+    f = w / (2 * math.tan(math.radians(fov_degrees) / 2))
+    return f, f, (w - 1) / 2, (h - 1) / 2
+
+
+def test_normals_from_scene_depth_agree_with_scene_normals():
+    from vbkernels.scenes import make_scenes
+
+    n, h, w = 2, 48, 64
+    scenes = make_scenes(n, h, w, seed=3)
+    k = torch.tensor(np.stack([matrix(*_fov_camera(f, h, w)) for f in _scene_fov_degrees(n, 3)]))
+    implied = normals_from_depth(scenes["depth"], k, convention="opengl")
+    angles = normal_consistency(implied, scenes["normals"])
+    valid = angles[torch.isfinite(angles)]
+    assert valid.numel() > 0.8 * n * h * w  # sky (inf depth) and its border are NaN
+    # Flat surfaces agree closely; only pixels across a depth edge mix two surfaces.
+    assert float(valid.median()) < 0.1
+    assert float((valid < 1.0).float().mean()) > 0.85
+
+
+def test_cli_writes_ply(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    import vbkernels
+    from vbkernels import cli
+    from vbkernels.scenes import make_scenes
+
+    h, w = 20, 28
+    scene = make_scenes(1, h, w, seed=5)
+    rgb = vbkernels.encode_depth(scene["depth"])[0].numpy()
+    rgb[0, :3] = 255  # white: +inf depth, which the point cloud leaves out
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "in" / "street.png")
+    fov = _scene_fov_degrees(1, 5)[0]
+    result = CliRunner().invoke(cli.main, ["decode", "depth", str(tmp_path / "in"), "-o",
+                                           str(tmp_path / "out"), "--quiet", "--ply", "--fov",
+                                           str(fov), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("street*")) == [
+        "street.depth.npy", "street.depth.png", "street.ply"]
+    depth = np.load(tmp_path / "out" / "street.depth.npy")
+    expected = depth_to_points(depth, _fov_camera(fov, h, w))
+    keep = np.isfinite(expected).all(-1)
+    assert keep.sum() == h * w - 3 and not keep[0, :3].any()
+    vertices = read_ply(tmp_path / "out" / "street.ply")
+    np.testing.assert_array_equal(np.stack([vertices[c] for c in "xyz"], -1), expected[keep])
+    np.testing.assert_array_equal(
+        np.stack([vertices[c] for c in ("red", "green", "blue")], -1), rgb[keep])
+    # The points lie where the scene's own depth puts them (decoded depth is within 8-bit
+    # precision of it).
+    truth = depth_to_points(scene["depth"][0].numpy(), _fov_camera(fov, h, w))
+    np.testing.assert_allclose(expected[keep], truth[keep], rtol=0.02, atol=0.02)
+
+    intrinsics = CliRunner().invoke(cli.main, [
+        "decode", "depth", str(tmp_path / "in"), "-o", str(tmp_path / "out2"), "--quiet",
+        "--outputs", "ply", "--intrinsics", "30,30,13.5,9.5", "--workers", "0"])
+    assert intrinsics.exit_code == 0, intrinsics.output
+    assert [p.name for p in (tmp_path / "out2").glob("street*")] == ["street.ply"]
+    got = read_ply(tmp_path / "out2" / "street.ply")
+    assert_close(np.stack([got[c] for c in "xyz"], -1).astype(np.float64),
+                 oracle_points(depth, matrix(30, 30, 13.5, 9.5), "z", "opencv")[keep])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ply"], "--ply needs --intrinsics"),
+    (["--fov", "60"], "add --ply"),
+    (["--ply", "--fov", "180"], "fov must be in"),
+    (["--ply", "--fov", "60", "--intrinsics", "1,1,0,0"], "not both"),
+    (["--ply", "--intrinsics", "1,1,0"], "expected 4 comma-separated numbers"),
+    (["--ply", "--intrinsics", "0,1,0,0"], "focal lengths"),
+])
+def test_cli_ply_option_errors(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from vbkernels import cli
+
+    (tmp_path / "in").mkdir()
+    result = CliRunner().invoke(cli.main, ["decode", "depth", str(tmp_path / "in"), "-o",
+                                           str(tmp_path / "out"), *args])
+    assert result.exit_code == 2 and message in result.output, result.output

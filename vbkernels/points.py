@@ -332,6 +332,19 @@ def write_ply(path: str | os.PathLike, points: Array, *, colors: Array | None = 
         >>> write_ply(path, torch.tensor([[0.0, 0.0, 1.0], [math.nan, 0.0, 1.0]]))
         1
     """
+    vertices = _vertices(points, colors, normals, labels)
+    write_atomic(path, _ply_file(vertices), overwrite=True)
+    return len(vertices)
+
+
+def ply_bytes(points: Array, *, colors: Array | None = None, normals: Array | None = None,
+              labels: Array | None = None) -> bytes:
+    """The contents :func:`write_ply` writes (the CLI's workers write files themselves)."""
+    return _ply_file(_vertices(points, colors, normals, labels))
+
+
+def _vertices(points: Any, colors: Any, normals: Any, labels: Any) -> np.ndarray:
+    """One structured record per point with finite coordinates, fields in PLY order."""
     tensor, _ = chk.real_tensor(points, "points")
     if tensor.ndim < 1 or tensor.shape[-1] != 3:
         raise ValueError(f"points must have shape (..., 3), got {tuple(tensor.shape)}")
@@ -352,16 +365,16 @@ def write_ply(path: str | os.PathLike, points: Array, *, colors: Array | None = 
         values = values.reshape(-1, len(names))[keep]
         for i, name in enumerate(names):
             vertices[name] = values[:, i]
-    write_atomic(path, _ply_header(dtype, len(vertices)) + vertices.tobytes(), overwrite=True)
-    return len(vertices)
+    return vertices
 
 
 PLY_TYPES = {"<f4": "float", "|u1": "uchar", "<i4": "int"}
 
 
-def _ply_header(dtype: np.dtype, count: int) -> bytes:
+def _ply_file(vertices: np.ndarray) -> bytes:
     lines = ["ply", "format binary_little_endian 1.0", "comment written by vbkernels",
-             f"element vertex {count}"]
+             f"element vertex {len(vertices)}"]
+    dtype = vertices.dtype
     lines += [f"property {PLY_TYPES[dtype[name].str]} {name}" for name in dtype.names]
     lines.append("end_header")
-    return ("\n".join(lines) + "\n").encode("ascii")
+    return ("\n".join(lines) + "\n").encode("ascii") + vertices.tobytes()
