@@ -13,6 +13,8 @@ import torch
 from vbkernels import depth_to_points, normal_consistency, normals_from_depth, points, write_ply
 
 RTOL = 1e-5
+# The functions are torch code: the oracle tests also run on a GPU where there is one.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 CAMERA = (50.0, 40.0, 7.3, 5.1)  # fx, fy, cx, cy for the 12 x 16 test images
 
 
@@ -80,7 +82,8 @@ def assert_close(actual, expected, rtol=RTOL):
 @pytest.mark.parametrize("kind", ["z", "ray"])
 @pytest.mark.parametrize("convention", ["opencv", "opengl"])
 @pytest.mark.parametrize("per_image", [False, True], ids=["tuple", "matrices"])
-def test_points_match_oracle(kind, convention, per_image):
+@pytest.mark.parametrize("device", DEVICES)
+def test_points_match_oracle(kind, convention, per_image, device):
     depth = smooth_depth((2, 12, 16))
     depth[0, 3, 4], depth[1, 0, 0], depth[1, 11, 15] = np.nan, np.inf, -np.inf
     if per_image:
@@ -89,10 +92,12 @@ def test_points_match_oracle(kind, convention, per_image):
     else:
         intr, k = CAMERA, matrix(*CAMERA)
     expected = oracle_points(depth, k, kind, convention)
-    got = depth_to_points(torch.from_numpy(depth).float(),
+    got = depth_to_points(torch.from_numpy(depth).float().to(device),
                           torch.from_numpy(intr) if per_image else intr,
                           depth_kind=kind, convention=convention)
     assert got.dtype == torch.float32 and got.shape == (2, 12, 16, 3)
+    assert got.device.type == device
+    got = got.cpu()
     assert_close(got.numpy(), expected)
     assert np.isnan(got[0, 3, 4].numpy()).all() and np.isnan(got[1, 0, 0].numpy()).all()
 
@@ -179,7 +184,8 @@ def test_argument_errors():
 @pytest.mark.parametrize("kind", ["z", "ray"])
 @pytest.mark.parametrize("convention", ["opencv", "opengl"])
 @pytest.mark.parametrize("per_image", [False, True], ids=["tuple", "matrices"])
-def test_normals_match_oracle(kind, convention, per_image):
+@pytest.mark.parametrize("device", DEVICES)
+def test_normals_match_oracle(kind, convention, per_image, device):
     depth = smooth_depth((2, 12, 16), seed=1)
     depth[0, 5, 6] = np.nan
     k = np.stack([matrix(*CAMERA), matrix(30.0, 45.0, 9.0, 3.0, s=0.2)])
@@ -188,8 +194,8 @@ def test_normals_match_oracle(kind, convention, per_image):
                                             "opencv"))
     if convention == "opengl":
         expected = expected * np.array([1.0, -1.0, -1.0])
-    got = normals_from_depth(torch.from_numpy(depth).float(), intr, depth_kind=kind,
-                             convention=convention)
+    got = normals_from_depth(torch.from_numpy(depth).float().to(device), intr,
+                             depth_kind=kind, convention=convention).cpu()
     assert got.dtype == torch.float32
     assert_close(got.numpy(), expected)
     # The NaN pixel poisons exactly itself and its four neighbours.
@@ -420,3 +426,24 @@ def test_cli_ply_option_errors(tmp_path, args, message):
     result = CliRunner().invoke(cli.main, ["decode", "depth", str(tmp_path / "in"), "-o",
                                            str(tmp_path / "out"), *args])
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_batched_decode_path_writes_the_same_ply(tmp_path):
+    """The device path (a batch decoded at once, each frame written by write_frame) gives
+    the same file as the CPU path's per-image chain."""
+    import vbkernels
+    from vbkernels.pipeline import BatchDecoder, build_task
+    from vbkernels.pipeline.local import write_frame
+
+    frames = vbkernels.encode_depth(torch.rand(2, 6, 9) * 20 + 1).numpy()
+    task = build_task("depth", intrinsics=(9.0, 9.0, 4.0, 2.5))
+    arrays = BatchDecoder(task, torch.device("cpu")).submit(list(frames)).result()
+    for i, frame in enumerate(frames):
+        one = {name: value[i] for name, value in arrays.items()}
+        (path,) = write_frame(task, one, tmp_path / f"f{i}", ("ply",))
+        assert path.name == f"f{i}.ply"
+        vertices = read_ply(path)
+        expected = depth_to_points(vbkernels.decode_depth(frame), (9.0, 9.0, 4.0, 2.5))
+        np.testing.assert_array_equal(np.stack([vertices[c] for c in "xyz"], -1),
+                                      expected.reshape(-1, 3))
+        np.testing.assert_array_equal(vertices["red"], frame[..., 0].ravel())
