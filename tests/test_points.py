@@ -435,7 +435,8 @@ def test_batched_decode_path_writes_the_same_ply(tmp_path):
     from vbkernels.pipeline import BatchDecoder, build_task
     from vbkernels.pipeline.local import write_frame
 
-    frames = vbkernels.encode_depth(torch.rand(2, 6, 9, generator=torch.Generator().manual_seed(0)) * 20 + 1).numpy()
+    depth = torch.rand(2, 6, 9, generator=torch.Generator().manual_seed(0)) * 20 + 1
+    frames = vbkernels.encode_depth(depth).numpy()
     task = build_task("depth", intrinsics=(9.0, 9.0, 4.0, 2.5))
     arrays = BatchDecoder(task, torch.device("cpu")).submit(list(frames)).result()
     for i, frame in enumerate(frames):
