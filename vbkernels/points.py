@@ -63,8 +63,8 @@ def _intrinsics(intrinsics: Any, dtype: torch.dtype,
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError("intrinsics must be finite")
         bottom = matrix.new_tensor([0.0, 0.0, 1.0])
-        upper_triangular = (matrix[..., 2, :] == bottom).all() & (matrix[..., 1, 0] == 0).all()
-        if not bool(upper_triangular):
+        pinhole_form = (matrix[..., 2, :] == bottom).all() & (matrix[..., 1, 0] == 0).all()
+        if not bool(pinhole_form):
             raise ValueError("intrinsics matrices must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]]")
         fx, skew, cx = (matrix[..., 0, i, None, None] for i in range(3))
         fy, cy = matrix[..., 1, 1, None, None], matrix[..., 1, 2, None, None]
@@ -102,8 +102,10 @@ def _points(depth: torch.Tensor, intrinsics: Any, depth_kind: Any) -> torch.Tens
 
 
 def _to_convention(vectors: torch.Tensor, convention: Any) -> torch.Tensor:
-    """OpenCV-axis vectors in ``convention`` (OpenGL negates y and z)."""
-    if chk.flip_yz(convention):
+    """OpenCV-axis vectors (how this module computes) in ``convention``: OpenGL negates
+    y and z."""
+    chk.flip_yz(convention)  # validates the name
+    if convention == "opencv":
         return vectors
     return vectors * vectors.new_tensor([1.0, -1.0, -1.0])
 
