@@ -20,6 +20,7 @@ from ._api import (
 )
 from ._dispatch import available_backends
 from .instances import Instances, decode_instances
+from .points import depth_to_points, normal_consistency, normals_from_depth, write_ply
 
 # Load the backends now rather than at the first call: torch.compile cannot trace imports.
 # Set TRITON_INTERPRET=1 before importing vbkernels to run the Triton kernels on CPU.
@@ -34,11 +35,15 @@ __all__ = [
     "decode_depth",
     "decode_normals",
     "decode_segmentation",
+    "depth_to_points",
     "encode_depth",
     "encode_normals",
     "encode_segmentation",
     "hilbert_project",
     "hilbert_walk",
     "inverse_power_transform",
+    "normal_consistency",
+    "normals_from_depth",
     "power_transform",
+    "write_ply",
 ]

@@ -9,6 +9,7 @@ task       npy, png (the default)         preview (--preview or --outputs ...,pr
 ========== ============================== ============================================
 depth      NAME.depth.npy  float32 metres NAME.depth.preview.png (colormap + colourbar)
            NAME.depth.png  uint16, 16-bit depth PNG (see below)
+           NAME.ply        with --ply: binary PLY point cloud, coloured by the input
 normals    NAME.normals.npy float32 (H,W,3) NAME.normals.preview.png (normals as RGB)
 seg        NAME.seg.npy    uint8/int32    NAME.seg.preview.png (palette colours + legend)
            NAME.seg.png    label PNG: 8-bit when the palette's labels fit, else 16-bit
@@ -20,6 +21,13 @@ instances  NAME.instances.npy int32       NAME.instances.preview.png (fixed colo
 (millimetres, the NYUv2/ScanNet convention) by default; ``--png-scale 256`` gives the KITTI
 depth benchmark's encoding (``depth_m = value / 256``). 0 means invalid: NaN, +inf (white)
 and depths that do not fit in 16 bits (above 65.535 m in millimetres) are written as 0.
+
+Point clouds (``--ply``, or ``ply`` in ``--outputs``) back-project the depth with
+``--intrinsics fx,fy,cx,cy`` in pixels (OpenCV's convention: pixel (u, v) is at integer
+coordinates, so the image centre is ((W-1)/2, (H-1)/2)) or ``--fov DEGREES``, an assumed
+pinhole camera with that horizontal field of view, ``fx = fy = W / (2 tan(fov/2))`` and the
+principal point at the image centre. Points are in OpenCV camera axes (+x right, +y down,
++z forward), metres; invalid depth (NaN, +inf) is left out (docs/format.md, Points).
 
 Reruns resume: an input whose outputs all exist is skipped (``OUT/manifest.jsonl`` records
 every input's outcome); one with only some outputs is redone; ``--overwrite`` redoes
@@ -99,6 +107,27 @@ def decode():
     """
 
 
+class _Numbers(click.ParamType):
+    """A comma-separated list of ``count`` numbers."""
+
+    name = "NUMBERS"
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple) or value is None:
+            return value
+        try:
+            numbers = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            numbers = ()
+        if len(numbers) != self.count:
+            self.fail(f"expected {self.count} comma-separated numbers, got {value!r}",
+                      param, ctx)
+        return numbers
+
+
 @decode.command("depth")
 @common_options
 @click.option("--lam", default=-3.0, show_default=True, type=float,
@@ -114,10 +143,22 @@ def decode():
 @click.option("--vmax", default=None, type=float,
               help="Preview colour scale end in metres; fix both so a video's previews "
                    "share one scale.")
-def depth_command(lam, c, max_depth, png_scale, vmin, vmax, **common):
+@click.option("--ply", is_flag=True,
+              help="Also write NAME.ply, the depth as a point cloud coloured by the input "
+                   "(needs --intrinsics or --fov).")
+@click.option("--intrinsics", default=None, metavar="FX,FY,CX,CY", type=_Numbers(4),
+              help="Camera of the point cloud, in pixels (pixel centres at integers).")
+@click.option("--fov", default=None, type=float, metavar="DEGREES",
+              help="Camera of the point cloud: a pinhole with this horizontal field of view, "
+                   "centred on the image.")
+def depth_command(lam, c, max_depth, png_scale, vmin, vmax, ply, intrinsics, fov, **common):
     """Metric depth (metres) from cube-walk RGB."""
+    if ply:
+        from vbkernels.pipeline.tasks import DepthTask
+
+        common["kinds"] = (common["kinds"] or ",".join(DepthTask.default_kinds)) + ",ply"
     _run("depth", common, lam=lam, c=c, max_depth=max_depth, png_scale=png_scale, vmin=vmin,
-         vmax=vmax)
+         vmax=vmax, intrinsics=intrinsics, fov=fov)
 
 
 @decode.command("normals")
@@ -250,6 +291,11 @@ def _kinds(task, kinds, preview: bool) -> tuple:
         raise click.BadParameter(str(exc), param_hint="--outputs") from None
     if preview and "preview" not in chosen:
         chosen.append("preview")
+    has_camera = getattr(task, "has_camera", False)
+    if "ply" in chosen and not has_camera:
+        raise click.UsageError("--ply needs --intrinsics FX,FY,CX,CY or --fov DEGREES")
+    if has_camera and "ply" not in chosen:
+        raise click.UsageError("--intrinsics and --fov are for the point cloud: add --ply")
     if "preview" in chosen and task.name != "normals":
         try:
             import matplotlib  # noqa: F401

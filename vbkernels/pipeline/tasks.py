@@ -8,6 +8,7 @@ task       npy / png                      preview
 ========== ============================== ============================================
 depth      NAME.depth.npy  float32 metres NAME.depth.preview.png (colormap + colourbar)
            NAME.depth.png  uint16 depth PNG (``round(depth_m * png_scale)``, 0 invalid)
+           NAME.ply        point cloud coloured by the input (needs intrinsics or fov)
 normals    NAME.normals.npy float32 (H,W,3) NAME.normals.preview.png (normals as RGB)
 seg        NAME.seg.npy    uint8 (K <= 256) NAME.seg.preview.png (palette colours)
                            else int32
@@ -85,7 +86,7 @@ class Task:
 class DepthTask(Task):
     name: ClassVar[str] = "depth"
     kinds: ClassVar[dict[str, str]] = {"npy": ".depth.npy", "png": ".depth.png",
-                                       "preview": ".depth.preview.png"}
+                                       "preview": ".depth.preview.png", "ply": ".ply"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
     lam: float = -3.0
     c: float = 10 / 3
@@ -93,21 +94,52 @@ class DepthTask(Task):
     png_scale: float = 1000.0
     vmin: float | None = None
     vmax: float | None = None
+    # The camera of the "ply" output: (fx, fy, cx, cy), or a horizontal field of view in
+    # degrees for an assumed pinhole camera centred on the image (see camera()).
+    intrinsics: tuple | None = None
+    fov: float | None = None
+
+    @property
+    def has_camera(self) -> bool:
+        return self.intrinsics is not None or self.fov is not None
+
+    def camera(self, height: int, width: int) -> tuple:
+        """(fx, fy, cx, cy) for an image of this size. From ``fov``: square pixels,
+        ``fx = fy = W / (2 tan(fov / 2))`` and the principal point at the image centre,
+        ``((W - 1) / 2, (H - 1) / 2)`` in OpenCV's frame (pixel centres at integers)."""
+        if self.intrinsics is not None:
+            return self.intrinsics
+        if self.fov is None:
+            raise ValueError("the ply output needs intrinsics or fov")
+        f = width / (2.0 * math.tan(math.radians(self.fov) / 2.0))
+        return (f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
     def decode(self, rgb):
         import vbkernels
 
-        return {"depth": vbkernels.decode_depth(rgb, lam=self.lam, c=self.c,
-                                                max_depth=self.max_depth, backend=self.backend)}
+        depth = vbkernels.decode_depth(rgb, lam=self.lam, c=self.c, max_depth=self.max_depth,
+                                       backend=self.backend)
+        # The point cloud is coloured by the input frame: keep it only when it can be used.
+        return {"depth": depth, "rgb": rgb} if self.has_camera else {"depth": depth}
 
     def _encode_one(self, kind, arrays):
         depth = arrays["depth"]
         if kind == "npy":
             return npy_bytes(depth)
+        if kind == "ply":
+            return self._ply(depth, arrays.get("rgb"))
         if kind == "png":  # zlib level 1: depth of generated frames is noise-like (see png_bytes)
             return png_bytes(depth_to_png16(depth, self.png_scale), compress_level=1)
         scale = {k: v for k, v in (("vmin", self.vmin), ("vmax", self.vmax)) if v is not None}
         return _previews().depth_preview_png(depth, **scale)
+
+    def _ply(self, depth, rgb):
+        from vbkernels.points import depth_to_points, ply_bytes
+
+        if rgb is None:
+            raise ValueError("the ply output needs intrinsics or fov")
+        points = depth_to_points(depth, self.camera(*depth.shape))
+        return ply_bytes(points, colors=rgb)
 
 
 @dataclass(frozen=True)
@@ -203,7 +235,8 @@ TASKS = {task.name: task for task in (DepthTask, NormalsTask, SegTask, Instances
 def build_task(name: str, **options) -> Task:
     """The task ``name`` (depth, normals, seg, instances) with the CLI's options, checked.
 
-    Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax``;
+    Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax,
+    intrinsics`` (fx, fy, cx, cy) ``, fov`` (degrees, in (0, 180));
     normals ``convention``; seg ``palette`` (a name, file or Palette), ``max_distance``;
     instances ``max_distance, min_pixels, background, merge_distance, split_components``.
     A bad value is a ``ValueError`` naming the option; an unknown option a ``TypeError``.
@@ -232,6 +265,28 @@ def _depth_options(options: dict) -> dict:
     vmin, vmax = options.get("vmin"), options.get("vmax")
     if vmin is not None and vmax is not None and not vmin < vmax:
         raise ValueError(f"vmin must be below vmax, got vmin={vmin}, vmax={vmax}")
+    return _camera_options(options)
+
+
+def _camera_options(options: dict) -> dict:
+    from vbkernels._checks import finite_float
+
+    intrinsics, fov = options.get("intrinsics"), options.get("fov")
+    if intrinsics is not None and fov is not None:
+        raise ValueError("give intrinsics or fov, not both")
+    if intrinsics is not None:
+        intrinsics = tuple(intrinsics)
+        if len(intrinsics) != 4:
+            raise ValueError(f"intrinsics must be fx,fy,cx,cy, got {len(intrinsics)} values")
+        intrinsics = tuple(finite_float(v, "intrinsics") for v in intrinsics)
+        if not (intrinsics[0] > 0 and intrinsics[1] > 0):
+            raise ValueError(f"intrinsics: focal lengths fx, fy must be > 0, got {intrinsics}")
+        options["intrinsics"] = intrinsics
+    if fov is not None:
+        fov = finite_float(fov, "fov")
+        if not 0 < fov < 180:
+            raise ValueError(f"fov must be in (0, 180) degrees, got {fov}")
+        options["fov"] = fov
     return options
 
 
