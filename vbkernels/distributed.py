@@ -50,6 +50,7 @@ from vbkernels.pipeline import (
     source_kind,
     write_frame,
 )
+from vbkernels.pipeline.device import batch_key, same_shape_batches
 from vbkernels.pipeline.gpu_input import (
     decode_jpeg_bytes,
     jpeg_decoder_available,
@@ -216,7 +217,7 @@ class _DecodeActor:
     def _images(self, images) -> None:
         groups: dict = {}
         for state, frame in images:
-            groups.setdefault(_shape_key(frame), []).append((state, 0, frame))
+            groups.setdefault(batch_key(frame), []).append((state, 0, frame))
         self._decode_and_write(item for group in groups.values() for item in group)
 
     def _jpeg(self, state, data):
@@ -252,7 +253,7 @@ class _DecodeActor:
         part-way still gets the frames before the failure written."""
         pending = None
         try:
-            for batch in _same_shape_batches(items, self.batch_size):
+            for batch in same_shape_batches(items, self.batch_size):
                 try:
                     started = (batch, self.decoder.submit([frame for _, _, frame in batch]))
                 except (RuntimeError, ValueError) as exc:
@@ -278,24 +279,6 @@ class _DecodeActor:
                 state.frames += 1
             except Exception as exc:
                 state.error = state.error or f"cannot write: {exc}"
-
-
-def _shape_key(frame) -> tuple:
-    """Frames that may share a batch: same shape, and both on the host or both not."""
-    return tuple(frame.shape), not isinstance(frame, np.ndarray)
-
-
-def _same_shape_batches(items, batch_size: int):
-    batch, key = [], None
-    for item in items:
-        item_key = _shape_key(item[2])
-        if batch and (len(batch) == batch_size or item_key != key):
-            yield batch
-            batch = []
-        batch.append(item)
-        key = item_key
-    if batch:
-        yield batch
 
 
 @dataclasses.dataclass

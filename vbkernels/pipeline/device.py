@@ -101,3 +101,25 @@ class BatchDecoder:
             done = torch.cuda.Event()
             done.record(self._download_stream)
         return PendingBatch(host, done)
+
+
+def batch_key(frame) -> tuple:
+    """Frames that may share a batch: the same shape, and both host arrays or both tensors
+    (already on the device)."""
+    return tuple(frame.shape), not isinstance(frame, np.ndarray)
+
+
+def same_shape_batches(items, batch_size: int):
+    """Consecutive items ``(..., ..., frame)`` in runs of one :func:`batch_key`, at most
+    ``batch_size`` each, in order (so names never depend on the batching)."""
+    batch: list = []
+    key = None
+    for item in items:
+        item_key = batch_key(item[2])
+        if batch and (len(batch) == batch_size or item_key != key):
+            yield batch
+            batch = []
+        batch.append(item)
+        key = item_key
+    if batch:
+        yield batch

@@ -50,7 +50,7 @@ import torch
 from vbkernels.files import write_atomic
 
 from . import gpu_input
-from .device import BatchDecoder, resolve_device
+from .device import BatchDecoder, resolve_device, same_shape_batches
 from .manifest import ManifestRow, ManifestWriter, is_done, read_manifest, relative_output
 from .sources import Source, frame_count, output_stem, read_frames, read_image
 
@@ -495,18 +495,7 @@ class LocalPipeline:
 
     def _batches(self, pool, states) -> Iterator[list]:
         """Consecutive frames of one shape (and place), at most ``batch_size`` each."""
-        batch: list = []
-        key = None
-        for item in self._frames(pool, states):
-            rgb = item[2]
-            item_key = (tuple(rgb.shape), isinstance(rgb, torch.Tensor))
-            if batch and (len(batch) == self.options.batch_size or item_key != key):
-                yield batch
-                batch = []
-            batch.append(item)
-            key = item_key
-        if batch:
-            yield batch
+        return same_shape_batches(self._frames(pool, states), self.options.batch_size)
 
     # -- write ------------------------------------------------------------------------
 
