@@ -115,6 +115,26 @@ def test_ops_without_a_gradient_refuse_instead_of_detaching(pair):
         vb.hilbert_walk(t, backend=name)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_get_gradients_in_their_dtype(pair, dtype):
+    name, device = pair
+    x, _ = _segment_pixels(1, seed=13, dtype=torch.float32)
+    x = x.to(dtype).view(1, 1, 7, 3)
+    weights = [torch.ones(1, 1, 7, dtype=torch.float64)]
+    got = _grad(lambda v: vb.decode_depth(v, backend=name), x.to(device), weights)
+    expected = _grad(lambda v: vb.decode_depth(v, backend="torch"), x.to(torch.float32), weights)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.cpu(), expected.to(dtype))
+
+
+def test_empty_batch_carries_the_graph():
+    rgb = torch.rand((0, 4, 5, 3), requires_grad=True)
+    depth = vb.decode_depth(rgb)
+    assert depth.shape == (0, 4, 5) and depth.requires_grad
+    depth.sum().backward()
+    assert rgb.grad.shape == rgb.shape
+
+
 def test_out_with_grad_is_refused():
     rgb = torch.rand((2, 3, 3), requires_grad=True)
     with pytest.raises(RuntimeError, match="out= does not support autograd"):
