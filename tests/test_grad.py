@@ -238,6 +238,11 @@ def test_opcheck_with_the_autograd_registration(pair):
     torch.library.opcheck(ops.hilbert_project, (x, name))
     torch.library.opcheck(ops.decode_depth, (x, -3.0, 10 / 3, 20.0, True, name))
     torch.library.opcheck(ops.decode_normals, (x, True, 1e-6, torch.float32, True, name))
+    if name == "triton":  # its fused decode_depth backward is an op of its own
+        grads = (torch.rand((1, 2, 3), dtype=torch.float64, device=device),
+                 torch.rand((1, 2, 3), device=device))
+        torch.library.opcheck(ops.decode_depth_backward_triton,
+                              (x.detach(), *grads, -3.0, 10 / 3, 2.0))
 
 
 def test_torch_compile_fullgraph_matches_eager():
@@ -368,3 +373,59 @@ def test_segmentation_logits_nan_and_arguments():
             vb.segmentation_logits(x, [[0, 0, 0]], temperature=bad)
     with pytest.raises(ValueError, match="temperature"):
         vb.decode_depth(x, temperature=0.0)
+
+
+# --------------------------------------------------------------------------- Triton backward
+
+
+def _triton_devices() -> list[str]:
+    return [device for name, device in PAIRS if name == "triton"]
+
+
+@pytest.mark.parametrize("device", _triton_devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_backward_kernel_matches_the_reference(device, dtype):
+    from vbkernels.reference.grad import decode_depth_backward as reference
+    from vbkernels.triton.grad import decode_depth_backward as kernel
+
+    x = torch.rand((2, 5, 7, 3), generator=torch.Generator().manual_seed(14), dtype=dtype)
+    x = x * 1.1 - 0.05  # a few clamped channels
+    x[0, 0, :4] = torch.tensor([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0], [math.nan, 0.5, 0.5],
+                                [1.0, 1.0, 1.0]], dtype=dtype)  # tie, vertex, NaN, white
+    gen = torch.Generator().manual_seed(15)
+    grad_depth = torch.randn((2, 5, 7), generator=gen, dtype=dtype)
+    grad_distance = torch.randn((2, 5, 7), generator=gen)
+    for args in [(grad_depth, grad_distance, None), (grad_depth, None, 3.0),
+                 (None, grad_distance, None)]:
+        expected = reference(x, *args[:2], -3.0, 10 / 3, args[2])
+        got = kernel(x.to(device), *(a if a is None else a.to(device) for a in args[:2]),
+                     -3.0, 10 / 3, args[2])
+        tol = 1e-10 if dtype == torch.float64 else 1e-5  # log1p/expm1 ulps apart
+        torch.testing.assert_close(got.cpu(), expected, rtol=tol, atol=tol)
+        assert (got.cpu()[0, 0, :4] == 0).all()
+
+
+@pytest.mark.parametrize("device", _triton_devices())
+def test_triton_backward_under_torch_compile(device):
+    x, _ = _segment_pixels(1, seed=16, dtype=torch.float32)
+    x = x.view(1, 1, 7, 3).to(device)
+
+    def loss(v):
+        depth, distance = vb.decode_depth(v, return_distance=True, backend="triton")
+        return depth.sum() + distance.sum()
+
+    compiled = torch.compile(loss, fullgraph=True,
+                             backend="inductor" if device == "cuda" else "aot_eager")
+    torch.testing.assert_close(_grad(compiled, x, [torch.ones(())]),
+                               _grad(loss, x, [torch.ones(())]))
+
+
+@pytest.mark.parametrize("device", _triton_devices())
+def test_triton_backend_under_torch_func(device):
+    """torch.func batches the backward with vmap: the triton backend falls back to the
+    (vmappable) torch reference there, with the same values."""
+    x, _ = _segment_pixels(1, seed=17)
+    x = x.view(1, 1, 7, 3).to(device)
+    got = torch.func.grad(lambda v: vb.decode_depth(v, backend="triton").sum())(x)
+    torch.testing.assert_close(got, _grad(lambda v: vb.decode_depth(v, backend="triton"), x,
+                                          [torch.ones(())]))

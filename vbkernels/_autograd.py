@@ -6,7 +6,8 @@ cannot differentiate. When an input needs a gradient the front end calls these i
 backend's forward kernel into them and returns them, and its backward (registered with
 ``torch.library.register_autograd``) is the torch code of ``vbkernels.reference.grad``,
 which recomputes the segment choice from the saved input. So every backend, fast or not,
-gets the same backward.
+gets the same backward; the triton backend runs ``decode_depth``'s as one fused kernel
+(``vbkernels/triton/grad.py``, an op of its own so that ``torch.compile`` traces it).
 
 The front end calls each op through a ``torch.autograd.Function`` with the same backward
 (``HilbertProject``, ``DecodeDepth``, ``DecodeNormals``): a custom op's own autograd
@@ -93,11 +94,33 @@ def _(rgb, lam, c, max_depth, with_distance, backend):
     return _scalar_map(rgb, _t_dtype(rgb)), _scalar_map(rgb, torch.float32, with_distance)
 
 
+@torch.library.custom_op("vbkernels::decode_depth_backward_triton", mutates_args=())
+def decode_depth_backward_triton(rgb: torch.Tensor,
+                                 grad_depth: Optional[torch.Tensor],  # noqa: UP045
+                                 grad_distance: Optional[torch.Tensor],  # noqa: UP045
+                                 lam: float, c: float,
+                                 max_depth: Optional[float]) -> torch.Tensor:  # noqa: UP045
+    """The fused Triton kernel of ``ref_grad.decode_depth_backward`` (same arguments)."""
+    from .triton.grad import decode_depth_backward
+
+    return decode_depth_backward(rgb, grad_depth, grad_distance, lam, c, max_depth)
+
+
+@decode_depth_backward_triton.register_fake
+def _(rgb, grad_depth, grad_distance, lam, c, max_depth):
+    return torch.empty_like(rgb)
+
+
 def _decode_depth_backward(ctx, grad_depth, grad_distance):
     (rgb,) = ctx.saved_tensors
-    lam, c, max_depth, with_distance, _ = ctx.arguments
-    grad = ref_grad.decode_depth_backward(rgb, grad_depth, grad_distance if with_distance else None,
-                                          lam, c, max_depth)
+    lam, c, max_depth, with_distance, backend = ctx.arguments
+    grad_distance = grad_distance if with_distance else None
+    # The triton backend's own backward kernel, except under torch.func transforms, which
+    # batch the backward with vmap: the torch reference is written in vmappable ops.
+    if backend == "triton" and not torch._C._are_functorch_transforms_active():
+        grad = decode_depth_backward_triton(rgb, grad_depth, grad_distance, lam, c, max_depth)
+    else:
+        grad = ref_grad.decode_depth_backward(rgb, grad_depth, grad_distance, lam, c, max_depth)
     return grad, None, None, None, None, None
 
 
