@@ -386,6 +386,7 @@ def _triton_devices() -> list[str]:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_triton_backward_kernel_matches_the_reference(device, dtype):
     from vbkernels.reference.grad import decode_depth_backward as reference
+    from vbkernels.reference.grad import hilbert_project_backward
     from vbkernels.triton.grad import decode_depth_backward as kernel
 
     x = torch.rand((2, 5, 7, 3), generator=torch.Generator().manual_seed(14), dtype=dtype)
@@ -403,6 +404,8 @@ def test_triton_backward_kernel_matches_the_reference(device, dtype):
         tol = 1e-10 if dtype == torch.float64 else 1e-5  # log1p/expm1 ulps apart
         torch.testing.assert_close(got.cpu(), expected, rtol=tol, atol=tol)
         assert (got.cpu()[0, 0, :4] == 0).all()
+    got = kernel(x.to(device), grad_depth.to(device), None, -3.0, 10 / 3, None, t_only=True)
+    torch.testing.assert_close(got.cpu(), hilbert_project_backward(x, grad_depth))
 
 
 @pytest.mark.parametrize("device", _triton_devices())

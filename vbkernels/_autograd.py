@@ -6,8 +6,9 @@ cannot differentiate. When an input needs a gradient the front end calls these i
 backend's forward kernel into them and returns them, and its backward (registered with
 ``torch.library.register_autograd``) is the torch code of ``vbkernels.reference.grad``,
 which recomputes the segment choice from the saved input. So every backend, fast or not,
-gets the same backward; the triton backend runs ``decode_depth``'s as one fused kernel
-(``vbkernels/triton/grad.py``, an op of its own so that ``torch.compile`` traces it).
+gets the same backward; the triton backend runs those of ``decode_depth`` and
+``hilbert_project`` as one fused kernel (``vbkernels/triton/grad.py``, an op of its own so
+that ``torch.compile`` traces it).
 
 The front end calls each op through a ``torch.autograd.Function`` with the same backward
 (``HilbertProject``, ``DecodeDepth``, ``DecodeNormals``): a custom op's own autograd
@@ -67,10 +68,9 @@ def _save_input(ctx, inputs, output) -> None:
 
 def _hilbert_project_backward(ctx, grad_t):
     (rgb,) = ctx.saved_tensors
+    if _fused_triton(ctx.arguments[-1]):
+        return decode_depth_backward_triton(rgb, grad_t, None, -3.0, 10 / 3, None, True), None
     return ref_grad.hilbert_project_backward(rgb, grad_t), None
-
-
-hilbert_project.register_autograd(_hilbert_project_backward, setup_context=_save_input)
 
 
 # --------------------------------------------------------------------------- decode_depth
@@ -99,25 +99,32 @@ def decode_depth_backward_triton(rgb: torch.Tensor,
                                  grad_depth: Optional[torch.Tensor],  # noqa: UP045
                                  grad_distance: Optional[torch.Tensor],  # noqa: UP045
                                  lam: float, c: float,
-                                 max_depth: Optional[float]) -> torch.Tensor:  # noqa: UP045
-    """The fused Triton kernel of ``ref_grad.decode_depth_backward`` (same arguments)."""
+                                 max_depth: Optional[float],  # noqa: UP045
+                                 t_only: bool = False) -> torch.Tensor:
+    """The fused Triton kernel of ``ref_grad.decode_depth_backward`` (same arguments), or
+    with ``t_only`` of ``ref_grad.hilbert_project_backward`` (``grad_depth`` is ``t``'s)."""
     from .triton.grad import decode_depth_backward
 
-    return decode_depth_backward(rgb, grad_depth, grad_distance, lam, c, max_depth)
+    return decode_depth_backward(rgb, grad_depth, grad_distance, lam, c, max_depth, t_only)
 
 
 @decode_depth_backward_triton.register_fake
-def _(rgb, grad_depth, grad_distance, lam, c, max_depth):
+def _(rgb, grad_depth, grad_distance, lam, c, max_depth, t_only=False):
     return torch.empty_like(rgb)
+
+
+def _fused_triton(backend: str) -> bool:
+    """Whether to run the Triton backward kernel: for the triton backend, except under
+    torch.func transforms, which batch the backward with vmap (the torch reference is
+    written in vmappable ops; the kernel is not)."""
+    return backend == "triton" and not torch._C._are_functorch_transforms_active()
 
 
 def _decode_depth_backward(ctx, grad_depth, grad_distance):
     (rgb,) = ctx.saved_tensors
     lam, c, max_depth, with_distance, backend = ctx.arguments
     grad_distance = grad_distance if with_distance else None
-    # The triton backend's own backward kernel, except under torch.func transforms, which
-    # batch the backward with vmap: the torch reference is written in vmappable ops.
-    if backend == "triton" and not torch._C._are_functorch_transforms_active():
+    if _fused_triton(backend):
         grad = decode_depth_backward_triton(rgb, grad_depth, grad_distance, lam, c, max_depth)
     else:
         grad = ref_grad.decode_depth_backward(rgb, grad_depth, grad_distance, lam, c, max_depth)
@@ -125,6 +132,7 @@ def _decode_depth_backward(ctx, grad_depth, grad_distance):
 
 
 decode_depth.register_autograd(_decode_depth_backward, setup_context=_save_input)
+hilbert_project.register_autograd(_hilbert_project_backward, setup_context=_save_input)
 
 
 # --------------------------------------------------------------------------- decode_normals

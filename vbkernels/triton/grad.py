@@ -1,4 +1,5 @@
-"""Fused backward of ``decode_depth`` for float images (docs/format.md, Gradients).
+"""Fused backward of ``decode_depth`` and ``hilbert_project`` for float images
+(docs/format.md, Gradients).
 
 One pass per pixel: read its three channels and the incoming gradients, recompute the
 segment choice (with the tie count) exactly as ``vbkernels.reference.grad`` does, write the
@@ -68,8 +69,9 @@ def _channel_grad(x, p, k, coef_t, coef_d, VARIES: tl.constexpr, HIGH: tl.conste
 def _decode_depth_backward_kernel(
     p_rgb, p_gdepth, p_gdist, p_grad, P, lam_c_a, a, scale, max_depth,
     HAS_DEPTH: tl.constexpr, HAS_DIST: tl.constexpr, HAS_MAX: tl.constexpr,
-    BLOCK: tl.constexpr,
+    T_ONLY: tl.constexpr, BLOCK: tl.constexpr,
 ):
+    """``T_ONLY``: ``p_gdepth`` holds the gradient of ``t`` (hilbert_project), not depth."""
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = i < P
     x_r = tl.load(p_rgb + 3 * i, mask=m, other=0.0)
@@ -85,7 +87,9 @@ def _decode_depth_backward_kernel(
     live = (_ties(r, g, b, best) == 1) & (x_r == x_r) & (x_g == x_g) & (x_b == x_b)
     zero = tl.zeros_like(x_r)
     coef_t = zero
-    if HAS_DEPTH:
+    if T_ONLY:
+        coef_t = tl.where(live, tl.load(p_gdepth + i, mask=m, other=0.0).to(x_r.dtype), 0.0)
+    elif HAS_DEPTH:
         kf = k.to(x_r.dtype)
         t = (kf + s) / 7.0
         u = ((6.0 - kf) + c) / 7.0
@@ -113,9 +117,10 @@ def _decode_depth_backward_kernel(
 
 def decode_depth_backward(rgb: torch.Tensor, grad_depth: torch.Tensor | None,
                           grad_distance: torch.Tensor | None, lam: float, c: float,
-                          max_depth: float | None) -> torch.Tensor:
+                          max_depth: float | None, t_only: bool = False) -> torch.Tensor:
     """The gradient of ``decode_depth`` with respect to the float image ``rgb`` (N, H, W, 3),
-    as ``vbkernels.reference.grad.decode_depth_backward`` computes it, in one kernel.
+    as ``vbkernels.reference.grad.decode_depth_backward`` computes it, in one kernel; with
+    ``t_only``, that of ``hilbert_project`` (``grad_depth`` is then the gradient of ``t``).
 
     Works in float32 (float64 for float64 input) on contiguous copies of the inputs."""
     work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
@@ -132,6 +137,6 @@ def decode_depth_backward(rgb: torch.Tensor, grad_depth: torch.Tensor | None,
         x, g_depth, g_dist, grad, pixels, lam * c * a, a, -lam * c,
         0.0 if max_depth is None else float(max_depth),
         HAS_DEPTH=grad_depth is not None, HAS_DIST=grad_distance is not None,
-        HAS_MAX=max_depth is not None, BLOCK=block,
+        HAS_MAX=max_depth is not None, T_ONLY=t_only, BLOCK=block,
     )
     return grad.to(rgb.dtype)
