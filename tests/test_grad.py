@@ -243,6 +243,8 @@ def test_opcheck_with_the_autograd_registration(pair):
                  torch.rand((1, 2, 3), device=device))
         torch.library.opcheck(ops.decode_depth_backward_triton,
                               (x.detach(), *grads, -3.0, 10 / 3, 2.0))
+        torch.library.opcheck(ops.decode_normals_backward_triton,
+                              (x.detach(), torch.rand_like(x.detach()), grads[1], True, 1e-6))
 
 
 def test_torch_compile_fullgraph_matches_eager():
@@ -406,6 +408,28 @@ def test_triton_backward_kernel_matches_the_reference(device, dtype):
         assert (got.cpu()[0, 0, :4] == 0).all()
     got = kernel(x.to(device), grad_depth.to(device), None, -3.0, 10 / 3, None, t_only=True)
     torch.testing.assert_close(got.cpu(), hilbert_project_backward(x, grad_depth))
+
+
+@pytest.mark.parametrize("device", _triton_devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_normals_backward_kernel_matches_the_reference(device, dtype):
+    from vbkernels.reference.grad import decode_normals_backward as reference
+    from vbkernels.triton.grad import decode_normals_backward as kernel
+
+    x = torch.rand((2, 5, 7, 3), generator=torch.Generator().manual_seed(18), dtype=dtype)
+    x = x * 1.1 - 0.05
+    x[0, 0, :2] = torch.tensor([[0.5, 0.5, 0.5], [math.nan, 0.5, 0.5]], dtype=dtype)
+    gen = torch.Generator().manual_seed(19)
+    grad_normals = torch.randn((2, 5, 7, 3), generator=gen, dtype=torch.float16)
+    grad_norm = torch.randn((2, 5, 7), generator=gen)
+    for args in [(grad_normals, grad_norm, True), (grad_normals, None, False),
+                 (None, grad_norm, True)]:
+        expected = reference(x, *args, 1e-6)
+        got = kernel(x.to(device), *(a if a is None else a.to(device) for a in args[:2]),
+                     args[2], 1e-6)
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(got.cpu(), expected, rtol=tol, atol=tol)
+        assert (got.cpu()[0, 0, :2] == 0).all()
 
 
 @pytest.mark.parametrize("device", _triton_devices())

@@ -6,9 +6,8 @@ cannot differentiate. When an input needs a gradient the front end calls these i
 backend's forward kernel into them and returns them, and its backward (registered with
 ``torch.library.register_autograd``) is the torch code of ``vbkernels.reference.grad``,
 which recomputes the segment choice from the saved input. So every backend, fast or not,
-gets the same backward; the triton backend runs those of ``decode_depth`` and
-``hilbert_project`` as one fused kernel (``vbkernels/triton/grad.py``, an op of its own so
-that ``torch.compile`` traces it).
+gets the same backward; the triton backend runs each as one fused kernel
+(``vbkernels/triton/grad.py``, as ops of their own so that ``torch.compile`` traces them).
 
 The front end calls each op through a ``torch.autograd.Function`` with the same backward
 (``HilbertProject``, ``DecodeDepth``, ``DecodeNormals``): a custom op's own autograd
@@ -156,11 +155,30 @@ def _(rgb, flip_yz, eps, out_dtype, with_norm, backend):
             _scalar_map(rgb, torch.float32, with_norm))
 
 
+@torch.library.custom_op("vbkernels::decode_normals_backward_triton", mutates_args=())
+def decode_normals_backward_triton(rgb: torch.Tensor,
+                                   grad_normals: Optional[torch.Tensor],  # noqa: UP045
+                                   grad_norm: Optional[torch.Tensor],  # noqa: UP045
+                                   flip_yz: bool, eps: float) -> torch.Tensor:
+    """The fused Triton kernel of ``ref_grad.decode_normals_backward`` (same arguments)."""
+    from .triton.grad import decode_normals_backward
+
+    return decode_normals_backward(rgb, grad_normals, grad_norm, flip_yz, eps)
+
+
+@decode_normals_backward_triton.register_fake
+def _(rgb, grad_normals, grad_norm, flip_yz, eps):
+    return torch.empty_like(rgb)
+
+
 def _decode_normals_backward(ctx, grad_normals, grad_norm):
     (rgb,) = ctx.saved_tensors
-    flip_yz, eps, _, with_norm, _ = ctx.arguments
-    grad = ref_grad.decode_normals_backward(rgb, grad_normals, grad_norm if with_norm else None,
-                                            flip_yz, eps)
+    flip_yz, eps, _, with_norm, backend = ctx.arguments
+    grad_norm = grad_norm if with_norm else None
+    if _fused_triton(backend):
+        grad = decode_normals_backward_triton(rgb, grad_normals, grad_norm, flip_yz, eps)
+    else:
+        grad = ref_grad.decode_normals_backward(rgb, grad_normals, grad_norm, flip_yz, eps)
     return grad, None, None, None, None, None
 
 

@@ -1,9 +1,9 @@
-"""Fused backward of ``decode_depth`` and ``hilbert_project`` for float images
-(docs/format.md, Gradients).
+"""Fused backward of ``decode_depth``, ``hilbert_project`` and ``decode_normals`` for float
+images (docs/format.md, Gradients).
 
 One pass per pixel: read its three channels and the incoming gradients, recompute the
-segment choice (with the tie count) exactly as ``vbkernels.reference.grad`` does, write the
-three input gradients. Nothing from the forward is stored. The rules and the torch
+segment choice (with the tie count) or the normal exactly as ``vbkernels.reference.grad``
+does, write the three input gradients. Nothing from the forward is stored. The rules and the torch
 reference it is tested against are in ``vbkernels/reference/grad.py``.
 """
 
@@ -138,5 +138,79 @@ def decode_depth_backward(rgb: torch.Tensor, grad_depth: torch.Tensor | None,
         0.0 if max_depth is None else float(max_depth),
         HAS_DEPTH=grad_depth is not None, HAS_DIST=grad_distance is not None,
         HAS_MAX=max_depth is not None, T_ONLY=t_only, BLOCK=block,
+    )
+    return grad.to(rgb.dtype)
+
+
+@triton.jit
+def _decode_normals_backward_kernel(
+    p_rgb, p_gnormals, p_gnorm, p_grad, P, eps,
+    HAS_NORMALS: tl.constexpr, HAS_NORM: tl.constexpr, FLIP_YZ: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """``2 * ((g - n (n.g))/|m| + n g_norm)`` with ``m = 2 clamp(x) - 1``, ``n = m/|m|``; zero
+    below ``eps``, for NaN pixels and clamped channels (``ref_grad.decode_normals_backward``)."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = i < P
+    x_r = tl.load(p_rgb + 3 * i, mask=m, other=0.0)
+    x_g = tl.load(p_rgb + 3 * i + 1, mask=m, other=0.0)
+    x_b = tl.load(p_rgb + 3 * i + 2, mask=m, other=0.0)
+    m_r = tl.minimum(tl.maximum(x_r, 0.0), 1.0) * 2.0 - 1.0
+    m_g = tl.minimum(tl.maximum(x_g, 0.0), 1.0) * 2.0 - 1.0
+    m_b = tl.minimum(tl.maximum(x_b, 0.0), 1.0) * 2.0 - 1.0
+    length = tl.sqrt((m_r * m_r + m_g * m_g) + m_b * m_b)
+    # tl.maximum drops a NaN (fmax), so NaN pixels are caught from the input itself.
+    live = (length >= eps) & (x_r == x_r) & (x_g == x_g) & (x_b == x_b)
+    length = tl.where(live, length, 1.0)
+    n_r = m_r / length
+    n_g = m_g / length
+    n_b = m_b / length
+    zero = tl.zeros_like(x_r)
+    d_r = zero
+    d_g = zero
+    d_b = zero
+    if HAS_NORMALS:
+        g_r = tl.load(p_gnormals + 3 * i, mask=m, other=0.0).to(x_r.dtype)
+        g_g = tl.load(p_gnormals + 3 * i + 1, mask=m, other=0.0).to(x_r.dtype)
+        g_b = tl.load(p_gnormals + 3 * i + 2, mask=m, other=0.0).to(x_r.dtype)
+        if FLIP_YZ:
+            g_g = -g_g
+            g_b = -g_b
+        dot = n_r * g_r + n_g * g_g + n_b * g_b
+        d_r = (g_r - n_r * dot) / length
+        d_g = (g_g - n_g * dot) / length
+        d_b = (g_b - n_b * dot) / length
+    if HAS_NORM:
+        g_n = tl.load(p_gnorm + i, mask=m, other=0.0).to(x_r.dtype)
+        d_r += n_r * g_n
+        d_g += n_g * g_n
+        d_b += n_b * g_n
+    tl.store(p_grad + 3 * i, tl.where(live & (x_r >= 0.0) & (x_r <= 1.0), 2.0 * d_r, 0.0),
+             mask=m)
+    tl.store(p_grad + 3 * i + 1, tl.where(live & (x_g >= 0.0) & (x_g <= 1.0), 2.0 * d_g, 0.0),
+             mask=m)
+    tl.store(p_grad + 3 * i + 2, tl.where(live & (x_b >= 0.0) & (x_b <= 1.0), 2.0 * d_b, 0.0),
+             mask=m)
+
+
+def decode_normals_backward(rgb: torch.Tensor, grad_normals: torch.Tensor | None,
+                            grad_norm: torch.Tensor | None, flip_yz: bool,
+                            eps: float) -> torch.Tensor:
+    """The gradient of ``decode_normals`` with respect to the float image ``rgb``
+    (N, H, W, 3), as ``vbkernels.reference.grad.decode_normals_backward`` computes it, in
+    one kernel, on contiguous copies of the inputs."""
+    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    x = rgb.to(work).contiguous()
+    grad = torch.empty_like(x)
+    pixels = x.numel() // 3
+    if pixels == 0:
+        return grad.to(rgb.dtype)
+    g_normals = x if grad_normals is None else grad_normals.contiguous()
+    g_norm = x if grad_norm is None else grad_norm.contiguous()
+    block = 128 if cm.interpreting() else 1024
+    _decode_normals_backward_kernel[(triton.cdiv(pixels, block),)](
+        x, g_normals, g_norm, grad, pixels, eps,
+        HAS_NORMALS=grad_normals is not None, HAS_NORM=grad_norm is not None,
+        FLIP_YZ=flip_yz, BLOCK=block,
     )
     return grad.to(rgb.dtype)
