@@ -17,6 +17,7 @@ from ._api import (
     hilbert_walk,
     inverse_power_transform,
     power_transform,
+    segmentation_logits,
 )
 from ._dispatch import available_backends
 from .instances import Instances, decode_instances
@@ -46,4 +47,5 @@ __all__ = [
     "normals_from_depth",
     "power_transform",
     "write_ply",
+    "segmentation_logits",
 ]

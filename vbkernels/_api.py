@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _autograd
 from . import _checks as chk
 from ._checks import Image
 from ._checks import ignore_index as _check_ignore_index
@@ -26,6 +27,7 @@ from ._checks import torch_dtype as _torch_dtype
 from ._dispatch import Backend, select
 from .palettes import palette_arguments
 from .reference import depth as ref_depth
+from .reference import grad as ref_grad
 from .reference._common import work_dtype
 
 DEFAULT_LAM = -3.0
@@ -74,8 +76,41 @@ def _scalar_output(img: Image, dtype: torch.dtype, out: Any = None) -> _Output:
     return _output(out, shape, dtype, img.tensor.device, img.numpy_io, tuple(img.view.shape[:3]))
 
 
-def _select(op: str, backend: str, tensor: torch.Tensor) -> tuple[Backend, Callable]:
-    return select(op, backend, tensor.device, tensor.dtype)
+def _select(op: str, backend: str, tensor: torch.Tensor,
+            needs_grad: bool = False) -> tuple[Backend, Callable]:
+    return select(op, backend, tensor.device, tensor.dtype, needs_grad)
+
+
+def _needs_grad(tensor: torch.Tensor) -> bool:
+    """Whether autograd would record an op on ``tensor`` (docs/format.md, Gradients)."""
+    return tensor.requires_grad and torch.is_grad_enabled()
+
+
+def _refuse_out_with_grad(out: Any, needs_grad: bool) -> None:
+    """``out=`` cannot carry a gradient (as in torch's own ``out=`` arguments)."""
+    if needs_grad and out is not None:
+        raise RuntimeError("out= does not support autograd: the input requires grad; drop "
+                           "out= or call under torch.no_grad()")
+
+
+def _temperature(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = chk.finite_float(value, "temperature")
+    if not value > 0.0:
+        raise ValueError(f"temperature must be > 0, got {value}")
+    return value
+
+
+def _new_result(img: Image, result: torch.Tensor, out: Any = None) -> Any:
+    """An (N, H, W) result computed as a new tensor (the differentiable paths), shaped like
+    the image's batch and handed back as the other paths do (``out=`` only without grad)."""
+    result = result.reshape(img.batch + img.hw)
+    if out is not None:
+        chk.check_out(out, tuple(result.shape), result.dtype, result.device,
+                      img.numpy_io).copy_(result)
+        return out
+    return result.numpy() if img.numpy_io else result
 
 
 def _t_dtype(img: Image) -> torch.dtype:
@@ -86,8 +121,8 @@ def _t_dtype(img: Image) -> torch.dtype:
 # --------------------------------------------------------------------------- depth
 
 
-def hilbert_project(rgb: Array, *, layout: str = "auto", backend: str = "auto",
-                    out: Array | None = None) -> Array:
+def hilbert_project(rgb: Array, *, layout: str = "auto", temperature: float | None = None,
+                    backend: str = "auto", out: Array | None = None) -> Array:
     """Position ``t`` of each pixel on the cube walk (docs/format.md, Depth).
 
     Each pixel goes to the nearest of the walk's 7 segments (ties to the lowest segment),
@@ -99,13 +134,22 @@ def hilbert_project(rgb: Array, *, layout: str = "auto", backend: str = "auto",
             float16/bfloat16/float32/float64 in [0, 1] (clamped); a torch tensor on any
             device with any strides, or a NumPy array.
         layout: ``"hwc"``, ``"chw"`` or ``"auto"`` (last dim 3 means hwc, else dim -3).
+        temperature: ``None`` for the hard projection above, or ``> 0`` for the smooth one
+            used in training: a softmin over the 7 segments' projections with weights
+            ``softmax(-dist²/temperature)`` (squared distances in 0..255 units), which lets a
+            gradient carry a colour past a walk vertex and tends to the hard ``t`` (away
+            from exact ties) as ``temperature -> 0``. Computed in torch ops on any device.
         backend: ``"auto"`` or a name from :func:`available_backends`.
         out: optional preallocated output of the result's shape, dtype and device (a NumPy
-            array for NumPy input); written and returned.
+            array for NumPy input); written and returned. Not with an input that requires
+            grad.
 
     Returns:
         ``t`` of shape ``(*, H, W)`` in [0, 1]: float64 for float64 input, else float32, on
-        the input's device (NumPy in, NumPy out). A NaN channel gives NaN.
+        the input's device (NumPy in, NumPy out). A NaN channel gives NaN. Differentiable
+        for a float input that requires grad, on every backend: ``dt/dx = ±1/7`` along the
+        nearest segment's varying channel, zero along its fixed channels, at ties, NaN
+        pixels and clamped channels (docs/format.md, Gradients).
 
     Example::
 
@@ -114,7 +158,14 @@ def hilbert_project(rgb: Array, *, layout: str = "auto", backend: str = "auto",
         tensor([[0.1429, 0.4286]])
     """
     img = _image(rgb, layout)
-    _, op = _select("hilbert_project", backend, img.tensor)
+    temperature = _temperature(temperature)
+    needs_grad = _needs_grad(img.tensor)
+    _refuse_out_with_grad(out, needs_grad)
+    chosen, op = _select("hilbert_project", backend, img.tensor, needs_grad)
+    if temperature is not None:
+        return _new_result(img, ref_grad.soft_walk_position(img.view, temperature)[0], out)
+    if needs_grad:
+        return _new_result(img, _autograd.HilbertProject.apply(img.view, chosen.name))
     t = _scalar_output(img, _t_dtype(img), out)
     if not img.empty:
         op(img.view, t.kernel)
@@ -123,7 +174,8 @@ def hilbert_project(rgb: Array, *, layout: str = "auto", backend: str = "auto",
 
 def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
                  layout: str = "auto", max_depth: float | None = None,
-                 return_distance: bool = False, backend: str = "auto",
+                 return_distance: bool = False, temperature: float | None = None,
+                 backend: str = "auto",
                  out: Array | None = None) -> Array | tuple[Array, Array]:
     """Metric depth from cube-walk RGB: the walk position ``t``, then the inverse power
     transform (docs/format.md, Depth).
@@ -137,8 +189,11 @@ def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
         layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
         max_depth: if given (``>= 0``), depths above it, white included, are clamped to it.
         return_distance: also return each pixel's Euclidean distance to the walk.
+        temperature: ``None``, or ``> 0`` to decode depth from the smooth walk position of
+            :func:`hilbert_project` (for training; the distance stays the hard one).
         backend: ``"auto"`` or a name from :func:`available_backends`.
-        out: optional preallocated depth output (shape, dtype and device of the result).
+        out: optional preallocated depth output (shape, dtype and device of the result);
+            not with an input that requires grad.
 
     Returns:
         depth of shape ``(*, H, W)`` in [0, inf] (metres for the default ``lam``, ``c``;
@@ -146,6 +201,12 @@ def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
         (NumPy in, NumPy out). With ``return_distance=True`` a tuple ``(depth, distance)``,
         distance ``(*, H, W)`` float32 in 0..255 units: a confidence signal, since a colour
         far from the walk is not a trustworthy depth. A NaN channel gives NaN in both.
+
+        Both are differentiable for a float input that requires grad, on every backend
+        (docs/format.md, Gradients): depth through ``t`` and the inverse power transform's
+        derivative (zero for white, and above ``max_depth``); distance along the nearest
+        segment's two fixed channels (its varying channel does not move it). Ties, NaN
+        pixels and clamped channels get zero gradient.
 
     Example::
 
@@ -156,7 +217,13 @@ def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
     lam, c = chk.power_params(lam, c)
     max_depth = chk.optional_positive(max_depth, "max_depth")
     img = _image(rgb, layout)
-    _, op = _select("decode_depth", backend, img.tensor)
+    temperature = _temperature(temperature)
+    needs_grad = _needs_grad(img.tensor)
+    _refuse_out_with_grad(out, needs_grad)
+    chosen, op = _select("decode_depth", backend, img.tensor, needs_grad)
+    if needs_grad or temperature is not None:
+        return _differentiable_depth(img, chosen.name, lam, c, max_depth, return_distance,
+                                     temperature, out)
     depth = _scalar_output(img, _t_dtype(img), out)
     distance = _scalar_output(img, torch.float32) if return_distance else None
     if not img.empty:
@@ -165,6 +232,21 @@ def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
     if distance is None:
         return result
     return result, distance.finish(img.numpy_io)
+
+
+def _differentiable_depth(img: Image, backend: str, lam: float, c: float,
+                          max_depth: float | None, return_distance: bool,
+                          temperature: float | None, out: Any):
+    """decode_depth as new tensors with a backward: the backend's kernel through the
+    functional op of ``_autograd``; with a temperature, depth from the smooth ``t``."""
+    if temperature is None or return_distance:
+        depth, distance = _autograd.DecodeDepth.apply(img.view, lam, c, max_depth,
+                                                       return_distance, backend)
+    if temperature is not None:
+        t, u = ref_grad.soft_walk_position(img.view, temperature)
+        depth = ref_grad.soft_depth(t, u, lam, c, max_depth)
+    depth = _new_result(img, depth, out)
+    return (depth, _new_result(img, distance)) if return_distance else depth
 
 
 def power_transform(depth: Array | float, *, lam: float = DEFAULT_LAM,
@@ -275,10 +357,12 @@ def encode_depth(depth: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C
     dtype = chk.rgb_dtype(dtype)
     tensor, numpy_io = chk.real_tensor(depth, "depth")
     tensor = chk.encodable_depth(tensor, negative)
-    _, op = _select("encode_depth", backend, tensor)
+    _, op = _select("encode_depth", backend, tensor,
+                    dtype.is_floating_point and _needs_grad(tensor))
     rgb = _encoded_output(tensor, dtype, layout, numpy_io)
     if tensor.numel():
-        op(tensor.reshape(_flat_grid(tuple(tensor.shape))), rgb.kernel, lam, c)
+        # detach: a uint8 result has no gradient, and numpy() refuses a tensor in a graph
+        op(tensor.detach().reshape(_flat_grid(tuple(tensor.shape))), rgb.kernel, lam, c)
     return rgb.finish(numpy_io)
 
 
@@ -308,10 +392,11 @@ def hilbert_walk(t: Array, *, dtype: DType = torch.float32, backend: str = "auto
     tensor, numpy_io = chk.real_tensor(t, "t")
     if dtype == torch.uint8 and tensor.numel() and torch.isnan(tensor.min()):
         raise ValueError("t contains NaN, which has no uint8 colour")
-    _, op = _select("hilbert_walk", backend, tensor)
+    _, op = _select("hilbert_walk", backend, tensor,
+                    dtype.is_floating_point and _needs_grad(tensor))
     rgb = _encoded_output(tensor, dtype, "hwc", numpy_io)
     if tensor.numel():
-        op(tensor.reshape(_flat_grid(tuple(tensor.shape))), rgb.kernel)
+        op(tensor.detach().reshape(_flat_grid(tuple(tensor.shape))), rgb.kernel)  # as above
     return rgb.finish(numpy_io)
 
 
@@ -339,13 +424,17 @@ def decode_normals(rgb: Array, *, layout: str = "auto", convention: str = "openg
         return_norm: also return ``|n|`` so callers can mask pixels that were not normals.
         out_dtype: float32 (default), float16, bfloat16 or float64.
         backend: ``"auto"`` or a name from :func:`available_backends`.
-        out: optional preallocated normals output (shape, dtype and device of the result).
+        out: optional preallocated normals output (shape, dtype and device of the result);
+            not with an input that requires grad.
 
     Returns:
         normals of the input's shape and layout, ``out_dtype``, components in [-1, 1] and
         unit length (or zero), on the input's device (NumPy in, NumPy out). With
         ``return_norm=True`` a tuple ``(normals, norm)``, norm ``(*, H, W)`` float32 in
-        [0, sqrt(3)]. A NaN channel gives NaN.
+        [0, sqrt(3)]. A NaN channel gives NaN. Both are differentiable for a float input
+        that requires grad, on every backend: the Jacobian of ``n/|n|`` (and of ``|n|``)
+        after the affine map, zero below ``eps``, for NaN pixels and clamped channels
+        (docs/format.md, Gradients).
 
     Example::
 
@@ -358,7 +447,11 @@ def decode_normals(rgb: Array, *, layout: str = "auto", convention: str = "openg
     eps = chk.optional_positive(eps, "eps")
     out_dtype = chk.normals_dtype(out_dtype)
     img = _image(rgb, layout)
-    _, op = _select("decode_normals", backend, img.tensor)
+    needs_grad = _needs_grad(img.tensor)
+    _refuse_out_with_grad(out, needs_grad)
+    chosen, op = _select("decode_normals", backend, img.tensor, needs_grad)
+    if needs_grad:
+        return _differentiable_normals(img, chosen.name, flip_yz, eps, out_dtype, return_norm)
     normals = _output(out, tuple(img.tensor.shape), out_dtype, img.tensor.device, img.numpy_io,
                       tuple(img.view.shape), channels_first=img.layout == "chw")
     norm = _scalar_output(img, torch.float32) if return_norm else None
@@ -368,6 +461,17 @@ def decode_normals(rgb: Array, *, layout: str = "auto", convention: str = "openg
     if norm is None:
         return result
     return result, norm.finish(img.numpy_io)
+
+
+def _differentiable_normals(img: Image, backend: str, flip_yz: bool, eps: float,
+                            out_dtype: torch.dtype, return_norm: bool):
+    """decode_normals as new tensors with a backward (the functional op of ``_autograd``)."""
+    normals, norm = _autograd.DecodeNormals.apply(img.view, flip_yz, eps, out_dtype,
+                                                  return_norm, backend)
+    normals = normals.reshape(img.batch + img.hw + (3,))
+    if img.layout == "chw":
+        normals = normals.movedim(-1, -3)
+    return (normals, _new_result(img, norm)) if return_norm else normals
 
 
 def encode_normals(normals: Array, *, convention: str = "opengl", dtype: DType = torch.uint8,
@@ -401,11 +505,12 @@ def encode_normals(normals: Array, *, convention: str = "opengl", dtype: DType =
     tensor, numpy_io = chk.real_tensor(normals, "normals")
     vectors = chk.encodable_normals(tensor, layout)
     grid = _flat_grid(tuple(vectors.shape[:-1]))
-    _, op = _select("encode_normals", backend, tensor)
+    _, op = _select("encode_normals", backend, tensor,
+                    dtype.is_floating_point and _needs_grad(tensor))
     rgb = _output(None, tuple(tensor.shape), dtype, tensor.device, numpy_io, grid + (3,),
                   channels_first=layout == "chw")
     if tensor.numel():
-        op(vectors.reshape(grid + (3,)), rgb.kernel, flip_yz)
+        op(vectors.detach().reshape(grid + (3,)), rgb.kernel, flip_yz)  # as encode_depth
     return rgb.finish(numpy_io)
 
 
@@ -522,7 +627,8 @@ def decode_segmentation(rgb: Array, palette: Any, *, max_distance: float | None 
     for needed in [k - 1] + ([ignore_index] if can_ignore else []):
         if not chk.int_fits(needed, out_dtype):
             raise ValueError(f"labels up to {needed} do not fit out_dtype={out_dtype}")
-    _, op = _select("decode_segmentation", backend, img.tensor)
+    _, op = _select("decode_segmentation", backend, img.tensor,
+                    return_distance and _needs_grad(img.tensor))
     labels = _scalar_output(img, out_dtype, out)
     distance = _scalar_output(img, torch.float32) if return_distance else None
     if not img.empty:
@@ -534,7 +640,8 @@ def decode_segmentation(rgb: Array, palette: Any, *, max_distance: float | None 
         if wide:
             target = torch.empty(labels.kernel.shape, dtype=torch.int32,
                                  device=labels.kernel.device)
-        op(img.view, palette_w, target, distance.kernel if distance else None,
+        # detach: labels have no gradient (a wanted distance gradient was refused above)
+        op(img.view.detach(), palette_w, target, distance.kernel if distance else None,
            max_dist2, ignore_index)
         if wide:
             labels.kernel.copy_(target.masked_fill(target == k, ignore_index))
@@ -544,6 +651,57 @@ def decode_segmentation(rgb: Array, palette: Any, *, max_distance: float | None 
     if distance is None:
         return result
     return result, distance.finish(img.numpy_io)
+
+
+def segmentation_logits(rgb: Array, palette: Any, *, temperature: float = 1.0,
+                        layout: str = "auto") -> Array:
+    """Per-class logits ``-dist²/temperature`` for training toward palette colours
+    (docs/format.md, Segmentation and Gradients).
+
+    ``dist`` is the Euclidean distance in 0..255 units from each pixel to each palette
+    colour, so ``softmax`` over the class dimension is a soft :func:`decode_segmentation`
+    (its argmax is the hard label, ties aside) and ``torch.nn.functional.cross_entropy``
+    on these logits trains colours toward the right entry. Computed in torch ops on any
+    device; differentiable with respect to a float image (and a float palette tensor)
+    that requires grad. Memory: one ``(N, K, H, W)`` tensor, so keep ``K`` modest.
+
+    Args:
+        rgb: image of shape ``(*, H, W, 3)`` or ``(*, 3, H, W)``: uint8 (0..255) or
+            float16/bfloat16/float32/float64 in [0, 1] (clamped; a clamped channel gets
+            zero gradient); a torch tensor on any device, or a NumPy array.
+        palette: ``(K, 3)`` colours in 0..255 units, ``1 <= K <= 65535``, or a
+            :class:`vbkernels.palettes.Palette` (its ignore colour is not a class and gets no
+            logit: pass ``ignore_index`` to the loss instead).
+        temperature: ``> 0``, in squared 0..255 units: about the squared colour distance
+            over which a class's probability falls by a factor ``e``. ``1.0`` is nearly a
+            hard decision; a value near the squared distance between palette colours
+            (hundreds to thousands) gives smoother training gradients.
+        layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
+
+    Returns:
+        logits of shape ``(*, K, H, W)``: the class dimension goes where channels-first
+        images keep theirs, whatever the input's layout, so an ``(N, H, W, 3)`` batch gives
+        the ``(N, K, H, W)`` that ``cross_entropy`` takes (flatten other leading dims
+        first). float64 for float64 input, else float32, on the input's device (NumPy in,
+        NumPy out). A NaN pixel gives NaN logits and zero gradient.
+
+    Example::
+
+        >>> rgb = torch.tensor([[[[0.0, 0.0, 0.2]]]])  # (N, H, W, 3) = (1, 1, 1, 3)
+        >>> segmentation_logits(rgb, [[0, 0, 0], [0, 0, 255]], temperature=51.0 ** 2)
+        tensor([[[[ -1.]],
+        <BLANKLINE>
+                 [[-16.]]]])
+    """
+    img = _image(rgb, layout)
+    temperature = _temperature(temperature)
+    if temperature is None:
+        raise TypeError("temperature must be a real number > 0, got None")
+    colours, _, _ = palette_arguments(palette)
+    colours = chk.check_palette(colours, img.tensor.device)
+    logits = ref_grad.segmentation_logits(img.view, colours, temperature)
+    logits = logits.reshape(img.batch + tuple(logits.shape[1:]))
+    return logits.numpy() if img.numpy_io else logits
 
 
 def encode_segmentation(labels: Array, palette: Any, *,

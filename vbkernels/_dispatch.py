@@ -58,6 +58,14 @@ with ``log_u = log1p(-t)`` if ``t < 0.5`` else ``log(u)``.
     ``vbkernels/reference/instances.py``). A backend offers them from an ``instances``
     submodule of its package, picked up by ``load_backend``.
 
+Gradients (docs/format.md, Gradients): ``hilbert_project``, ``decode_depth`` and
+``decode_normals`` (``DIFFERENTIABLE_OPS``) are differentiable on every backend that runs
+them: when an input needs a gradient the front end calls the functional custom ops of
+``vbkernels._autograd``, which run the chosen backend's forward kernel and share one backward
+in torch. Asking for a gradient through any other op with a float output raises
+``RuntimeError`` in ``select`` (``needs_grad=True``), on every backend, rather than
+returning an output silently cut off from the graph.
+
 A backend may leave an op out of ``ops``: the front end then runs the torch reference for
 it when ``backend="auto"`` and raises ``RuntimeError`` when the op was asked of that
 backend by name.
@@ -90,6 +98,8 @@ OP_NAMES = (
 # The per-pixel kernels of decode_instances, offered from a backend's ``instances`` module.
 INSTANCE_OP_NAMES = ("colour_histogram", "assign_pixels")
 KERNEL_OP_NAMES = OP_NAMES + INSTANCE_OP_NAMES
+# The ops with a backward (vbkernels._autograd), on every backend.
+DIFFERENTIABLE_OPS = ("hilbert_project", "decode_depth", "decode_normals")
 # The public function each kernel op serves, for error messages.
 _PUBLIC_NAME = {name: "decode_instances" for name in INSTANCE_OP_NAMES}
 
@@ -235,17 +245,25 @@ def available_backends() -> list[str]:
     return names
 
 
-def select(op: str, backend: str, device: torch.device,
-           dtype: torch.dtype) -> tuple[Backend, Callable]:
+def select(op: str, backend: str, device: torch.device, dtype: torch.dtype,
+           needs_grad: bool = False) -> tuple[Backend, Callable]:
     """The backend and kernel op to run for a tensor on ``device`` of input dtype ``dtype``.
 
-    An explicit backend that cannot run the op raises ``RuntimeError`` saying why; "auto"
+    ``needs_grad``: the caller wants a float output differentiated; ``RuntimeError`` unless
+    ``op`` is one of ``DIFFERENTIABLE_OPS`` (which every backend differentiates). An
+    explicit backend that cannot run the op raises ``RuntimeError`` saying why; "auto"
     takes the first backend in ``_AUTO_ORDER`` that loads and runs the op there, so it never
     hides an error the user asked for and never picks an interpreter. ``VBKERNELS_BACKEND``
     replaces "auto" for the ops its backend implements.
     """
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if needs_grad and op not in DIFFERENTIABLE_OPS:
+        raise RuntimeError(
+            f"{_PUBLIC_NAME.get(op, op)} has no gradient, but its input requires grad; call "
+            f"it under torch.no_grad() or on a .detach()ed input (differentiable: "
+            f"{', '.join(DIFFERENTIABLE_OPS)}, segmentation_logits)"
+        )
     if backend == "auto":
         backend = _from_environment(op)
     if backend == "auto":
