@@ -456,3 +456,75 @@ def test_triton_backend_under_torch_func(device):
     got = torch.func.grad(lambda v: vb.decode_depth(v, backend="triton").sum())(x)
     torch.testing.assert_close(got, _grad(lambda v: vb.decode_depth(v, backend="triton"), x,
                                           [torch.ones(())]))
+
+
+LOGIT_PAIRS = [p for p in PAIRS if p[0] in ("torch", "triton")]
+
+
+@pytest.mark.parametrize("pair", LOGIT_PAIRS, ids=[f"{b}-{d}" for b, d in LOGIT_PAIRS])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+def test_segmentation_logits_backends_agree_forward_and_backward(pair, dtype):
+    """The fused Triton forward and backward against the torch reference, on a strided
+    channels-first view with a NaN pixel and channels outside [0, 1]."""
+    backend, device = pair
+    palette = torch.tensor([[0, 0, 0], [255, 0, 0], [0, 0, 255], [90, 200, 30], [255] * 3],
+                           device=device)
+    gen = torch.Generator().manual_seed(3)
+    if dtype == torch.uint8:
+        base = torch.randint(0, 256, (2, 3, 9, 14), generator=gen, dtype=torch.uint8)
+    else:
+        base = torch.rand((2, 3, 9, 14), generator=gen, dtype=dtype) * 1.2 - 0.1
+        base[0, 1, 2, 4] = float("nan")  # view pixel (0, 1, 1)
+    rgb = base.to(device)[:, :, ::2, 1::3]  # strided, channels first
+    want = vb.segmentation_logits(rgb, palette, temperature=700.0, backend="torch")
+    got = vb.segmentation_logits(rgb, palette, temperature=700.0, backend=backend)
+    assert got.shape == want.shape == (2, 5, 5, 5) and got.dtype == want.dtype
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-6, atol=1e-6)
+    if dtype == torch.uint8:
+        return
+    weights = torch.randn(want.shape, generator=gen, dtype=dtype).to(device)
+    grads = []
+    for name in ("torch", backend):
+        x = rgb.detach().clone().requires_grad_(True)
+        logits = vb.segmentation_logits(x, palette, temperature=700.0, backend=name)
+        (logits.nan_to_num() * weights).sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+    assert not torch.isnan(grads[1]).any()
+    assert (grads[1][0, :, 1, 1] == 0).all()  # the NaN pixel: zero, never NaN
+
+
+@pytest.mark.parametrize("pair", LOGIT_PAIRS, ids=[f"{b}-{d}" for b, d in LOGIT_PAIRS])
+def test_segmentation_logits_gradcheck_and_func(pair):
+    backend, device = pair
+    palette = torch.tensor([[10, 20, 30], [200, 40, 90], [60, 250, 120]], device=device)
+    x = (0.05 + 0.9 * torch.rand((1, 3, 4, 3), dtype=torch.float64,
+                                 generator=torch.Generator().manual_seed(5))).to(device)
+    x.requires_grad_(True)
+
+    def logits(image):
+        return vb.segmentation_logits(image, palette, temperature=300.0, backend=backend)
+
+    assert torch.autograd.gradcheck(logits, (x,))
+    grad = torch.func.grad(lambda image: logits(image).square().sum())(x.detach())
+    x.grad = None
+    logits(x).square().sum().backward()
+    torch.testing.assert_close(grad, x.grad)
+    if backend == "triton":
+        view = x.detach().movedim(1, -1).requires_grad_(True)
+        torch.library.opcheck(torch.ops.vbkernels.segmentation_logits_triton,
+                              (view, palette.to(torch.float64), 300.0))
+
+
+def test_segmentation_logits_backend_choice():
+    x = torch.rand((1, 2, 2, 3))
+    palette = torch.tensor([[0.0, 0.0, 0.0], [255.0, 255.0, 255.0]], requires_grad=True)
+    vb.segmentation_logits(x, palette).sum().backward()  # auto on CPU: torch, palette grad
+    assert palette.grad is not None and palette.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="does not implement segmentation_logits"):
+        vb.segmentation_logits(x, [[0, 0, 0]], backend="cpu")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        vb.segmentation_logits(x, [[0, 0, 0]], backend="tpu")
+    if ("triton", "cpu") in PAIRS:
+        with pytest.raises(RuntimeError, match="image only"):
+            vb.segmentation_logits(x, palette, backend="triton")

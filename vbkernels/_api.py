@@ -24,7 +24,7 @@ from ._checks import Image
 from ._checks import ignore_index as _check_ignore_index
 from ._checks import image as _image
 from ._checks import torch_dtype as _torch_dtype
-from ._dispatch import Backend, select
+from ._dispatch import BACKEND_NAMES, Backend, BackendUnavailable, load_backend, select
 from .palettes import palette_arguments
 from .reference import depth as ref_depth
 from .reference import grad as ref_grad
@@ -654,16 +654,16 @@ def decode_segmentation(rgb: Array, palette: Any, *, max_distance: float | None 
 
 
 def segmentation_logits(rgb: Array, palette: Any, *, temperature: float = 1.0,
-                        layout: str = "auto") -> Array:
+                        layout: str = "auto", backend: str = "auto") -> Array:
     """Per-class logits ``-dist²/temperature`` for training toward palette colours
     (docs/format.md, Segmentation and Gradients).
 
     ``dist`` is the Euclidean distance in 0..255 units from each pixel to each palette
     colour, so ``softmax`` over the class dimension is a soft :func:`decode_segmentation`
     (its argmax is the hard label, ties aside) and ``torch.nn.functional.cross_entropy``
-    on these logits trains colours toward the right entry. Computed in torch ops on any
-    device; differentiable with respect to a float image (and a float palette tensor)
-    that requires grad. Memory: one ``(N, K, H, W)`` tensor, so keep ``K`` modest.
+    on these logits trains colours toward the right entry. Differentiable with respect to a
+    float image that requires grad; the torch backend also with respect to a float palette
+    tensor that requires grad. Memory: one ``(N, K, H, W)`` tensor, so keep ``K`` modest.
 
     Args:
         rgb: image of shape ``(*, H, W, 3)`` or ``(*, 3, H, W)``: uint8 (0..255) or
@@ -677,6 +677,10 @@ def segmentation_logits(rgb: Array, palette: Any, *, temperature: float = 1.0,
             hard decision; a value near the squared distance between palette colours
             (hundreds to thousands) gives smoother training gradients.
         layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
+        backend: ``"torch"`` (torch ops, any device), ``"triton"`` (one fused kernel for the
+            forward and one for the backward; CUDA tensors, or CPU ones under the Triton
+            interpreter) or ``"auto"``: Triton for CUDA tensors outside ``torch.compile``
+            unless the palette requires grad, else torch.
 
     Returns:
         logits of shape ``(*, K, H, W)``: the class dimension goes where channels-first
@@ -699,9 +703,44 @@ def segmentation_logits(rgb: Array, palette: Any, *, temperature: float = 1.0,
         raise TypeError("temperature must be a real number > 0, got None")
     colours, _, _ = palette_arguments(palette)
     colours = chk.check_palette(colours, img.tensor.device)
-    logits = ref_grad.segmentation_logits(img.view, colours, temperature)
+    logits = _logits_function(backend, img.tensor, colours)(img.view, colours, temperature)
     logits = logits.reshape(img.batch + tuple(logits.shape[1:]))
     return logits.numpy() if img.numpy_io else logits
+
+
+def _logits_function(backend: Any, rgb: torch.Tensor, palette: torch.Tensor) -> Callable:
+    """The torch reference or the fused Triton forward/backward for segmentation_logits."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend == "auto":
+        fused = (rgb.device.type == "cuda" and not torch.compiler.is_compiling()
+                 and not palette.requires_grad and _triton_runs(rgb))
+        backend = "triton" if fused else "torch"
+    if backend == "torch":
+        return ref_grad.segmentation_logits
+    if backend == "triton":
+        if not _triton_runs(rgb):
+            raise RuntimeError(
+                f"backend 'triton' cannot run segmentation_logits on {rgb.dtype} {rgb.device} "
+                "tensors here (set TRITON_INTERPRET=1 before import for CPU tensors)")
+        if palette.requires_grad:
+            raise RuntimeError("backend 'triton' differentiates segmentation_logits with respect "
+                               "to the image only; use backend='torch' for a palette that "
+                               "requires grad")
+        from .triton.grad import SegmentationLogits
+
+        return SegmentationLogits.apply
+    if backend in BACKEND_NAMES:
+        raise RuntimeError(f"backend {backend!r} does not implement segmentation_logits; "
+                           "use 'torch' or 'triton'")
+    raise ValueError(f"backend must be one of {('auto',) + BACKEND_NAMES}, got {backend!r}")
+
+
+def _triton_runs(rgb: torch.Tensor) -> bool:
+    try:
+        return load_backend("triton").runs(rgb.device, rgb.dtype)
+    except BackendUnavailable:
+        return False
 
 
 def encode_segmentation(labels: Array, palette: Any, *,

@@ -214,3 +214,180 @@ def decode_normals_backward(rgb: torch.Tensor, grad_normals: torch.Tensor | None
         FLIP_YZ=flip_yz, BLOCK=block,
     )
     return grad.to(rgb.dtype)
+
+
+# --------------------------------------------------------------------- segmentation_logits
+
+
+@triton.jit
+def _logits_forward_kernel(p_rgb, s_n, s_h, s_w, s_c, p_pal, p_out, P, HW, W, K, neg_t,
+                           IS_U8: tl.constexpr, IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """``d2 / -temperature`` of each pixel to each palette colour, (N, K, H, W) contiguous:
+    one read of the pixel, K writes, each class plane written coalesced."""
+    o_pix = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m_pix = o_pix < P
+    n = o_pix // HW
+    rem = o_pix % HW
+    o_in = n * s_n + (rem // W) * s_h + (rem % W) * s_w
+    r, g, b, nan = cm.load_units(p_rgb, o_in, s_c, m_pix, IS_U8, IS_F64)
+    r = cm.to_float(r, IS_F64)
+    g = cm.to_float(g, IS_F64)
+    b = cm.to_float(b, IS_F64)
+    p_o = p_out + n * K * HW + rem
+    for k in range(0, K):
+        c_r = tl.load(p_pal + 3 * k)
+        c_g = tl.load(p_pal + 3 * k + 1)
+        c_b = tl.load(p_pal + 3 * k + 2)
+        d_r = r - c_r
+        d_g = g - c_g
+        d_b = b - c_b
+        # The reference's order: ((d_r^2 + d_g^2) + d_b^2) / -temperature.
+        logit = (d_r * d_r + d_g * d_g + d_b * d_b) / neg_t
+        logit = tl.where(nan, float("nan"), logit)
+        tl.store(p_o + k * HW, logit, mask=m_pix)
+
+
+@triton.jit
+def _logits_backward_kernel(p_rgb, p_pal, p_glog, p_grad, P, HW, K, scale,
+                            IS_F64: tl.constexpr, BLOCK: tl.constexpr):
+    """``d loss / d x`` for contiguous (P, 3) float pixels: ``sum_k g_k * scale * (p - c_k)``
+    per channel with ``scale = 2 * 255 / -temperature``; zero for a clamped channel and for
+    a NaN pixel (whose logits are NaN)."""
+    o_pix = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m_pix = o_pix < P
+    x_r = tl.load(p_rgb + 3 * o_pix, mask=m_pix, other=0.0)
+    x_g = tl.load(p_rgb + 3 * o_pix + 1, mask=m_pix, other=0.0)
+    x_b = tl.load(p_rgb + 3 * o_pix + 2, mask=m_pix, other=0.0)
+    nan = (x_r != x_r) | (x_g != x_g) | (x_b != x_b)
+    u_r = tl.minimum(tl.maximum(x_r, 0.0), 1.0) * 255.0
+    u_g = tl.minimum(tl.maximum(x_g, 0.0), 1.0) * 255.0
+    u_b = tl.minimum(tl.maximum(x_b, 0.0), 1.0) * 255.0
+    acc_r = tl.zeros_like(u_r)
+    acc_g = tl.zeros_like(u_g)
+    acc_b = tl.zeros_like(u_b)
+    n = o_pix // HW
+    p_g = p_glog + n * K * HW + o_pix % HW
+    for k in range(0, K):
+        g = tl.load(p_g + k * HW, mask=m_pix, other=0.0)
+        acc_r += g * (u_r - tl.load(p_pal + 3 * k))
+        acc_g += g * (u_g - tl.load(p_pal + 3 * k + 1))
+        acc_b += g * (u_b - tl.load(p_pal + 3 * k + 2))
+    keep_r = (x_r >= 0.0) & (x_r <= 1.0) & ~nan
+    keep_g = (x_g >= 0.0) & (x_g <= 1.0) & ~nan
+    keep_b = (x_b >= 0.0) & (x_b <= 1.0) & ~nan
+    tl.store(p_grad + 3 * o_pix, tl.where(keep_r, acc_r * scale, 0.0), mask=m_pix)
+    tl.store(p_grad + 3 * o_pix + 1, tl.where(keep_g, acc_g * scale, 0.0), mask=m_pix)
+    tl.store(p_grad + 3 * o_pix + 2, tl.where(keep_b, acc_b * scale, 0.0), mask=m_pix)
+
+
+def _logits_block() -> int:
+    return 128 if cm.interpreting() else 256
+
+
+def segmentation_logits_forward(rgb: torch.Tensor, palette: torch.Tensor,
+                                temperature: float) -> torch.Tensor:
+    """(N, H, W, 3) pixels (any strides, uint8 or float) -> (N, K, H, W) logits in float32
+    (float64 for float64 input), as ``vbkernels.reference.grad.segmentation_logits``."""
+    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    n, h, w, _ = rgb.shape
+    colours = palette.to(device=rgb.device, dtype=work).contiguous()
+    k = colours.shape[0]
+    out = torch.empty((n, k, h, w), dtype=work, device=rgb.device)
+    pixels = n * h * w
+    if pixels == 0:
+        return out
+    block = _logits_block()
+    _logits_forward_kernel[(triton.cdiv(pixels, block),)](
+        rgb, *rgb.stride(), colours, out, pixels, h * w, w, k, -float(temperature),
+        IS_U8=rgb.dtype == torch.uint8, IS_F64=work == torch.float64, BLOCK=block)
+    return out
+
+
+def segmentation_logits_backward(rgb: torch.Tensor, palette: torch.Tensor,
+                                 grad_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The gradient of the logits with respect to the float image ``rgb`` (N, H, W, 3), in
+    one kernel; works on contiguous copies in the working dtype."""
+    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    x = rgb.to(work).contiguous()
+    grad = torch.empty_like(x)
+    pixels = x.numel() // 3
+    if pixels == 0:
+        return grad.to(rgb.dtype)
+    n, h, w, _ = rgb.shape
+    colours = palette.to(device=rgb.device, dtype=work).contiguous()
+    block = _logits_block()
+    _logits_backward_kernel[(triton.cdiv(pixels, block),)](
+        x, colours, grad_logits.to(work).contiguous(), grad, pixels, h * w,
+        colours.shape[0], 2.0 * 255.0 / -float(temperature), IS_F64=work == torch.float64,
+        BLOCK=block)
+    return grad.to(rgb.dtype)
+
+
+# As torch ops, so that torch.func's wrapped tensors are unwrapped before the kernels see
+# them (a Triton launch cannot read a functorch wrapper's storage).
+@torch.library.custom_op("vbkernels::segmentation_logits_triton", mutates_args=())
+def _logits_op(rgb: torch.Tensor, palette: torch.Tensor, temperature: float) -> torch.Tensor:
+    return segmentation_logits_forward(rgb, palette, temperature)
+
+
+@_logits_op.register_fake
+def _(rgb, palette, temperature):
+    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    n, h, w, _ = rgb.shape
+    return rgb.new_empty((n, palette.shape[0], h, w), dtype=work)
+
+
+@torch.library.custom_op("vbkernels::segmentation_logits_backward_triton", mutates_args=())
+def _logits_backward_op(rgb: torch.Tensor, palette: torch.Tensor, grad_logits: torch.Tensor,
+                        temperature: float) -> torch.Tensor:
+    return segmentation_logits_backward(rgb, palette, grad_logits, temperature)
+
+
+@_logits_backward_op.register_fake
+def _(rgb, palette, grad_logits, temperature):
+    return torch.empty_like(rgb, memory_format=torch.contiguous_format)
+
+
+def _logits_setup_context(ctx, inputs, output):
+    rgb, palette, temperature = inputs
+    ctx.save_for_backward(rgb, palette)
+    ctx.temperature = temperature
+
+
+def _logits_backward(ctx, grad_logits):
+    rgb, palette = ctx.saved_tensors
+    if not ctx.needs_input_grad[0]:
+        return None, None, None
+    if torch._C._are_functorch_transforms_active():
+        # torch.func batches the backward with vmap: the same sum in vmappable torch ops.
+        return _logits_backward_torch(rgb, palette, grad_logits, ctx.temperature), None, None
+    return _logits_backward_op(rgb, palette, grad_logits, ctx.temperature), None, None
+
+
+def _logits_backward_torch(rgb, palette, grad_logits, temperature):
+    """``_logits_backward_kernel`` in torch ops: ``scale * (u * sum_k g_k - sum_k g_k c_k)``
+    per channel, zero for clamped channels and NaN pixels."""
+    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    x = rgb.to(work)
+    keep = (x >= 0) & (x <= 1) & ~torch.isnan(x).any(-1, keepdim=True)
+    g = grad_logits.to(work)
+    weighted = torch.einsum("nkhw,kc->nhwc", g, palette.to(work))
+    grad = (x.clamp(0, 1) * 255 * g.sum(1).unsqueeze(-1) - weighted) * (2 * 255 / -temperature)
+    return torch.where(keep, grad, torch.zeros((), dtype=work, device=x.device)).to(rgb.dtype)
+
+
+# The op's own autograd serves eager autograd and torch.compile; the Function below, with
+# the same backward, serves torch.func transforms too (they need setup_context).
+_logits_op.register_autograd(_logits_backward, setup_context=_logits_setup_context)
+
+
+class SegmentationLogits(torch.autograd.Function):
+    """``SegmentationLogits.apply(rgb, palette, temperature)``: the fused forward and
+    backward as one autograd node, usable under ``torch.func``."""
+
+    @staticmethod
+    def forward(rgb, palette, temperature):
+        return _logits_op(rgb, palette, temperature)
+
+    setup_context = staticmethod(_logits_setup_context)
+    backward = staticmethod(_logits_backward)
