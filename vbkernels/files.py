@@ -102,9 +102,9 @@ def png16_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
     rows[:, 1:3] = big_endian[:, :2]
     np.subtract(big_endian[:, 2:], big_endian[:, :-2], out=rows[:, 3:])  # wraps mod 256
     header = np.array([width, height], ">u4").tobytes() + bytes([16, 0, 0, 0, 0])
-    return (PNG_SIGNATURE + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", _deflate(rows.tobytes(), compress_level))
-            + _png_chunk(b"IEND", b""))
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", _deflate(rows.tobytes(), compress_level))
+            + png_chunk(b"IEND", b""))
 
 
 def _deflate(data: bytes, level: int) -> bytes:
@@ -115,5 +115,6 @@ def _deflate(data: bytes, level: int) -> bytes:
     return isal_zlib.compress(data, min(level, 3))
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, type, body, CRC-32 of type and body."""
     return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")

@@ -31,6 +31,7 @@ import zlib
 import numpy as np
 import torch
 
+from vbkernels.files import png_chunk
 from vbkernels.pipeline import png
 
 __all__ = ["encode_png", "make_corpus", "png_read_benchmark", "markdown"]
@@ -60,13 +61,8 @@ def encode_png(pixels: np.ndarray, filters=4, *, level: int = 6) -> bytes:
     raw = np.concatenate([kinds[:, None], filtered.astype(np.uint8)], axis=1)
     ihdr = np.array([width, height], ">u4").tobytes() + bytes(
         [8, _COLOUR_TYPES[channels], 0, 0, 0])
-    return png.PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(
-        b"IDAT", zlib.compress(raw.tobytes(), level)) + _chunk(b"IEND", b"")
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return (len(body).to_bytes(4, "big") + kind + body
-            + zlib.crc32(kind + body).to_bytes(4, "big"))
+    return png.PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(
+        b"IDAT", zlib.compress(raw.tobytes(), level)) + png_chunk(b"IEND", b"")
 
 
 def make_corpus(n: int = 4, height: int = 1080, width: int = 1920, *, writer: str = "pillow",

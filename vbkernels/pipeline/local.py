@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vbkernels.files import write_atomic
@@ -180,11 +179,10 @@ def read_decode_write(task, path: Path, stem: Path, kinds) -> list[Path]:
     except Exception as exc:  # noqa: BLE001 - any reader error is this file's failure
         raise ReadFailed(str(exc)) from None
     try:
-        outputs = task.decode(torch.from_numpy(np.stack([rgb])))
+        outputs = BatchDecoder(task, torch.device("cpu")).submit([rgb]).result()
     except (RuntimeError, ValueError) as exc:
         raise DecodeFailedInWorker(str(exc)) from None
-    arrays = {name: value[0].numpy() for name, value in outputs.items()}
-    return write_frame(task, arrays, stem, kinds)
+    return write_frame(task, {name: value[0] for name, value in outputs.items()}, stem, kinds)
 
 
 def write_frame(task, arrays: dict, stem: Path, kinds) -> list[Path]:

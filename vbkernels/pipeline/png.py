@@ -37,6 +37,8 @@ from typing import BinaryIO, Union
 import numpy as np
 import torch
 
+from vbkernels.files import PNG_SIGNATURE
+
 try:
     import pyspng as _pyspng
 except ImportError:
@@ -49,7 +51,6 @@ __all__ = [
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow's modes that read_image accepts (the same set as the command line always took):
 # 8 bits per channel; 16-bit and float images are refused rather than silently clipped.
 _PILLOW_MODES = ("RGB", "RGBA", "L", "P", "LA", "CMYK", "YCbCr")

@@ -190,7 +190,6 @@ class SegTask(Task):
         return {"labels": labels}
 
     def _encode_one(self, kind, arrays):
-
         labels = arrays["labels"]
         if kind == "npy":
             return npy_bytes(labels)

@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from .._walk import SEGMENTS
+from ..reference._common import work_dtype
 from . import _common as cm
 from .depth import _nearest_segment
 
@@ -115,6 +116,13 @@ def _decode_depth_backward_kernel(
              mask=m)
 
 
+def _backward_buffers(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(x, grad, pixels)`` for a backward kernel: the float image as a contiguous copy in
+    the working dtype, an uninitialised gradient of the same layout, and the pixel count."""
+    x = rgb.to(work_dtype(rgb.dtype)).contiguous()
+    return x, torch.empty_like(x), x.numel() // 3
+
+
 def decode_depth_backward(rgb: torch.Tensor, grad_depth: torch.Tensor | None,
                           grad_distance: torch.Tensor | None, lam: float, c: float,
                           max_depth: float | None, t_only: bool = False) -> torch.Tensor:
@@ -123,10 +131,7 @@ def decode_depth_backward(rgb: torch.Tensor, grad_depth: torch.Tensor | None,
     ``t_only``, that of ``hilbert_project`` (``grad_depth`` is then the gradient of ``t``).
 
     Works in float32 (float64 for float64 input) on contiguous copies of the inputs."""
-    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
-    x = rgb.to(work).contiguous()
-    grad = torch.empty_like(x)
-    pixels = x.numel() // 3
+    x, grad, pixels = _backward_buffers(rgb)
     if pixels == 0:
         return grad.to(rgb.dtype)
     g_depth = x if grad_depth is None else grad_depth.contiguous()
@@ -199,10 +204,7 @@ def decode_normals_backward(rgb: torch.Tensor, grad_normals: torch.Tensor | None
     """The gradient of ``decode_normals`` with respect to the float image ``rgb``
     (N, H, W, 3), as ``vbkernels.reference.grad.decode_normals_backward`` computes it, in
     one kernel, on contiguous copies of the inputs."""
-    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
-    x = rgb.to(work).contiguous()
-    grad = torch.empty_like(x)
-    pixels = x.numel() // 3
+    x, grad, pixels = _backward_buffers(rgb)
     if pixels == 0:
         return grad.to(rgb.dtype)
     g_normals = x if grad_normals is None else grad_normals.contiguous()
@@ -288,7 +290,7 @@ def segmentation_logits_forward(rgb: torch.Tensor, palette: torch.Tensor,
                                 temperature: float) -> torch.Tensor:
     """(N, H, W, 3) pixels (any strides, uint8 or float) -> (N, K, H, W) logits in float32
     (float64 for float64 input), as ``vbkernels.reference.grad.segmentation_logits``."""
-    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    work = work_dtype(rgb.dtype)
     n, h, w, _ = rgb.shape
     colours = palette.to(device=rgb.device, dtype=work).contiguous()
     k = colours.shape[0]
@@ -307,12 +309,10 @@ def segmentation_logits_backward(rgb: torch.Tensor, palette: torch.Tensor,
                                  grad_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """The gradient of the logits with respect to the float image ``rgb`` (N, H, W, 3), in
     one kernel; works on contiguous copies in the working dtype."""
-    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
-    x = rgb.to(work).contiguous()
-    grad = torch.empty_like(x)
-    pixels = x.numel() // 3
+    x, grad, pixels = _backward_buffers(rgb)
     if pixels == 0:
         return grad.to(rgb.dtype)
+    work = x.dtype
     n, h, w, _ = rgb.shape
     colours = palette.to(device=rgb.device, dtype=work).contiguous()
     block = _logits_block()
@@ -332,7 +332,7 @@ def _logits_op(rgb: torch.Tensor, palette: torch.Tensor, temperature: float) -> 
 
 @_logits_op.register_fake
 def _(rgb, palette, temperature):
-    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    work = work_dtype(rgb.dtype)
     n, h, w, _ = rgb.shape
     return rgb.new_empty((n, palette.shape[0], h, w), dtype=work)
 
@@ -367,7 +367,7 @@ def _logits_backward(ctx, grad_logits):
 def _logits_backward_torch(rgb, palette, grad_logits, temperature):
     """``_logits_backward_kernel`` in torch ops: ``scale * (u * sum_k g_k - sum_k g_k c_k)``
     per channel, zero for clamped channels and NaN pixels."""
-    work = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    work = work_dtype(rgb.dtype)
     x = rgb.to(work)
     keep = (x >= 0) & (x <= 1) & ~torch.isnan(x).any(-1, keepdim=True)
     g = grad_logits.to(work)
