@@ -6,18 +6,20 @@ import doctest
 import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import vbkernels
-from vbkernels import _api, _dispatch, instances
+from vbkernels import _api, _dispatch, colormap, colormaps, instances
 
 FUNCTIONS = [name for name in vbkernels.__all__ if name != "Instances"]
 
 
-@pytest.mark.parametrize("module", [_api, _dispatch, instances], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [_api, _dispatch, instances, colormap, colormaps],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples(module):
-    result = doctest.testmod(module, extraglobs={"torch": torch, "math": math},
+    result = doctest.testmod(module, extraglobs={"torch": torch, "math": math, "np": np},
                              optionflags=doctest.NORMALIZE_WHITESPACE, report=True)
     assert result.attempted > 0 and result.failed == 0
 

@@ -20,6 +20,7 @@ from ._api import (
     segmentation_logits,
 )
 from ._dispatch import available_backends
+from .colormap import decode_colormap, encode_colormap
 from .instances import Instances, decode_instances
 from .points import depth_to_points, normal_consistency, normals_from_depth, write_ply
 
@@ -32,11 +33,13 @@ __version__ = "0.1.0"
 __all__ = [
     "Instances",
     "available_backends",
+    "decode_colormap",
     "decode_instances",
     "decode_depth",
     "decode_normals",
     "decode_segmentation",
     "depth_to_points",
+    "encode_colormap",
     "encode_depth",
     "encode_normals",
     "encode_segmentation",

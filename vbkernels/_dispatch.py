@@ -52,6 +52,10 @@ with ``log_u = log1p(-t)`` if ``t < 0.5`` else ``log(u)``.
     labels: (N, H, W) integer; palette: (K, 3) uint8 contiguous; ignore_color: (3,) uint8
     tensor; labels outside [0, K) get ignore_color; rgb: (N, H, W, 3) uint8 view.
 
+``decode_colormap(rgb, colours, positions, t, distance, max_distance)``
+    the nearest point on a colormap's polyline (contract in
+    ``vbkernels/reference/colormap.py``); t: (N, H, W) float64 for float64 rgb, else float32.
+
 ``colour_histogram(rgb, flat_tolerance_q, count_all, count_flat, sum_flat)`` and
 ``assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels, counts)``
     the two per-pixel steps of ``decode_instances`` (contract in
@@ -94,6 +98,7 @@ OP_NAMES = (
     "encode_depth",
     "encode_normals",
     "encode_segmentation",
+    "decode_colormap",
 )
 # The per-pixel kernels of decode_instances, offered from a backend's ``instances`` module.
 INSTANCE_OP_NAMES = ("colour_histogram", "assign_pixels")

@@ -78,6 +78,12 @@ def encode_segmentation(labels: torch.Tensor, palette: torch.Tensor, rgb: torch.
                         ignore_color: torch.Tensor) -> None: ...
 
 
+@_signature("t", "distance")
+def decode_colormap(rgb: torch.Tensor, colours: torch.Tensor, positions: torch.Tensor,
+                    t: torch.Tensor, distance: Optional[torch.Tensor],
+                    max_distance: Optional[float]) -> None: ...
+
+
 @_signature("count_all", "count_flat", "sum_flat")
 def colour_histogram(rgb: torch.Tensor, flat_tolerance_q: int, count_all: torch.Tensor,
                      count_flat: torch.Tensor, sum_flat: torch.Tensor) -> None: ...
