@@ -88,7 +88,7 @@ def test_nvcc_compiles_every_cu_for_sm80_and_sm90(tmp_path):
         ]
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
-    assert CU_FILES == ["depth.cu", "normals.cu", "segmentation.cu"]
+    assert CU_FILES == ["depth.cu", "normals.cu", "points.cu", "segmentation.cu"]
     with ThreadPoolExecutor(len(CU_FILES)) as pool:
         results = list(pool.map(compile_one, CU_FILES))
     for name, result in zip(CU_FILES, results):

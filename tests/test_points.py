@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import backend_device_pairs
 from vbkernels import depth_to_points, normal_consistency, normals_from_depth, points, write_ply
+from vbkernels._dispatch import load_backend
 
 RTOL = 1e-5
-# The functions are torch code: the oracle tests also run on a GPU where there is one.
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# Every (backend, device) pair whose backend offers the point ops: the torch reference on
+# every device, the fused Triton kernels (interpreted on CPU in CI), the CUDA kernels.
+PAIRS = [(b, d) for b, d in backend_device_pairs()
+         if {"depth_to_points", "normals_from_depth"} <= set(load_backend(b).ops)]
+PAIR_IDS = [f"{b}-{d}" for b, d in PAIRS]
 CAMERA = (50.0, 40.0, 7.3, 5.1)  # fx, fy, cx, cy for the 12 x 16 test images
 
 
@@ -82,8 +87,8 @@ def assert_close(actual, expected, rtol=RTOL):
 @pytest.mark.parametrize("kind", ["z", "ray"])
 @pytest.mark.parametrize("convention", ["opencv", "opengl"])
 @pytest.mark.parametrize("per_image", [False, True], ids=["tuple", "matrices"])
-@pytest.mark.parametrize("device", DEVICES)
-def test_points_match_oracle(kind, convention, per_image, device):
+@pytest.mark.parametrize("backend,device", PAIRS, ids=PAIR_IDS)
+def test_points_match_oracle(kind, convention, per_image, backend, device):
     depth = smooth_depth((2, 12, 16))
     depth[0, 3, 4], depth[1, 0, 0], depth[1, 11, 15] = np.nan, np.inf, -np.inf
     if per_image:
@@ -94,7 +99,7 @@ def test_points_match_oracle(kind, convention, per_image, device):
     expected = oracle_points(depth, k, kind, convention)
     got = depth_to_points(torch.from_numpy(depth).float().to(device),
                           torch.from_numpy(intr) if per_image else intr,
-                          depth_kind=kind, convention=convention)
+                          depth_kind=kind, convention=convention, backend=backend)
     assert got.dtype == torch.float32 and got.shape == (2, 12, 16, 3)
     assert got.device.type == device
     got = got.cpu()
@@ -184,8 +189,8 @@ def test_argument_errors():
 @pytest.mark.parametrize("kind", ["z", "ray"])
 @pytest.mark.parametrize("convention", ["opencv", "opengl"])
 @pytest.mark.parametrize("per_image", [False, True], ids=["tuple", "matrices"])
-@pytest.mark.parametrize("device", DEVICES)
-def test_normals_match_oracle(kind, convention, per_image, device):
+@pytest.mark.parametrize("backend,device", PAIRS, ids=PAIR_IDS)
+def test_normals_match_oracle(kind, convention, per_image, backend, device):
     depth = smooth_depth((2, 12, 16), seed=1)
     depth[0, 5, 6] = np.nan
     k = np.stack([matrix(*CAMERA), matrix(30.0, 45.0, 9.0, 3.0, s=0.2)])
@@ -195,7 +200,7 @@ def test_normals_match_oracle(kind, convention, per_image, device):
     if convention == "opengl":
         expected = expected * np.array([1.0, -1.0, -1.0])
     got = normals_from_depth(torch.from_numpy(depth).float().to(device), intr,
-                             depth_kind=kind, convention=convention).cpu()
+                             depth_kind=kind, convention=convention, backend=backend).cpu()
     assert got.dtype == torch.float32
     assert_close(got.numpy(), expected)
     # The NaN pixel poisons exactly itself and its four neighbours.
@@ -448,3 +453,42 @@ def test_batched_decode_path_writes_the_same_ply(tmp_path):
         np.testing.assert_array_equal(np.stack([vertices[c] for c in "xyz"], -1),
                                       expected.reshape(-1, 3))
         np.testing.assert_array_equal(vertices["red"], frame[..., 0].ravel())
+
+
+# --------------------------------------------------------------------------- backends
+
+
+@pytest.mark.parametrize("backend,device", PAIRS, ids=PAIR_IDS)
+@pytest.mark.parametrize("kind", ["z", "ray"])
+def test_backends_float64_strided_and_thin_images(backend, device, kind):
+    """float64 depth, a transposed (non-contiguous) view and 1-pixel-wide/tall images give
+    the oracle's answer on every backend."""
+    k = matrix(31.0, 29.0, 3.5, 6.0, s=0.1)
+    depth = smooth_depth((2, 9, 13), seed=4)
+    view = torch.from_numpy(depth.transpose(0, 2, 1).copy()).to(device).transpose(1, 2)
+    assert not view.is_contiguous()
+    expected = oracle_points(depth, k, kind, "opencv")
+    got = depth_to_points(view, torch.from_numpy(k), depth_kind=kind, backend=backend)
+    assert got.dtype == torch.float64
+    assert_close(got.cpu().numpy(), expected, rtol=1e-12)
+    assert_close(normals_from_depth(view, torch.from_numpy(k), depth_kind=kind,
+                                    backend=backend).cpu().numpy(),
+                 oracle_normals(expected), rtol=1e-10)
+    for thin in ((1, 6), (6, 1)):
+        normals = normals_from_depth(torch.ones(thin, device=device), CAMERA,
+                                     backend=backend)
+        assert normals.shape == thin + (3,) and bool(torch.isnan(normals).all())
+
+
+def test_point_ops_backend_errors_and_gradients():
+    with pytest.raises(RuntimeError, match="does not implement"):
+        depth_to_points(torch.ones(2, 2), CAMERA, backend="numpy")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        normals_from_depth(torch.ones(2, 2), CAMERA, backend="bogus")
+    # A depth that requires grad goes through differentiable torch ops.
+    depth = torch.from_numpy(smooth_depth((5, 6), seed=2)).requires_grad_()
+    pts = depth_to_points(depth, CAMERA, depth_kind="ray")
+    pts[..., 2].sum().backward()
+    assert depth.grad is not None and bool(torch.isfinite(depth.grad).all())
+    with pytest.raises(RuntimeError, match="autograd"):
+        depth_to_points(depth, CAMERA, out=torch.empty(5, 6, 3, dtype=torch.float64))

@@ -56,6 +56,11 @@ with ``log_u = log1p(-t)`` if ``t < 0.5`` else ``log(u)``.
     the nearest point on a colormap's polyline (contract in
     ``vbkernels/reference/colormap.py``); t: (N, H, W) float64 for float64 rgb, else float32.
 
+``depth_to_points(depth, camera, points, ray, flip_yz)`` and
+``normals_from_depth(depth, camera, normals, ray, flip_yz)``
+    back-projection and depth-implied normals (contract in ``vbkernels/reference/points.py``);
+    depth: (N, H, W) float32/float64; camera: (N, 5) rows (fx, fy, cx, cy, skew).
+
 ``colour_histogram(rgb, flat_tolerance_q, count_all, count_flat, sum_flat)`` and
 ``assign_pixels(rgb, centres_q, num_centres, max_dist2_q, first_label, labels, counts)``
     the two per-pixel steps of ``decode_instances`` (contract in
@@ -99,6 +104,8 @@ OP_NAMES = (
     "encode_normals",
     "encode_segmentation",
     "decode_colormap",
+    "depth_to_points",
+    "normals_from_depth",
 )
 # The per-pixel kernels of decode_instances, offered from a backend's ``instances`` module.
 INSTANCE_OP_NAMES = ("colour_histogram", "assign_pixels")

@@ -84,6 +84,16 @@ def decode_colormap(rgb: torch.Tensor, colours: torch.Tensor, positions: torch.T
                     max_distance: Optional[float]) -> None: ...
 
 
+@_signature("points")
+def depth_to_points(depth: torch.Tensor, camera: torch.Tensor, points: torch.Tensor, ray: bool,
+                    flip_yz: bool) -> None: ...
+
+
+@_signature("normals")
+def normals_from_depth(depth: torch.Tensor, camera: torch.Tensor, normals: torch.Tensor,
+                       ray: bool, flip_yz: bool) -> None: ...
+
+
 @_signature("count_all", "count_flat", "sum_flat")
 def colour_histogram(rgb: torch.Tensor, flat_tolerance_q: int, count_all: torch.Tensor,
                      count_flat: torch.Tensor, sum_flat: torch.Tensor) -> None: ...

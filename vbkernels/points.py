@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from . import _checks as chk
+from ._dispatch import select
 from .files import write_atomic
+from .reference import points as ref_points
 
 Array = torch.Tensor | np.ndarray
 Intrinsics = tuple | list | torch.Tensor | np.ndarray
 DEPTH_KINDS = ("z", "ray")
-# A cross product shorter than this fraction of |a| |b| (sine of the angle between the two
-# tangents) has no reliable direction: the neighbours are (nearly) collinear.
-DEGENERATE_SINE = 1e-6
+DEGENERATE_SINE = ref_points.DEGENERATE_SINE
 
 
 def _depth(depth: Any) -> tuple[torch.Tensor, bool]:
@@ -81,37 +81,59 @@ def _batch_shape(depth: torch.Tensor, fx: torch.Tensor) -> tuple[int, ...]:
             f"leading dims {tuple(depth.shape[:-2])}") from None
 
 
-def _points(depth: torch.Tensor, intrinsics: Any, depth_kind: Any) -> torch.Tensor:
-    """OpenCV-axis points (..., H, W, 3) in the working dtype; NaN where depth is not finite."""
+class _Problem(NamedTuple):
+    """A validated call: (N, H, W) depth and (N, 5) cameras for the kernel ops."""
+
+    depth: torch.Tensor  # (N, H, W), the working dtype
+    camera: torch.Tensor  # (N, 5) contiguous: fx, fy, cx, cy, skew
+    shape: tuple[int, ...]  # the result's shape, (*batch, H, W, 3)
+    ray: bool
+    flip_yz: bool
+    numpy_io: bool
+
+
+def _problem(depth: Any, intrinsics: Any, depth_kind: Any, convention: Any) -> _Problem:
+    tensor, numpy_io = _depth(depth)
     if depth_kind not in DEPTH_KINDS:
         raise ValueError(f"depth_kind must be one of {DEPTH_KINDS}, got {depth_kind!r}")
-    dtype = _work_dtype(depth)
-    fx, fy, cx, cy, skew = _intrinsics(intrinsics, dtype, depth.device)
-    batch = _batch_shape(depth, fx)
-    h, w = depth.shape[-2:]
-    d = depth.to(dtype)
-    v = torch.arange(h, dtype=dtype, device=depth.device).view(h, 1)
-    u = torch.arange(w, dtype=dtype, device=depth.device).view(1, w)
-    y_n = (v - cy) / fy
-    x_n = (u - cx - skew * y_n) / fx
-    z = d if depth_kind == "z" else d / torch.sqrt(x_n * x_n + y_n * y_n + 1)
-    points = torch.stack(torch.broadcast_tensors(x_n * z, y_n * z, z), dim=-1)
-    points = points.expand(batch + (h, w, 3))
-    finite = torch.isfinite(d).unsqueeze(-1)
-    return torch.where(finite, points, points.new_tensor(math.nan))
+    chk.flip_yz(convention)  # validates the name; points are computed in OpenCV axes
+    flip_yz = convention == "opengl"
+    dtype = _work_dtype(tensor)
+    fx, fy, cx, cy, skew = _intrinsics(intrinsics, dtype, tensor.device)
+    batch = _batch_shape(tensor, fx)
+    h, w = tensor.shape[-2:]
+    camera = torch.cat(torch.broadcast_tensors(fx, fy, cx, cy, skew), dim=-1)[..., 0, :]
+    camera = camera.expand(batch + (5,)).reshape(-1, 5).contiguous()
+    grid = tensor.to(dtype).expand(batch + (h, w)).reshape(-1, h, w)
+    return _Problem(grid, camera, batch + (h, w, 3), depth_kind == "ray", flip_yz, numpy_io)
 
 
-def _to_convention(vectors: torch.Tensor, convention: Any) -> torch.Tensor:
-    """OpenCV-axis vectors (how this module computes) in ``convention``: OpenGL negates
-    y and z."""
-    chk.flip_yz(convention)  # validates the name
-    if convention == "opencv":
-        return vectors
-    return vectors * vectors.new_tensor([1.0, -1.0, -1.0])
+def _run(op_name: str, problem: _Problem, backend: str, out: Any = None) -> Array:
+    """Run kernel op ``op_name`` for ``problem``, or its torch functions when depth needs a
+    gradient (the kernel ops write into a buffer, which autograd cannot see through)."""
+    depth = problem.depth
+    if depth.requires_grad and torch.is_grad_enabled():
+        if out is not None:
+            raise RuntimeError("out= does not support autograd: depth requires grad")
+        points = ref_points.camera_points(depth, problem.camera, problem.ray)
+        if op_name == "normals_from_depth":
+            points = ref_points.depth_normals(points)
+        result = ref_points.to_convention(points, problem.flip_yz).reshape(problem.shape)
+        return result.detach().numpy() if problem.numpy_io else result
+    _, op = select(op_name, backend, depth.device, depth.dtype)
+    target = chk.check_out(out, problem.shape, depth.dtype, depth.device, problem.numpy_io)
+    result = torch.empty(problem.shape, dtype=depth.dtype, device=depth.device)
+    if result.numel():
+        op(depth, problem.camera, result.view(depth.shape + (3,)), problem.ray, problem.flip_yz)
+    if target is not None:
+        target.copy_(result)
+        return out
+    return result.numpy() if problem.numpy_io else result
 
 
 def depth_to_points(depth: Array, intrinsics: Intrinsics, *, depth_kind: str = "z",
-                    convention: str = "opencv", out: Array | None = None) -> Array:
+                    convention: str = "opencv", backend: str = "auto",
+                    out: Array | None = None) -> Array:
     """Back-project depth into camera-frame 3-D points with a pinhole camera
     (docs/format.md, Points).
 
@@ -131,6 +153,9 @@ def depth_to_points(depth: Array, intrinsics: Intrinsics, *, depth_kind: str = "
             distance from the camera centre along the pixel's ray).
         convention: ``"opencv"`` (+x right, +y down, +z forward) or ``"opengl"`` (+x right,
             +y up, +z toward the camera: y and z negated), as in ``decode_normals``.
+        backend: ``"auto"`` (one fused kernel on CUDA tensors, torch on CPU) or a name from
+            :func:`available_backends` that offers it (``torch``, ``triton``, ``cuda``).
+            A depth that requires grad is back-projected with differentiable torch ops.
         out: optional preallocated output of the result's shape, dtype and device (a NumPy
             array for NumPy input); written and returned.
 
@@ -144,39 +169,12 @@ def depth_to_points(depth: Array, intrinsics: Intrinsics, *, depth_kind: str = "
         tensor([[[0., 0., 2.],
                  [2., 0., 2.]]])
     """
-    tensor, numpy_io = _depth(depth)
-    chk.flip_yz(convention)
-    points = _to_convention(_points(tensor, intrinsics, depth_kind), convention)
-    return _finish(points, out, numpy_io)
-
-
-def _finish(result: torch.Tensor, out: Any, numpy_io: bool) -> Array:
-    target = chk.check_out(out, tuple(result.shape), result.dtype, result.device, numpy_io)
-    if target is None:
-        result = result.contiguous()
-        return result.numpy() if numpy_io else result
-    target.copy_(result)
-    return out
-
-
-def _shift(points: torch.Tensor, dim: int, forward: bool) -> torch.Tensor:
-    """Neighbour along ``dim`` (+1 if forward else -1), the pixel itself at the border."""
-    n = points.shape[dim]
-    index = torch.arange(n, device=points.device)
-    index = (index + 1).clamp(max=n - 1) if forward else (index - 1).clamp(min=0)
-    return points.index_select(dim, index)
-
-
-def _tangent(points: torch.Tensor, dim: int) -> torch.Tensor:
-    """Central difference along image axis ``dim``, one-sided at the borders; NaN when the
-    axis has a single pixel (no neighbour)."""
-    if points.shape[dim] < 2:
-        return torch.full_like(points, math.nan)
-    return _shift(points, dim, True) - _shift(points, dim, False)
+    problem = _problem(depth, intrinsics, depth_kind, convention)
+    return _run("depth_to_points", problem, backend, out)
 
 
 def normals_from_depth(depth: Array, intrinsics: Intrinsics, *, depth_kind: str = "z",
-                       convention: str = "opencv") -> Array:
+                       convention: str = "opencv", backend: str = "auto") -> Array:
     """Unit surface normals implied by depth, from neighbouring back-projected points
     (docs/format.md, Points).
 
@@ -195,6 +193,8 @@ def normals_from_depth(depth: Array, intrinsics: Intrinsics, *, depth_kind: str 
             :func:`depth_to_points`.
         depth_kind: ``"z"`` or ``"ray"``, as in :func:`depth_to_points`.
         convention: ``"opencv"`` or ``"opengl"`` axes of the returned normals.
+        backend: as in :func:`depth_to_points` (one fused kernel per pixel on the GPU
+            backends: five back-projections, two tangents, a cross product).
 
     Returns:
         normals ``(*batch, H, W, 3)``, float32 (float64 for float64 depth), unit length or
@@ -205,22 +205,8 @@ def normals_from_depth(depth: Array, intrinsics: Intrinsics, *, depth_kind: str 
         >>> normals_from_depth(torch.full((3, 3), 2.0), (1.0, 1.0, 1.0, 1.0))[1, 1]
         tensor([ 0.,  0., -1.])
     """
-    tensor, numpy_io = _depth(depth)
-    chk.flip_yz(convention)
-    points = _points(tensor, intrinsics, depth_kind)
-    du = _tangent(points, -2)
-    dv = _tangent(points, -3)
-    normals = torch.linalg.cross(dv, du, dim=-1)
-    # cross(dv, du) faces the camera for a surface seen head-on; flip where it does not.
-    facing_away = (normals * points).sum(-1, keepdim=True) > 0
-    normals = torch.where(facing_away, -normals, normals)
-    length = torch.linalg.vector_norm(normals, dim=-1, keepdim=True)
-    scale = torch.linalg.vector_norm(du, dim=-1, keepdim=True) * torch.linalg.vector_norm(
-        dv, dim=-1, keepdim=True)
-    # False for NaN too; a pixel without a point of its own has no normal either.
-    valid = (length > DEGENERATE_SINE * scale) & torch.isfinite(points).all(-1, keepdim=True)
-    normals = torch.where(valid, normals / length, normals.new_tensor(math.nan))
-    return _finish(_to_convention(normals, convention), None, numpy_io)
+    problem = _problem(depth, intrinsics, depth_kind, convention)
+    return _run("normals_from_depth", problem, backend)
 
 
 def normal_consistency(normals_a: Array, normals_b: Array) -> Array:

@@ -7,12 +7,12 @@ palette entries), so peak working memory stays bounded at any batch size.
 from __future__ import annotations
 
 from .._dispatch import Backend, ops_from_modules
-from . import colormap, depth, instances, normals, segmentation
+from . import colormap, depth, instances, normals, points, segmentation
 
 
 def load() -> Backend:
     return Backend(
         name="torch",
         devices=frozenset({"cpu", "cuda"}),
-        ops=ops_from_modules(depth, normals, segmentation, instances, colormap),
+        ops=ops_from_modules(depth, normals, segmentation, instances, colormap, points),
     )
