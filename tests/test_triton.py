@@ -670,6 +670,12 @@ def _opcheck_cases(device):
         "encode_segmentation": (torch.randint(0, 20, (1, 2, 3), device=device),
                                 palette.to(torch.uint8), torch.empty_like(rgb),
                                 torch.tensor([0, 0, 0], dtype=torch.uint8, device=device)),
+        "depth_to_points": (torch.rand((1, 2, 3), device=device) + 1,
+                            torch.tensor([[2.0, 3.0, 1.0, 0.5, 0.0]], device=device),
+                            torch.empty((1, 2, 3, 3), **f32), True, False),
+        "normals_from_depth": (torch.rand((1, 2, 3), device=device) + 1,
+                               torch.tensor([[2.0, 3.0, 1.0, 0.5, 0.1]], device=device),
+                               torch.empty((1, 2, 3, 3), **f32), False, True),
     }
 
 
