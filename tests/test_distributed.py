@@ -163,6 +163,8 @@ def test_rerun_after_a_kill_decodes_only_what_is_missing(runs, tmp_path):
     ("seg", {"palette": "voc", "kinds": "npy,png,preview", "keep_suffix": True}, False),
     # Inputs given as URIs (as s3://... would be), listed and read through pyarrow.
     ("instances", {"min_pixels": 4, "max_distance": 60.0}, True),
+    ("colormap", {"colormap": "viridis", "vmax": 10.0, "max_distance": 30.0,
+                  "kinds": "npy,distance,preview"}, False),
 ])
 def test_every_task_matches_the_local_engine(runs, tmp_path, task, options, uri):
     from vbkernels.distributed import decode_files

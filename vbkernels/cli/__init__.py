@@ -15,7 +15,7 @@ import click
 # name -> (module, attribute, one-line help shown by --help without importing the module)
 _COMMANDS = {
     "decode": ("vbkernels.cli.decode", "decode",
-               "Decode images and videos into depth, normals or labels."),
+               "Decode images and videos into depth, normals, labels or colormap values."),
     "demo": ("vbkernels.cli.demo", "demo",
              "Encode, degrade and decode procedural scenes; print errors and speed."),
     "precision": ("vbkernels.cli.precision", "precision",

@@ -1,4 +1,5 @@
-"""``vbkernels decode depth|normals|seg|instances``: images and videos in, arrays out.
+"""``vbkernels decode depth|normals|seg|instances|colormap``: images and videos in, arrays
+out.
 
 Thin click wrappers over :mod:`vbkernels.pipeline` (``build_task`` + the local engine).
 Per input frame, written next to each other under OUTDIR (a video ``clip.mp4`` gets a
@@ -15,6 +16,9 @@ seg        NAME.seg.npy    uint8/int32    NAME.seg.preview.png (palette colours 
            NAME.seg.png    label PNG: 8-bit when the palette's labels fit, else 16-bit
 instances  NAME.instances.npy int32       NAME.instances.preview.png (fixed colours, edges)
            NAME.instances.png uint16 (-1 'near no colour' written as 65535)
+colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repainted with
+           NAME.colormap.distance.npy     the colormap + a colour bar of values)
+           float32 (``--outputs npy,distance``): distance to the colormap, 0..255 units
 ========== ============================== ============================================
 
 16-bit depth PNG: ``value = round(depth_m * png_scale)`` with ``png_scale = 1000``
@@ -40,6 +44,7 @@ from __future__ import annotations
 import click
 
 from vbkernels._dispatch import BACKEND_NAMES
+from vbkernels.colormap import SCALES
 from vbkernels.pipeline import (
     DecodeFailed,
     Interrupted,
@@ -72,8 +77,8 @@ def common_options(func):
                      help="Processes that read and write files [default: one per core; "
                           "0 = all in this process]."),
         click.option("--outputs", "kinds", default=None, metavar="KINDS",
-                     help="Comma list of npy, png (alias png16), preview "
-                          "[default: npy,png; normals: npy]."),
+                     help="Comma list of npy, png (alias png16), preview; colormap: npy, "
+                          "distance, preview [default: npy,png; normals, colormap: npy]."),
         click.option("--preview", is_flag=True, help="Also write colourised preview PNGs."),
         click.option("--keep-suffix", is_flag=True,
                      help="Keep the input's suffix in output names (a.png.depth.npy), so "
@@ -99,7 +104,7 @@ def common_options(func):
 
 @click.group("decode")
 def decode():
-    """Decode generated images and videos into depth, normals or labels.
+    """Decode generated images and videos into depth, normals, labels or colormap values.
 
     INPUT may be image files (PNG, JPEG, WebP), videos (MP4, MKV, WebM), directories
     (searched recursively) or glob patterns. Files are read and written by worker
@@ -181,6 +186,29 @@ def seg_command(palette, max_distance, **common):
     """Semantic labels by nearest palette colour (label PNG: 8-bit when the palette's
     labels and ignore index fit in 0..255, else 16-bit)."""
     _run("seg", common, palette=palette, max_distance=max_distance)
+
+
+@decode.command("colormap")
+@common_options
+@click.option("--colormap", required=True, metavar="NAME|FILE",
+              help="The colormap the images were painted with: a built-in (viridis, plasma, "
+                   "inferno, magma, cividis, turbo, gray, Greys, jet, rainbow, Spectral, each "
+                   "also _r), another matplotlib name, or a .csv (r,g,b lines) or .npy file of "
+                   "colours.")
+@click.option("--vmin", default=0.0, show_default=True, type=float,
+              help="Value at the start of the colormap.")
+@click.option("--vmax", default=1.0, show_default=True, type=float,
+              help="Value at the end of the colormap.")
+@click.option("--scale", type=click.Choice(SCALES), default="linear", show_default=True,
+              help="How values were spread over the map: linear, log (0 < vmin), or inverse "
+                   "(painted in 1/value, as disparity; vmin at the top of the map).")
+@click.option("--max-distance", default=None, type=float,
+              help="Pixels farther than this (0..255 units) from the colormap get NaN.")
+def colormap_command(colormap, vmin, vmax, scale, max_distance, **common):
+    """Values (e.g. depth) from images painted with a colormap, as plt.imsave(..., cmap=)
+    writes them; --outputs npy,distance adds each pixel's distance to the colormap."""
+    _run("colormap", common, colormap=colormap, vmin=vmin, vmax=vmax, scale=scale,
+         max_distance=max_distance)
 
 
 class _Background(click.ParamType):

@@ -1,10 +1,11 @@
-"""Preview PNGs a person can read: decoded depth, labels and instances as pictures.
+"""Preview PNGs a person can read: decoded depth, labels, instances and colormap values as
+pictures.
 
 Every preview keeps the decoded image at its own resolution, pixel for pixel, in the top-left
-corner; depth and semantic previews add a strip beside it (a colour bar in metres, a legend
-of the classes present). Where the strip needs more height than a small image has, the
-canvas below the image is white. Normals need no preview function: their colours are the
-encoding itself (``encode_normals``).
+corner; depth, colormap and semantic previews add a strip beside it (a colour bar in metres
+or values, a legend of the classes present). Where the strip needs more height than a small
+image has, the canvas below the image is white. Normals need no preview function: their
+colours are the encoding itself (``encode_normals``).
 
 matplotlib draws the colour maps, the colour bar and the text; the image itself is
 composed with NumPy, so it is never resampled.
@@ -55,6 +56,32 @@ def depth_preview_png(depth, *, vmin=None, vmax=None, cmap: str = "turbo") -> by
     rgb = (colour_map(scaled)[..., :3] * 255 + 0.5).astype(np.uint8)
     rgb[np.isnan(depth)] = DEPTH_INVALID
     strip = _colour_bar_strip(depth.shape[0], colour_map, norm, "depth (m)")
+    return png_bytes(_beside(rgb, strip))
+
+
+def colormap_preview_png(values, colormap, *, vmin: float, vmax: float,
+                         scale: str = "linear", label: str = "value") -> bytes:
+    """(H, W) values decoded from a colormapped image -> PNG: the values painted back with
+    the same ``colormap``, range and ``scale`` (``vbkernels.encode_colormap``, so a pixel
+    decoded exactly looks as it did in the input; NaN black), a colour bar beside it.
+
+    ``colormap`` is anything ``decode_colormap`` takes, or a ``ColormapTable``.
+    """
+    from matplotlib.colors import ListedColormap
+
+    from vbkernels.colormap import encode_colormap
+    from vbkernels.colormaps import ColormapTable, colormap_table
+
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"values must be (H, W), got shape {values.shape}")
+    table = colormap if isinstance(colormap, ColormapTable) else colormap_table(colormap)
+    rgb = encode_colormap(values, table.painted, vmin=vmin, vmax=vmax, scale=scale)
+    colour_map = ListedColormap(table.painted / 255.0)
+    if scale == "inverse":  # painted linearly in 1/value, vmin at the top of the map
+        colour_map = colour_map.reversed()
+    strip = _colour_bar_strip(values.shape[0], colour_map, _value_norm(vmin, vmax, scale),
+                              label)
     return png_bytes(_beside(rgb, strip))
 
 
@@ -125,6 +152,18 @@ def _depth_norm(low: float, high: float):
     return Normalize(vmin=low, vmax=high)
 
 
+def _value_norm(vmin: float, vmax: float, scale: str):
+    """matplotlib's norm for ``decode_colormap``'s scales (inverse: with the map reversed,
+    ``-1/value`` runs linearly from vmin at 0 to vmax at 1)."""
+    from matplotlib.colors import FuncNorm, LogNorm, Normalize
+
+    if scale == "log":
+        return LogNorm(vmin=vmin, vmax=vmax)
+    if scale == "inverse":
+        return FuncNorm((lambda v: -1.0 / v, lambda y: -1.0 / y), vmin=vmin, vmax=vmax)
+    return Normalize(vmin=vmin, vmax=vmax)
+
+
 def _boundaries(labels: np.ndarray) -> np.ndarray:
     """Pixels whose right or lower neighbour has another label (not between two
     background pixels)."""
@@ -178,13 +217,13 @@ def _colour_bar_strip(image_height: int, colour_map, norm, label: str) -> np.nda
 
 
 def _ticks(norm) -> list[float]:
-    """Round tick values inside the norm's range: 1-2-5 steps on a log scale, about six
-    evenly spaced ones on a linear scale."""
-    from matplotlib.colors import LogNorm
+    """Round tick values inside the norm's range: 1-2-5 steps on a log or inverse scale,
+    about six evenly spaced ones on a linear scale."""
+    from matplotlib.colors import FuncNorm, LogNorm
     from matplotlib.ticker import MaxNLocator
 
     low, high = norm.vmin, norm.vmax
-    if isinstance(norm, LogNorm):
+    if isinstance(norm, (LogNorm, FuncNorm)):
         decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
         ticks = [m * 10.0 ** e for e in decades for m in (1, 2, 5)]
     else:

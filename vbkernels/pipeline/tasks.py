@@ -15,6 +15,9 @@ seg        NAME.seg.npy    uint8 (K <= 256) NAME.seg.preview.png (palette colour
            NAME.seg.png    label PNG: 8-bit when every label fits in uint8, else 16-bit
 instances  NAME.instances.npy int32       NAME.instances.preview.png
            NAME.instances.png uint16 (-1 'near no colour' written as 65535)
+colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repainted
+           NAME.colormap.distance.npy     with the colormap, a colour bar of values)
+           float32, 0..255 units (the ``distance`` kind, not a default)
 ========== ============================== ============================================
 """
 
@@ -228,16 +231,51 @@ class InstancesTask(Task):
         return _previews().instance_preview_png(labels)
 
 
-TASKS = {task.name: task for task in (DepthTask, NormalsTask, SegTask, InstancesTask)}
+@dataclass(frozen=True)
+class ColormapTask(Task):
+    name: ClassVar[str] = "colormap"
+    kinds: ClassVar[dict[str, str]] = {"npy": ".colormap.npy",
+                                       "distance": ".colormap.distance.npy",
+                                       "preview": ".colormap.preview.png"}
+    default_kinds: ClassVar[tuple[str, ...]] = ("npy",)
+    colormap: Any = None  # a vbkernels.colormaps.ColormapTable
+    vmin: float = 0.0
+    vmax: float = 1.0
+    scale: str = "linear"
+    max_distance: float | None = None
+
+    def decode(self, rgb):
+        import vbkernels
+
+        # The painted bytes are all the decoder reads of a colormap (its polyline), and
+        # as a uint8 array they resolve to exactly this table again.
+        values, distance = vbkernels.decode_colormap(
+            rgb, self.colormap.painted, vmin=self.vmin, vmax=self.vmax, scale=self.scale,
+            max_distance=self.max_distance, return_distance=True, backend=self.backend)
+        return {"values": values, "distance": distance}
+
+    def _encode_one(self, kind, arrays):
+        if kind == "npy":
+            return npy_bytes(arrays["values"])
+        if kind == "distance":
+            return npy_bytes(arrays["distance"])
+        return _previews().colormap_preview_png(arrays["values"], self.colormap, vmin=self.vmin,
+                                                vmax=self.vmax, scale=self.scale)
+
+
+TASKS = {task.name: task for task in (DepthTask, NormalsTask, SegTask, InstancesTask,
+                                      ColormapTask)}
 
 
 def build_task(name: str, **options) -> Task:
-    """The task ``name`` (depth, normals, seg, instances) with the CLI's options, checked.
+    """The task ``name`` (depth, normals, seg, instances, colormap) with the CLI's options,
+    checked.
 
     Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax,
     intrinsics`` (fx, fy, cx, cy) ``, fov`` (degrees, in (0, 180));
     normals ``convention``; seg ``palette`` (a name, file or Palette), ``max_distance``;
-    instances ``max_distance, min_pixels, background, merge_distance, split_components``.
+    instances ``max_distance, min_pixels, background, merge_distance, split_components``;
+    colormap ``colormap`` (see :func:`load_colormap`), ``vmin, vmax, scale, max_distance``.
     A bad value is a ``ValueError`` naming the option; an unknown option a ``TypeError``.
     """
     from vbkernels._dispatch import BACKEND_NAMES
@@ -247,7 +285,8 @@ def build_task(name: str, **options) -> Task:
     backend = options.get("backend", "auto")
     if backend not in ("auto", *BACKEND_NAMES):
         raise ValueError(f"backend must be one of {('auto', *BACKEND_NAMES)}, got {backend!r}")
-    checks = {"depth": _depth_options, "seg": _seg_options, "instances": _instance_options}
+    checks = {"depth": _depth_options, "seg": _seg_options, "instances": _instance_options,
+              "colormap": _colormap_options}
     options = checks.get(name, lambda o: o)(dict(options))
     return TASKS[name](**options)
 
@@ -314,6 +353,65 @@ def _instance_options(options: dict) -> dict:
             raise ValueError(f"background must be 3 values in 0..255 or None, got {background}")
         options["background"] = background
     return options
+
+
+def _colormap_options(options: dict) -> dict:
+    from vbkernels.colormap import _max_distance, _scale_params
+
+    options["colormap"] = load_colormap(options.get("colormap"))
+    options["vmin"], options["vmax"] = _scale_params(
+        options.get("vmin", 0.0), options.get("vmax", 1.0), options.get("scale", "linear"))
+    options["max_distance"] = _max_distance(options.get("max_distance"))
+    return options
+
+
+def load_colormap(spec) -> Any:
+    """The :class:`~vbkernels.colormaps.ColormapTable` that ``spec`` names: a built-in name
+    (``vbkernels.colormaps.BUILTIN_COLORMAPS``), another matplotlib colormap name when
+    matplotlib is installed, a ``.npy`` file of an (N, 3) array (uint8, or float in
+    [0, 1]), or a ``.csv`` file with one ``r,g,b`` colour a line (``#`` comments allowed):
+    0..255 integers, or floats in [0, 1] when no value is above 1. Anything else (or an
+    unreadable file) is a ``ValueError`` naming the choices."""
+    from pathlib import Path
+
+    from vbkernels.colormaps import BUILTIN_COLORMAPS, colormap_table
+
+    if not isinstance(spec, (str, Path)):
+        return colormap_table(spec)  # an array or a matplotlib Colormap
+    path = Path(spec)
+    if isinstance(spec, str) and spec in BUILTIN_COLORMAPS:
+        return colormap_table(spec)
+    if path.suffix.lower() in (".csv", ".npy") and path.is_file():
+        try:
+            return colormap_table(_colours_from_file(path))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"colormap file {str(path)!r}: {exc}") from None
+    named = _matplotlib_colormap(str(spec))
+    if named is not None:
+        return colormap_table(named)
+    raise ValueError(f"colormap must be one of {', '.join(BUILTIN_COLORMAPS)}, a matplotlib "
+                     f"colormap name, or an existing .csv/.npy file of colours, got {str(spec)!r}")
+
+
+def _colours_from_file(path) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        return np.load(path, allow_pickle=False)
+    colours = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+    if colours.size and colours.max() > 1:  # 0..255 units: they must be whole bytes
+        if not (np.all(colours == np.round(colours)) and colours.min() >= 0
+                and colours.max() <= 255):
+            raise ValueError("colours above 1 are read as 0..255 and must be integers in "
+                             "0..255")
+        return colours.astype(np.uint8)
+    return colours
+
+
+def _matplotlib_colormap(name: str):
+    try:
+        from matplotlib import colormaps
+    except ImportError:
+        return None
+    return colormaps[name] if name in colormaps else None
 
 
 # ------------------------------------------------------------------- output conversions
