@@ -670,6 +670,10 @@ def _opcheck_cases(device):
         "encode_segmentation": (torch.randint(0, 20, (1, 2, 3), device=device),
                                 palette.to(torch.uint8), torch.empty_like(rgb),
                                 torch.tensor([0, 0, 0], dtype=torch.uint8, device=device)),
+        "decode_colormap": (rgb, palette[:5].round().double(),
+                            torch.linspace(0.1, 0.9, 5, dtype=torch.float64, device=device),
+                            torch.empty((1, 2, 3), **f32), torch.empty((1, 2, 3), **f32),
+                            30.0),
     }
 
 
