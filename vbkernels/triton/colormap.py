@@ -24,6 +24,9 @@ search over all 2^24 colours (``build_colour_table``), so both paths agree bit f
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import triton
 import triton.language as tl
@@ -103,7 +106,12 @@ def _nearest_on_polyline(x_r, x_g, x_b, p_col, M):
 @triton.jit
 def _position(best_s, best_j, p_pos, mask):
     """``t = start + s * span`` of the chosen segments, positions rounded to the work dtype
-    first (as the reference converts them), with two roundings (no FMA: LAUNCH_OPTIONS)."""
+    first (as the reference converts them), with two roundings as the reference has them.
+
+    Computed in float64 for uint8, an FMA here would move the float64 result by at most an
+    ulp, which changes the float32 ``t`` only next to a float32 rounding boundary: rare, but
+    not never. Hence LAUNCH_OPTIONS; the residual risk, a compiler that contracts despite
+    it, is what the sm_90 PTX test (no ``fma``) guards against."""
     wdt = best_s.dtype
     start = tl.load(p_pos + best_j, mask=mask, other=0.0).to(wdt)
     end = tl.load(p_pos + best_j + 1, mask=mask, other=0.0).to(wdt)
@@ -202,6 +210,18 @@ TABLE_SIZE = 1 << 24
 # ((colours, positions), (t table, distance table)), most recently used first; 128 MB each.
 _TABLES: list = []
 _TABLES_MAX = 2
+
+
+@contextlib.contextmanager
+def direct_path() -> Iterator[None]:
+    """Within the block, every batch takes the direct path (the benchmark times both paths
+    on the same batch)."""
+    global TABLE_MIN_PIXELS
+    saved, TABLE_MIN_PIXELS = TABLE_MIN_PIXELS, float("inf")
+    try:
+        yield
+    finally:
+        TABLE_MIN_PIXELS = saved
 
 
 def use_colour_table(rgb: torch.Tensor) -> bool:
