@@ -26,7 +26,9 @@ template <class F>
 VBK_HD void nearest_on_polyline(F pr, F pg, F pb, const double* colours, int M, F* best_d2,
                                 F* best_s, int* best_j) {
     F ar = (F)colours[0], ag = (F)colours[1], ab = (F)colours[2];
-    F best = infinity<F>(), s_best = (F)0;
+    // The fraction as a quotient (0/1 before, 1/1 after, dot/L inside), divided once for
+    // the chosen segment: the same correctly rounded value, one division per segment fewer.
+    F best = infinity<F>(), num_best = (F)0, den_best = (F)1;
     int j_best = 0;
     for (int j = 0; j + 1 < M; ++j) {
         const F br = (F)colours[3 * j + 3], bg = (F)colours[3 * j + 4], bb = (F)colours[3 * j + 5];
@@ -35,21 +37,22 @@ VBK_HD void nearest_on_polyline(F pr, F pg, F pb, const double* colours, int M, 
         const F er = pr - ar, eg = pg - ag, eb = pb - ab;
         const F dot = (er * dr + eg * dg) + eb * db;
         const F ee = (er * er + eg * eg) + eb * eb;
-        F d2, s;
+        F d2, num = (F)0, den = (F)1;
         if (dot <= (F)0) {  // also every zero-length segment (dot == 0)
             d2 = ee;
-            s = (F)0;
         } else if (dot >= length2) {
             d2 = ee - (F)2 * dot + length2;
-            s = (F)1;
+            num = (F)1;
         } else {  // 0 < dot < length2, so length2 > 0
-            F num = ee * length2 - dot * dot;
-            d2 = (num > (F)0 ? num : (F)0) / length2;
-            s = dot / length2;
+            F gap = ee * length2 - dot * dot;
+            d2 = (gap > (F)0 ? gap : (F)0) / length2;
+            num = dot;
+            den = length2;
         }
         if (d2 < best) {
             best = d2;
-            s_best = s;
+            num_best = num;
+            den_best = den;
             j_best = j;
         }
         ar = br;
@@ -57,7 +60,7 @@ VBK_HD void nearest_on_polyline(F pr, F pg, F pb, const double* colours, int M, 
         ab = bb;
     }
     *best_d2 = best;
-    *best_s = s_best;
+    *best_s = num_best / den_best;
     *best_j = j_best;
 }
 

@@ -66,13 +66,18 @@ def _sqrt(x):
 @triton.jit
 def _nearest_on_polyline(x_r, x_g, x_b, p_col, M):
     """``(dist2, s, j)`` of a pixel block (0..255 units, work dtype) on the polyline whose
-    M float64 vertices are at ``p_col``: the contract's before / after / inner cases."""
+    M float64 vertices are at ``p_col``: the contract's before / after / inner cases.
+
+    The fraction is kept as a quotient ``s_num / s_den`` (0/1 before, 1/1 after, dot/L
+    inside) and divided once for the chosen segment: the same correctly rounded value,
+    one division per segment fewer."""
     wdt = x_r.dtype
     a_r = tl.load(p_col).to(wdt)
     a_g = tl.load(p_col + 1).to(wdt)
     a_b = tl.load(p_col + 2).to(wdt)
     best = tl.full(x_r.shape, float("inf"), wdt)
-    best_s = tl.zeros(x_r.shape, wdt)
+    best_num = tl.zeros(x_r.shape, wdt)
+    best_den = tl.full(x_r.shape, 1.0, wdt)
     best_j = tl.zeros(x_r.shape, tl.int32)
     for j in range(M - 1):
         b_r = tl.load(p_col + 3 * j + 3).to(wdt)
@@ -92,15 +97,17 @@ def _nearest_on_polyline(x_r, x_g, x_b, p_col, M):
         safe = tl.where(length2 > 0, length2, 1.0)
         inner = _div(tl.maximum(ee * length2 - dot * dot, 0.0), safe)
         dist2 = tl.where(before, ee, tl.where(after, ee - 2 * dot + length2, inner))
-        s = tl.where(before, 0.0, tl.where(after, 1.0, _div(dot, safe)))
+        s_num = tl.where(before, 0.0, tl.where(after, 1.0, dot))
+        s_den = tl.where(before | after, 1.0, safe)
         better = dist2 < best
         best = tl.where(better, dist2, best)
-        best_s = tl.where(better, s, best_s)
+        best_num = tl.where(better, s_num, best_num)
+        best_den = tl.where(better, s_den, best_den)
         best_j = tl.where(better, j, best_j)
         a_r = b_r
         a_g = b_g
         a_b = b_b
-    return best, best_s, best_j
+    return best, _div(best_num, best_den), best_j
 
 
 @triton.jit
