@@ -282,7 +282,7 @@ run_stage sanitizer 40 "$OUTDIR/sanitizer.log" sanitize
 wait "$WARM_PID"
 { echo "== warm-up (torch.compile caches)"; cat "$WORK"/warm*.log 2>/dev/null | tail -n 20; } >> "$OUTDIR/bench.log"
 run_stage bench 165 "$OUTDIR/bench.log" bench "$BENCH_MAX"
-run_stage colormap 45 "$OUTDIR/bench.log" colormap_bench 30
+run_stage colormap 60 "$OUTDIR/bench.log" colormap_bench 40
 run_stage compile 230 "$OUTDIR/bench.log" time_compiles
 
 # At most three report files, flat, named after the GPU (letters, digits, ., -, _ only).

@@ -3,14 +3,14 @@ colormap's polyline through RGB space, as ``reference/colormap.py`` specifies it
 
 Direct path: a program takes a block of one image row and scans the M - 1 segments in
 ascending order, each segment's two vertices loaded as scalars (uniform loads shared by the
-block), keeping the best squared distance, its fraction ``s`` and its segment with a strict
-``<`` (ties to the lowest segment). ``t`` is formed once at the end from the chosen segment's
-positions. Work dtype as the reference's: float64 for uint8 and float64 images, float32 for
-the other floats.
+block), keeping the best squared distance, its fraction ``s`` (as a quotient, divided once
+at the end) and its segment with a strict ``<`` (ties to the lowest segment). ``t`` is
+formed once at the end from the chosen segment's positions. Work dtype as the reference's:
+float64 for uint8 and float64 images, float32 for the other floats.
 
 Exactness for uint8: every product and sum before the two divisions is an integer below
 2^53, so it is exact whether or not the compiler contracts it into an FMA; the divisions
-use ``div_rn`` and the square root ``sqrt_rn`` (correctly rounded, where plain ``/`` and
+and the square root are correctly rounded (``_div``, ``_sqrt``: float32 ``/`` and
 ``tl.sqrt`` may be approximate on a GPU). The one place where contraction would change bits
 is ``t = start + s * span`` (an FMA rounds once where the reference rounds twice, and the
 float32 result could then differ in the last place after the float64 -> float32 rounding),
