@@ -812,6 +812,33 @@ def test_colormap_kernels_round_as_the_reference_in_ptx(tmp_path):
         assert "div.approx" not in body and "div.full" not in body, suffix
 
 
+def test_cuda_colormap_launcher_arguments_match_the_kernel(monkeypatch):
+    """Without a GPU nothing launches the cuda op, so check what it would pass: one argument
+    per kernel parameter, each of the parameter's C type (pointers as 64-bit addresses)."""
+    import re
+
+    import numpy as np
+
+    from vbkernels.cuda import colormap as cuda_colormap
+
+    text = (CSRC / "colormap.cu").read_text()
+    params = re.search(r"decode_colormap_##TN\(([^)]*)\)", text).group(1)
+    params = [" ".join(p.replace("\\", " ").split()) for p in params.split(",")]
+    c_types = {"i64": np.int64, "int": np.int32, "float": np.float32}
+    expected = [np.uint64 if "*" in p else c_types[p.split()[0]] for p in params]
+    calls = []
+    monkeypatch.setattr(cuda_colormap, "launch", lambda *a, **k: calls.append(a))
+    rgb = torch.zeros((2, 3, 4, 3), dtype=torch.uint8)
+    colours = torch.zeros((5, 3), dtype=torch.float64)
+    positions = torch.zeros(5, dtype=torch.float64)
+    for distance, max_distance in [(torch.zeros(2, 3, 4), 5.0), (None, None)]:
+        cuda_colormap.decode_colormap(rgb, colours, positions, torch.zeros(2, 3, 4), distance,
+                                      max_distance)
+    for family, name, _, pixels, args in calls:
+        assert (family, name, pixels) == ("colormap", "decode_colormap_u8", 24)
+        assert [type(a) for a in args] == expected, params
+
+
 _COLORMAP_HOST_MAIN = r"""
 #include <cstdio>
 #include <vector>

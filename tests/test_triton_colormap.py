@@ -175,6 +175,21 @@ def test_empty_batch_writes_nothing(device):
         _op(device)(rgb, colours, positions, t, None, None)
 
 
+def test_public_call_on_triton_equals_torch(device):
+    """The front end over the triton op: chw layout, a value range, distances."""
+    import vbkernels as vb
+
+    colours = _short_map(13, n=9)
+    rgb = random_rgb((2, 3, 5, 7), torch.uint8, seed=14).to(device)  # (N, 3, H, W)
+    kwargs = dict(vmin=0.5, vmax=80.0, max_distance=50.0, return_distance=True,
+                  layout="chw")
+    values, dist = vb.decode_colormap(rgb, colours, backend="triton", **kwargs)
+    want_values, want_dist = vb.decode_colormap(rgb.cpu(), colours, backend="torch", **kwargs)
+    assert values.shape == (2, 5, 7) and values.device.type == device
+    _same(values.cpu(), want_values)
+    _same(dist.cpu(), want_dist)
+
+
 # --- float images ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
