@@ -231,6 +231,8 @@ time_compiles() {
 # (built by the first, untimed call) and its direct 255-segment scan, and the cuda scan. A
 # stage of its own with a small cap (the torch reference would need minutes at this size),
 # taken from what the compile stage would get; its cells are merged into the bench report.
+# --cell-seconds 2: the runner sizes a cell from a one-frame probe (the direct scan), and a
+# cell too short for 8 x 4K would crop the batch below TABLE_MIN_PIXELS, losing the table row.
 COLORMAP_OPS=decode_colormap_turbo,decode_colormap_turbo_direct
 colormap_bench() {
   local providers=triton,cuda workload=$COMPILE_WORKLOAD main
@@ -240,7 +242,7 @@ colormap_bench() {
   fi
   # shellcheck disable=SC2046
   $PY -m bench $(bench_args) --providers "$providers" --ops "$COLORMAP_OPS" \
-    --workloads "$workload" --cell-seconds 0.5 --max-seconds "$1" --quiet \
+    --workloads "$workload" --cell-seconds 2 --max-seconds "$1" --quiet \
     --out "$WORK/colormap" --name colormap || return 1
   main=$(ls "$WORK"/results/*.json 2>/dev/null | head -n 1)
   if [ -z "$main" ]; then
