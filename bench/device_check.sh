@@ -20,6 +20,8 @@
 #              hilbert_project, normals, segmentation K=19/K=150 with uint8 and int64
 #              labels, encode_depth), 16 x 1080p (decode_instances vs decode_segmentation
 #              K=40) and the float16 16 x 1080p workload
+#   colormap   decode_colormap (turbo, uint8, 8 x 4K) on triton (colour-table path and direct
+#              scan) and cuda, merged into the bench report (see colormap_bench)
 #   compile    torch.compile timed once per op at 8 x 4K, op by op, each under its own cap
 #              (compiles hit the warm caches), then merged into the bench report
 # OUTDIR receives at most 8 flat files: summary.txt, setup.log (install + env), tests.log,
@@ -224,6 +226,35 @@ time_compiles() {
   $PY -m bench --from-json "$main" ${list:+--merge "$list"} --out "$WORK/results"
 }
 
+# ---------------------------------------------------------------------------- colormap
+# decode_colormap of turbo on the 8 x 4K uint8 batch: triton's 2^24-entry colour table
+# (built by the first, untimed call) and its direct 255-segment scan, and the cuda scan. A
+# stage of its own with a small cap (the torch reference would need minutes at this size),
+# taken from what the compile stage would get; its cells are merged into the bench report.
+# --cell-seconds 2: the runner sizes a cell from a one-frame probe (the direct scan), and a
+# cell too short for 8 x 4K would crop the batch below TABLE_MIN_PIXELS, losing the table row.
+COLORMAP_OPS=decode_colormap_turbo,decode_colormap_turbo_direct
+colormap_bench() {
+  local providers=triton,cuda workload=$COMPILE_WORKLOAD main
+  if [ "$DRY_RUN" = 1 ]; then
+    providers=cpu  # the torch reference takes seconds per 1080p crop on a small CPU
+    workload=b1-1080p-u8-nhwc
+  fi
+  # shellcheck disable=SC2046
+  $PY -m bench $(bench_args) --providers "$providers" --ops "$COLORMAP_OPS" \
+    --workloads "$workload" --cell-seconds 2 --max-seconds "$1" --quiet \
+    --out "$WORK/colormap" --name colormap || return 1
+  main=$(ls "$WORK"/results/*.json 2>/dev/null | head -n 1)
+  if [ -z "$main" ]; then
+    echo "no bench report to merge into"
+    return 1
+  fi
+  $PY -m bench --from-json "$main" --merge "$WORK/colormap/colormap.json" --out "$WORK/results"
+  grep -F decode_colormap "$WORK"/results/*.md | head -n 12
+}
+export COLORMAP_OPS
+export -f colormap_bench
+
 # ---------------------------------------------------------------------------- run
 export DRY_RUN REPO WORK PY
 export -f install env_info find_sanitizer sanitize bench_args bench warm_compiles time_compiles
@@ -253,6 +284,7 @@ run_stage sanitizer 40 "$OUTDIR/sanitizer.log" sanitize
 wait "$WARM_PID"
 { echo "== warm-up (torch.compile caches)"; cat "$WORK"/warm*.log 2>/dev/null | tail -n 20; } >> "$OUTDIR/bench.log"
 run_stage bench 165 "$OUTDIR/bench.log" bench "$BENCH_MAX"
+run_stage colormap 60 "$OUTDIR/bench.log" colormap_bench 40
 run_stage compile 230 "$OUTDIR/bench.log" time_compiles
 
 # At most three report files, flat, named after the GPU (letters, digits, ., -, _ only).

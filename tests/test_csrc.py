@@ -88,7 +88,7 @@ def test_nvcc_compiles_every_cu_for_sm80_and_sm90(tmp_path):
         ]
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
-    assert CU_FILES == ["depth.cu", "normals.cu", "points.cu", "segmentation.cu"]
+    assert CU_FILES == ["colormap.cu", "depth.cu", "normals.cu", "points.cu", "segmentation.cu"]
     with ThreadPoolExecutor(len(CU_FILES)) as pool:
         results = list(pool.map(compile_one, CU_FILES))
     for name, result in zip(CU_FILES, results):
@@ -788,6 +788,120 @@ def test_packed_u8_kernels_load_words_and_store_vectors_in_ptx(tmp_path):
         assert "st.global.v4.f32" in body, name  # float32 outputs / distances
     assert "st.global.v4.u32" in bodies["segmentation.cu"]  # 4 int32 labels at once
     assert "lg2" not in bodies["depth.cu"] and "ex2" not in bodies["depth.cu"]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_colormap_kernels_round_as_the_reference_in_ptx(tmp_path):
+    """decode_colormap for sm_90: correctly rounded divisions and square roots in the work
+    type (float64 for uint8 and float64 images), and no FMA, so t = start + s * span rounds
+    twice as the reference does (uint8 results must be bit-identical)."""
+    from vbkernels.cuda._lib import NVRTC_OPTIONS, flattened_source
+
+    source = tmp_path / "colormap.cu"
+    source.write_text(flattened_source("colormap.cu", CSRC))
+    out = tmp_path / "colormap.ptx"
+    done = subprocess.run(["nvcc", *NVRTC_OPTIONS, "-ptx", "-arch=sm_90", str(source), "-o",
+                           str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    ptx = out.read_text()
+    for suffix, work in [("u8", "f64"), ("f64", "f64"), ("f32", "f32"), ("f16", "f32"),
+                         ("bf16", "f32")]:
+        body = _ptx_entry(ptx, f"decode_colormap_{suffix}")
+        assert "fma." not in body, suffix
+        assert f"div.rn.{work}" in body and f"sqrt.rn.{work}" in body, suffix
+        assert "div.approx" not in body and "div.full" not in body, suffix
+
+
+def test_cuda_colormap_launcher_arguments_match_the_kernel(monkeypatch):
+    """Without a GPU nothing launches the cuda op, so check what it would pass: one argument
+    per kernel parameter, each of the parameter's C type (pointers as 64-bit addresses)."""
+    import re
+
+    import numpy as np
+
+    from vbkernels.cuda import colormap as cuda_colormap
+
+    text = (CSRC / "colormap.cu").read_text()
+    params = re.search(r"decode_colormap_##TN\(([^)]*)\)", text).group(1)
+    params = [" ".join(p.replace("\\", " ").split()) for p in params.split(",")]
+    c_types = {"i64": np.int64, "int": np.int32, "float": np.float32}
+    expected = [np.uint64 if "*" in p else c_types[p.split()[0]] for p in params]
+    calls = []
+    monkeypatch.setattr(cuda_colormap, "launch", lambda *a, **k: calls.append(a))
+    rgb = torch.zeros((2, 3, 4, 3), dtype=torch.uint8)
+    colours = torch.zeros((5, 3), dtype=torch.float64)
+    positions = torch.zeros(5, dtype=torch.float64)
+    for distance, max_distance in [(torch.zeros(2, 3, 4), 5.0), (None, None)]:
+        cuda_colormap.decode_colormap(rgb, colours, positions, torch.zeros(2, 3, 4), distance,
+                                      max_distance)
+    for family, name, _, pixels, args in calls:
+        assert (family, name, pixels) == ("colormap", "decode_colormap_u8", 24)
+        assert [type(a) for a in args] == expected, params
+
+
+_COLORMAP_HOST_MAIN = r"""
+#include <cstdio>
+#include <vector>
+// stdin: int32 M, P, has_max; float32 max_distance; float64 colours[3M], positions[M];
+// uint8 pixels[3P]. stdout: float32 t[P], distance[P].
+int main() {
+    int head[3];
+    float max_distance;
+    if (fread(head, 4, 3, stdin) != 3 || fread(&max_distance, 4, 1, stdin) != 1) return 1;
+    const int M = head[0], P = head[1];
+    std::vector<double> colours(3 * M), positions(M);
+    std::vector<unsigned char> rgb(3 * (size_t)P);
+    std::vector<float> t(P), distance(P);
+    if (fread(colours.data(), 8, 3 * M, stdin) != (size_t)(3 * M)) return 1;
+    if (fread(positions.data(), 8, M, stdin) != (size_t)M) return 1;
+    if (fread(rgb.data(), 1, 3 * (size_t)P, stdin) != 3 * (size_t)P) return 1;
+    for (int i = 0; i < P; ++i)
+        colormap_pixel(&rgb[3 * (size_t)i], 1, colours.data(), positions.data(), M, head[2],
+                       max_distance, &t[i], &distance[i]);
+    fwrite(t.data(), 4, P, stdout);
+    fwrite(distance.data(), 4, P, stdout);
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_colormap_pixel_math_on_the_host_is_the_reference(tmp_path):
+    """csrc/colormap.cu's per-pixel code (host and device) compiled for the host by nvcc and
+    run on uint8 pixels of turbo: t and distance bit-identical to the torch reference, which
+    a machine without a GPU can check nowhere else."""
+    import numpy as np
+
+    from vbkernels.colormap import encode_colormap
+    from vbkernels.colormaps import colormap_table, polyline
+    from vbkernels.cuda._lib import NVRTC_OPTIONS, flattened_source
+    from vbkernels.reference.colormap import decode_colormap
+
+    source = tmp_path / "colormap_host.cu"
+    source.write_text(flattened_source("colormap.cu", CSRC) + _COLORMAP_HOST_MAIN)
+    binary = tmp_path / "colormap_host"
+    done = subprocess.run(["nvcc", *NVRTC_OPTIONS, "-arch=sm_90", str(source), "-o",
+                           str(binary)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    colours, positions = polyline(colormap_table("turbo"))
+    gen = torch.Generator().manual_seed(21)
+    rgb = torch.randint(0, 256, (1, 1, 20000, 3), generator=gen, dtype=torch.uint8)
+    painted = encode_colormap(torch.linspace(0, 1, 300), "turbo")
+    rgb[0, 0, :300] = painted
+    rgb[0, 0, 300:599] = ((painted[:-1].int() + painted[1:].int() + 1) // 2).to(torch.uint8)
+    max_distance = 30.0
+    head = np.array([len(colours), rgb.shape[2], 1], dtype=np.int32).tobytes()
+    stdin = (head + np.float32(max_distance).tobytes() + colours.tobytes()
+             + positions.tobytes() + rgb.numpy().tobytes())
+    run = subprocess.run([str(binary)], input=stdin, capture_output=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = torch.from_numpy(np.frombuffer(run.stdout, dtype=np.float32).copy()).view(2, 1, 1, -1)
+    t, dist = torch.empty(rgb.shape[:3]), torch.empty(rgb.shape[:3])
+    decode_colormap(rgb, torch.from_numpy(colours), torch.from_numpy(positions), t, dist,
+                    max_distance)
+    assert t.isnan().any() and not t.isnan().all()
+    _same(out[0], t)
+    _same(out[1], dist)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs CuPy and a CUDA device")

@@ -676,6 +676,10 @@ def _opcheck_cases(device):
         "normals_from_depth": (torch.rand((1, 2, 3), device=device) + 1,
                                torch.tensor([[2.0, 3.0, 1.0, 0.5, 0.1]], device=device),
                                torch.empty((1, 2, 3, 3), **f32), False, True),
+        "decode_colormap": (rgb, palette[:5].round().double(),
+                            torch.linspace(0.1, 0.9, 5, dtype=torch.float64, device=device),
+                            torch.empty((1, 2, 3), **f32), torch.empty((1, 2, 3), **f32),
+                            30.0),
     }
 
 

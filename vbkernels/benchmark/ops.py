@@ -35,6 +35,10 @@ class OpSpec:
     # In the default op list of a CPU run (a GPU run, --full and --ops take any op).
     cpu_default: bool = True
     label_dtype: torch.dtype = torch.int64  # segmentation only: the out_dtype of the labels
+    colormap: str | None = None  # decode_colormap only: the built-in map the images are read in
+    # decode_colormap only: False times the triton backend's direct segment scan even where
+    # it would gather from its 2^24-entry colour table (other backends have no table).
+    colour_table: bool = True
 
 
 OPS = (
@@ -56,6 +60,13 @@ OPS = (
            cpu_default=False),
     OpSpec("decode_instances_k40", "decode_instances", palette_size=40, tiles=True,
            cpu_default=False),
+    # Colormap inversion of random colours against turbo's 255 segments (random colours
+    # cost the same as painted ones: the scan has no early exit). Triton takes its colour
+    # table for large uint8 batches; the _direct row times its segment scan on the same
+    # batch. Not in the CPU defaults: the torch reference scans every segment per pixel.
+    OpSpec("decode_colormap_turbo", "decode_colormap", colormap="turbo", cpu_default=False),
+    OpSpec("decode_colormap_turbo_direct", "decode_colormap", colormap="turbo",
+           colour_table=False, cpu_default=False),
 )
 OPS_BY_NAME = {op.name: op for op in OPS}
 
@@ -176,6 +187,11 @@ def build_case(op: OpSpec, w: Workload, images: torch.Tensor) -> Case:
         kwargs = {} if op.label_dtype == torch.int64 else {"out_dtype": op.label_dtype}
         return Case(op, w, (images, colours), kwargs, out=labels, out_shape=grid,
                     out_dtype=op.label_dtype)
+    if op.colormap is not None:
+        out_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        values = torch.empty(grid, dtype=out_dtype, device=images.device)
+        return Case(op, w, (images, op.colormap), {"layout": w.layout}, out=values,
+                    out_shape=grid, out_dtype=out_dtype)
     if op.name == "decode_normals":
         normals = torch.empty(images.shape, dtype=torch.float32, device=images.device)
         return Case(op, w, (images,), out=normals, out_shape=tuple(images.shape))

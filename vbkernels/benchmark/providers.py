@@ -117,7 +117,20 @@ def _api_call(case: Case, backend: str, use_out: bool) -> Callable[[], object]:
     if use_out and case.out is not None and _takes(fn, "out"):
         kwargs["out"] = case.out
     args = case.args
+    if not case.op.colour_table and backend == "triton":
+        return _on_direct_path(lambda: fn(*args, **kwargs))
     return lambda: fn(*args, **kwargs)
+
+
+def _on_direct_path(call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` with the triton backend's colormap table turned off (its direct scan)."""
+    from vbkernels.triton.colormap import direct_path
+
+    def run():
+        with direct_path():
+            return call()
+
+    return run
 
 
 def _compiled_call(case: Case) -> Callable[[], object]:

@@ -27,7 +27,7 @@ def load() -> Backend:
     _lib.source_dir()
     if _ops is None:
         from .._register import register
-        from . import depth, normals, points, segmentation
+        from . import colormap, depth, normals, points, segmentation
 
-        _ops = register("vbkernels_cuda", depth, normals, segmentation, points)
+        _ops = register("vbkernels_cuda", colormap, depth, normals, points, segmentation)
     return Backend(name="cuda", devices=frozenset({"cuda"}), ops=dict(_ops))

@@ -6,8 +6,8 @@ The registration itself is shared with the compiled backends: see ``vbkernels._r
 from __future__ import annotations
 
 from .._register import register
-from . import depth, normals, points, segmentation
+from . import colormap, depth, normals, points, segmentation
 
 NAMESPACE = "vbkernels_triton"
 
-OPS = register(NAMESPACE, depth, normals, segmentation, points)
+OPS = register(NAMESPACE, colormap, depth, normals, points, segmentation)
