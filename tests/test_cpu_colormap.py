@@ -47,12 +47,12 @@ def _bits(x: torch.Tensor) -> torch.Tensor:
     return x.view(torch.int64 if x.dtype == torch.float64 else torch.int32)
 
 
-def _assert_identical(got, want):
+def _assert_identical(got, want, where: str = ""):
     for name, a, b in zip(("t", "distance"), got, want):
         if b is None:
             assert a is None
             continue
-        assert torch.equal(_bits(a), _bits(b)), f"{name} differs at {(a != b).sum()} pixels"
+        assert torch.equal(_bits(a), _bits(b)), f"{where} {name} differs at {(a != b).sum()} px"
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_strided_inputs_and_outputs(path, name):
     path(name)
     for label, view in _strided_views(rgb):
         assert torch.equal(view, rgb)
-        _assert_identical(_run(cpu_op.decode_colormap, view, line, 20.0), want), label
+        _assert_identical(_run(cpu_op.decode_colormap, view, line, 20.0), want, label)
     # Strided outputs: every other column of wider buffers.
     t = torch.full((2, 20, 60), -7.0)[..., ::2]
     distance = torch.full((2, 20, 60), -7.0)[..., 1::2]
