@@ -77,6 +77,35 @@ def _distinct(rgb: torch.Tensor) -> int:
     return int(torch.unique(rgb.reshape(-1, 3), dim=0).shape[0])
 
 
+def _row(timer: Timer, name: str, rgb: torch.Tensor, repeats: int, kdtree) -> dict:
+    """One frame's timings: cpu cold and warm, the reference on a band, the cKDTree."""
+    from ..cpu import colormap as cpu_op
+
+    def decode(backend: str, image: torch.Tensor = rgb):
+        return front_end.decode_colormap(image, COLORMAP, vmax=VMAX, backend=backend)
+
+    def cold():
+        cpu_op.COLOUR_TABLES.clear()
+        decode("cpu")
+
+    band = rgb[: max(1, round(rgb.shape[0] * REFERENCE_SHARE))]
+    cold_s = timer.samples(cold, repeats)
+    timer.once(lambda: decode("cpu"))  # the table now holds the frame's colours
+    pixels = rgb.numpy()
+    return {
+        "frame": name,
+        "distinct_colours": _distinct(rgb),
+        "cpu_cold": _timing(cold_s),
+        # Warm calls take milliseconds: more samples for a steadier median.
+        "cpu_warm": _timing(timer.samples(lambda: decode("cpu"), max(repeats, 20))),
+        "reference_rows": band.shape[0],
+        "reference": _timing(timer.samples(lambda: decode("torch", band), 1),
+                             rgb.shape[0] / band.shape[0]),
+        "ckdtree": None if kdtree is None
+        else _timing(timer.samples(lambda: kdtree(pixels), min(repeats, 3))),
+    }
+
+
 def measure(repeats: int, frame: tuple[int, int] = FRAME) -> dict:
     """Rows of the section for each frame (cpu cold/warm, reference, cKDTree)."""
     from ..cpu import colormap as cpu_op
@@ -87,33 +116,7 @@ def measure(repeats: int, frame: tuple[int, int] = FRAME) -> dict:
         kdtree_reason = ""
     except ImportError:
         kdtree, kdtree_reason = None, "scipy is not installed (pip install 'vbkernels[test]')"
-    rows = []
-    for name, rgb in frames(*frame).items():
-        def decode(backend: str, image: torch.Tensor = rgb):
-            return front_end.decode_colormap(image, COLORMAP, vmax=VMAX, backend=backend)
-
-        def cold():
-            cpu_op.COLOUR_TABLES.clear()
-            decode("cpu")
-
-        band = rgb[: max(1, round(rgb.shape[0] * REFERENCE_SHARE))]
-        cold_s = timer.samples(cold, repeats)
-        timer.once(lambda: decode("cpu"))  # the table now holds the frame's colours
-        row = {
-            "frame": name,
-            "distinct_colours": _distinct(rgb),
-            "cpu_cold": _timing(cold_s),
-            # Warm calls take milliseconds: more samples for a steadier median.
-            "cpu_warm": _timing(timer.samples(lambda: decode("cpu"), max(repeats, 20))),
-            "reference_rows": band.shape[0],
-            "reference": _timing(timer.samples(lambda: decode("torch", band), 1),
-                                 rgb.shape[0] / band.shape[0]),
-            "ckdtree": None,
-        }
-        if kdtree is not None:
-            pixels = rgb.numpy()
-            row["ckdtree"] = _timing(timer.samples(lambda: kdtree(pixels), min(repeats, 3)))
-        rows.append(row)
+    rows = [_row(timer, name, rgb, repeats, kdtree) for name, rgb in frames(*frame).items()]
     cpu_op.COLOUR_TABLES.clear()
     return {"rows": rows, "ckdtree_reason": kdtree_reason}
 
