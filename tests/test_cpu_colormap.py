@@ -302,3 +302,13 @@ def test_empty_batch():
     rgb = torch.zeros(0, 5, 7, 3, dtype=torch.uint8)
     values = vbkernels.decode_colormap(rgb, "viridis", backend="cpu")
     assert values.shape == (0, 5, 7) and values.dtype == torch.float32
+
+
+def test_registered_torch_op():
+    """torch.library.opcheck: schema, fake kernel, autograd registration, AOT dispatch."""
+    from vbkernels._dispatch import load_backend
+
+    op = load_backend("cpu").ops["decode_colormap"]
+    rgb = _random_u8((1, 4, 5, 3), seed=12)
+    torch.library.opcheck(op, (rgb, *_polyline("viridis"), torch.empty(1, 4, 5),
+                               torch.empty(1, 4, 5), 10.0))
