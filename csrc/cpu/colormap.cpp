@@ -214,6 +214,7 @@ bool gather_row(const u8* px, const i64* rs, i64 W, const TableState& st, Thresh
     const u64* filled = st.filled;
     const i64 step = Packed ? 3 : rs[2], cs = Packed ? 1 : rs[3];
     bool complete = true;
+    u32 last_claimed = 0xffffffffu;  // runs of one new colour are claimed once
     for (i64 w = 0; w < W; ++w, px += step) {
         u32 key;
         if (Packed && w + 1 < W) {
@@ -224,7 +225,8 @@ bool gather_row(const u8* px, const i64* rs, i64 W, const TableState& st, Thresh
         }
         if (!((filled[key >> 6] >> (key & 63)) & 1)) {
             complete = false;
-            claim(st.claimed, key, found);
+            if (key != last_claimed) claim(st.claimed, key, found);
+            last_claimed = key;
             continue;
         }
         float value = table[2 * (i64)key], dist = table[2 * (i64)key + 1];
