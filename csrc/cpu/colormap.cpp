@@ -214,7 +214,8 @@ bool gather_row(const u8* px, const i64* rs, i64 W, const TableState& st, Thresh
     const u64* filled = st.filled;
     const i64 step = Packed ? 3 : rs[2], cs = Packed ? 1 : rs[3];
     bool complete = true;
-    u32 last_claimed = 0xffffffffu;  // runs of one new colour are claimed once
+    u32 last = 0xffffffffu, last_claimed = 0xffffffffu;  // no colour key is ~0
+    float value = 0, dist = 0;
     for (i64 w = 0; w < W; ++w, px += step) {
         u32 key;
         if (Packed && w + 1 < W) {
@@ -223,14 +224,18 @@ bool gather_row(const u8* px, const i64* rs, i64 W, const TableState& st, Thresh
         } else {
             key = colour_key(px, cs);
         }
-        if (!((filled[key >> 6] >> (key & 63)) & 1)) {
-            complete = false;
-            if (key != last_claimed) claim(st.claimed, key, found);
-            last_claimed = key;
-            continue;
+        if (key != last) {  // painted images run one colour over many pixels
+            if (!((filled[key >> 6] >> (key & 63)) & 1)) {
+                complete = false;
+                if (key != last_claimed) claim(st.claimed, key, found);
+                last_claimed = key;
+                continue;
+            }
+            last = key;
+            dist = table[2 * (i64)key + 1];
+            value = threshold.drops(dist) ? quiet_nan<float>() : table[2 * (i64)key];
         }
-        float value = table[2 * (i64)key], dist = table[2 * (i64)key + 1];
-        trow[w * ts] = threshold.drops(dist) ? quiet_nan<float>() : value;
+        trow[w * ts] = value;
         if (drow) drow[w * ds] = dist;
     }
     return complete;
