@@ -147,6 +147,22 @@ def test_custom_random_polyline_64k_colours_through_the_table(path):
     _assert_identical(got, (want[0][:, :32], want[1][:, :32]))
 
 
+def test_runs_of_one_colour_through_the_table(path):
+    """Painted frames run one colour over many pixels (looked up once per run); runs of new
+    and known colours, broken by noisy pixels, in every order, cold and warm."""
+    line = _polyline("turbo")
+    depth = torch.linspace(0.0, 1.0, 40).repeat_interleave(7)[None, None].expand(2, 30, -1)
+    rgb = vbkernels.encode_colormap(depth.contiguous(), "turbo").clone()
+    noise = _random_u8(rgb.shape, seed=13)
+    rgb[:, ::4, ::5] = noise[:, ::4, ::5]
+    path("table")
+    for max_distance in (None, 4.0):
+        want = _run(ref_op.decode_colormap, rgb, line, max_distance)
+        for half in (rgb[:1], rgb):  # the second call finds half of its colours filled
+            got = _run(cpu_op.decode_colormap, half, line, max_distance)
+            _assert_identical(got, (want[0][:half.shape[0]], want[1][:half.shape[0]]))
+
+
 # --------------------------------------------------------------------------------------
 # The table cache
 # --------------------------------------------------------------------------------------
