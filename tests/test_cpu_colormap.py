@@ -314,6 +314,15 @@ def test_public_decode_matches_the_reference(scale):
     np.testing.assert_array_equal(numpy_in[0], want[0].numpy())
 
 
+def test_wrong_dtypes_are_type_errors():
+    line = _polyline("viridis")
+    rgb = _random_u8((1, 2, 3, 3), seed=14)
+    with pytest.raises(TypeError, match="t as torch.float32"):
+        cpu_op.decode_colormap(rgb, *line, torch.empty(1, 2, 3, dtype=torch.float64), None, None)
+    with pytest.raises(TypeError, match="int32"):
+        cpu_op.decode_colormap(rgb.int(), *line, torch.empty(1, 2, 3), None, None)
+
+
 def test_empty_batch():
     rgb = torch.zeros(0, 5, 7, 3, dtype=torch.uint8)
     values = vbkernels.decode_colormap(rgb, "viridis", backend="cpu")

@@ -87,6 +87,11 @@ COLOUR_TABLES = ColourTables()
 
 
 def decode_colormap(rgb, colours, positions, t, distance, max_distance) -> None:
+    expected = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    if t.dtype != expected or (distance is not None and distance.dtype != torch.float32):
+        raise TypeError(f"the cpu backend's decode_colormap writes t as {expected} and distance "
+                        f"as float32 for {rgb.dtype} images, got t {t.dtype}"
+                        + ("" if distance is None else f", distance {distance.dtype}"))
     if t.numel() == 0:
         return
     colours, positions = colours.contiguous(), positions.contiguous()
