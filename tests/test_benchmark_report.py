@@ -380,3 +380,36 @@ def test_label_table_rows_time_scan_lookup_and_build(monkeypatch):
                                            "rows": rows}))
     assert f"| {sizes[0]} |" in text and f"| {sizes[1]} |" in text
     assert text.count("| scan |") == 1 and text.count("| table |") == 1
+
+
+def test_colormap_section_times_cpu_reference_and_kdtree(tmp_path):
+    """The cpu decode_colormap section on a tiny frame: every row filled, in JSON and Markdown."""
+    settings = Settings(device=torch.device("cpu"), workloads=TINY[:1],
+                        ops=[OPS_BY_NAME["decode_normals"]],
+                        providers=[providers.PROVIDERS_BY_NAME["torch"]], repeats=1,
+                        min_repeats=1, cell_seconds=5.0, colormap_frame=(16, 24), log=None)
+    data = benchmark.run_report(settings, tmp_path, "cmap", "smoke test")
+    section = json.loads((tmp_path / "cmap.json").read_text())["colormap"]
+    assert section == data["colormap"]
+    assert section["status"] == "ok", section["reason"]
+    assert [row["frame"] for row in section["rows"]] == ["painted", "jpeg q90"]
+    for row in section["rows"]:
+        for key in ("cpu_cold", "cpu_warm", "reference", "ckdtree"):
+            assert row[key]["median_s"] > 0, key
+        assert row["reference_rows"] == 1 and 0 < row["distinct_colours"] <= 16 * 24
+    text = (tmp_path / "cmap.md").read_text()
+    assert "## cpu decode_colormap vs a SciPy cKDTree query (1x16x24 uint8 hwc)" in text
+    assert "| painted |" in text and "| jpeg q90 |" in text and "Target:" in text
+
+
+def test_colormap_section_says_when_scipy_is_missing(monkeypatch):
+    from vbkernels.benchmark import colormap as cmap_section
+
+    def no_scipy():
+        raise ImportError("No module named 'scipy'")
+
+    monkeypatch.setattr(cmap_section, "_kdtree_decode", no_scipy)
+    section = cmap_section.run(1, False, frame=(8, 12))
+    assert section["status"] == "ok" and all(r["ckdtree"] is None for r in section["rows"])
+    text = "\n".join(cmap_section.markdown(section))
+    assert "No cKDTree baseline: scipy is not installed" in text and "Target:" not in text

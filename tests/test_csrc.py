@@ -107,7 +107,7 @@ def test_cpu_sources_compile_without_warnings():
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(check, CPU_FILES))
-    assert len(results) == 5  # depth, instances, normals, png, segmentation
+    assert len(results) == 6  # colormap, depth, instances, normals, png, segmentation
     for source, result in zip(CPU_FILES, results):
         assert result.returncode == 0, f"g++ {source.name}:\n{result.stderr}"
 

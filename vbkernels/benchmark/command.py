@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import first_call, label_table, output, providers, targets, workloads
+from . import colormap, first_call, label_table, output, providers, targets, workloads
 from .ops import OPS, OPS_BY_NAME
 from .runner import Cell, Runner, Settings, derive
 
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also time the Triton segmentation strategies, distance scan vs the "
                         "2^24-entry label table, for K = "
                         f"{', '.join(map(str, label_table.PALETTE_SIZES))} (CUDA only)")
+    p.add_argument("--no-colormap", action="store_true",
+                   help="on CPU, leave out the section timing the cpu backend's "
+                        "decode_colormap against a SciPy cKDTree query (one 1080p frame)")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress on stderr")
     p.add_argument("--from-json", metavar="JSON",
                    help="measure nothing: rewrite the Markdown and PNG of a saved report "
@@ -182,6 +185,7 @@ def settings_from(args, parser) -> Settings:
         compile_workloads=compile_workloads,
         compile_probe_only=not (cuda or args.full),
         label_table=args.label_table,
+        colormap_frame=None if cuda or args.no_colormap else colormap.FRAME,
         log=None if args.quiet else sys.stderr,
     )
 
@@ -204,7 +208,7 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
     stem = stem or _slug(device_name)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def build(cells, partial, strategies=None):
+    def build(cells, partial, strategies=None, colormap_section=None):
         derive(cells)  # idempotent: cells measured earlier keep their figures
         verdicts = targets.verdicts(cells, settings.device.type)
         report = {
@@ -226,6 +230,7 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
             "results": [c.as_dict() for c in cells],
             "targets": [v.as_dict() for v in verdicts],
             "label_table": strategies,
+            "colormap": colormap_section,
         }
         return report, verdicts
 
@@ -239,7 +244,12 @@ def run_report(settings: Settings, out_dir: Path, stem: str | None, command: str
     strategies = None
     if settings.label_table:
         strategies = label_table.run(settings.device, settings.repeats, runner.over_time())
-    report, verdicts = build(cells, partial=False, strategies=strategies)
+    colormap_section = None
+    if settings.colormap_frame is not None:
+        colormap_section = colormap.run(settings.repeats, runner.over_time(),
+                                        settings.colormap_frame)
+    report, verdicts = build(cells, partial=False, strategies=strategies,
+                             colormap_section=colormap_section)
     png_problem = output.write_png(out_dir / f"{stem}.png", report)
     report["png"] = None if png_problem else f"{stem}.png"
     report["png_not_written"] = png_problem
@@ -324,4 +334,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PNG not written: {report['png_not_written']}")
     if report["label_table"] is not None:
         print("\n".join(label_table.markdown(report["label_table"])))
+    if report["colormap"] is not None:
+        print("\n".join(colormap.markdown(report["colormap"])))
     return 0

@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-from . import first_call, label_table
+from . import colormap, first_call, label_table
 from .targets import Verdict
 
 MIB = 1 << 20
@@ -169,6 +169,7 @@ def _where(group: list[dict], settings: dict) -> str:
 def markdown(report: dict, verdicts: list[Verdict]) -> str:
     lines = _header(report) + _target_table(verdicts) + _result_tables(report, verdicts)
     lines += label_table.markdown(report.get("label_table"))
+    lines += colormap.markdown(report.get("colormap"))
     lines += _not_run_table(report)
     lines += first_call.markdown(report.get("first_call"))
     lines += [f"Files: `{report['stem']}.json` (every sample), `{report['stem']}.png` (chart).", ""]

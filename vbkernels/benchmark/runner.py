@@ -44,6 +44,9 @@ class Settings:
     compile_probe_only: bool = False
     # True: also time the Triton segmentation strategies (see label_table.py).
     label_table: bool = False
+    # (height, width) of the frame of the cpu decode_colormap section (see colormap.py);
+    # None leaves the section out.
+    colormap_frame: tuple[int, int] | None = None
     log: object = sys.stderr
 
     def as_dict(self) -> dict:
@@ -59,6 +62,7 @@ class Settings:
             "warmup_calls": self.warmup,
             "compile_probe_only": self.compile_probe_only,
             "label_table": self.label_table,
+            "colormap_frame": self.colormap_frame,
             "compile_workloads": None if self.compile_workloads is None
             else sorted(self.compile_workloads),
             "torch_threads": torch.get_num_threads(),

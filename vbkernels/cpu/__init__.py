@@ -21,7 +21,7 @@ def load() -> Backend:
     _lib.library()  # raises BackendUnavailable with what to do when it was not built
     if _ops is None:
         from .._register import register
-        from . import depth, normals, segmentation
+        from . import colormap, depth, normals, segmentation
 
-        _ops = register("vbkernels_cpu", depth, normals, segmentation)
+        _ops = register("vbkernels_cpu", colormap, depth, normals, segmentation)
     return Backend(name="cpu", devices=frozenset({"cpu"}), ops=dict(_ops))

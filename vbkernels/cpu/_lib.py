@@ -47,6 +47,9 @@ _SIGNATURES = {
     "vbk_assign_pixels": (_P, _I, _P, _P, _P, _I, _P, _I64, _I, _P, _P, _P),
     "vbk_search_colours": (_P, _P, _P, _I64, _P, _I64, _I64, _I64, _I64, _I, _I, _P, _P),
     "vbk_png_unfilter": (_P, _I64, _I64, _I, _P),
+    "vbk_decode_colormap": (_P, _I, _P, _P, _P, _P, _I, _P, _P, _P, _P, _I, _D),
+    "vbk_colormap_table_decode": (_P, _P, _P, _P, _P, _I, _P, _P, _P, _P, _P, _P, _P, _I, _D,
+                                  _P),
 }
 
 _library: ctypes.CDLL | None = None
