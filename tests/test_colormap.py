@@ -33,6 +33,16 @@ def _matplotlib():
                                "the reference images and holds the reference tables")
 
 
+def map_for(name: str, backend: str, device: str):
+    """The named map; under the Triton interpreter, which pays for every segment of every
+    call, a 16-entry uint8 table sampled from it (with a run of equal entries)."""
+    if not is_interpreted(backend, device):
+        return name
+    painted = colormap_table(name).painted[::16].copy()
+    painted[5:8] = painted[6]
+    return painted
+
+
 # ---------------------------------------------------------------- independent float64 truth
 
 
@@ -127,50 +137,51 @@ def _identity_colours(name: str, n: int) -> np.ndarray:
                            tie_colours(vertices, step=51)])
 
 
-IDENTITY_KWARGS = {"vmin": 2.0, "vmax": 50.0, "scale": "log", "max_distance": 40.0}
-
-
 @functools.cache
 def _torch_identity(name: str, n: int):
     rgb = torch.from_numpy(_identity_colours(name, n))[None]
-    return vb.decode_colormap(rgb, name, return_distance=True, backend="torch",
-                              **IDENTITY_KWARGS)
+    return vb.decode_colormap(rgb, name, max_distance=40.0, return_distance=True,
+                              backend="torch")
 
 
-@pytest.mark.parametrize("name", ["viridis", "jet", "Greys_r", "turbo"])
+@pytest.mark.parametrize("name", ["jet", "viridis", "Greys_r", "turbo"])
 def test_uint8_bit_identical_to_torch_and_true(backend_device, name):
-    """The same values and distances as the torch reference (random, painted and tied
-    colours), and the float64 truth's position wherever the nearest segment is clear."""
+    """The same values, distances and max_distance decisions as the torch reference
+    (random, painted and tied colours), and the float64 truth's position and distance.
+    Under the Triton interpreter only jet (runs of equal entries) and fewer colours."""
     backend, device = backend_device
-    n = 96 if is_interpreted(backend, device) else 1500
+    if is_interpreted(backend, device) and name != "jet":
+        return
+    n = 64 if is_interpreted(backend, device) else 1500
     colours = _identity_colours(name, n)
     rgb = torch.from_numpy(colours)[None].to(device)
+    got = vb.decode_colormap(rgb, name, max_distance=40.0, return_distance=True,
+                             backend=backend)
     if backend != "torch":
-        got = vb.decode_colormap(rgb, name, return_distance=True, backend=backend,
-                                 **IDENTITY_KWARGS)
         want = _torch_identity(name, n)
         assert_same(got[0], want[0])
         assert_same(got[1], want[1])
-    t, dist = decode_t(rgb, name, backend)
+    t, dist = (x.cpu().double().numpy()[0] for x in got)
     vertices, positions = polyline(colormap_table(name))
     t_all, d2_all = truth_segments(units(colours), vertices, positions)
     best = d2_all.min(1)
-    np.testing.assert_allclose(dist[0], np.sqrt(best), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dist, np.sqrt(best), rtol=1e-6, atol=1e-6)
+    assert np.array_equal(np.isnan(t), dist > 40.0) and np.isnan(t).any()
     # Within 1e-6 of the position of some segment at the minimum distance.
     tied = d2_all <= best[:, None] + 1e-9
-    err = np.where(tied, np.abs(t[0][:, None] - t_all), np.inf).min(1)
-    assert err.max() < 1e-6
+    err = np.where(tied, np.abs(t[:, None] - t_all), np.inf).min(1)
+    assert np.nanmax(err) < 1e-6
 
 
 def test_painted_colours_decode_to_bin_centres(backend_device):
     """A painted colour is a vertex: distance 0, position the centre of its run of bins."""
     backend, device = backend_device
-    names = ["viridis", "jet"] if is_interpreted(backend, device) else BUILTIN_COLORMAPS
+    names = ["jet"] if is_interpreted(backend, device) else BUILTIN_COLORMAPS
     for name in names:
-        table = colormap_table(name)
-        vertices, positions = polyline(table)
+        colormap = map_for(name, backend, device)
+        vertices, positions = polyline(colormap_table(colormap))
         rgb = torch.from_numpy(vertices.astype(np.uint8))[None].to(device)
-        t, dist = decode_t(rgb, name, backend)
+        t, dist = decode_t(rgb, colormap, backend)
         assert (dist == 0).all(), name
         np.testing.assert_allclose(t[0], positions, atol=1e-7, rtol=0, err_msg=name)
 
@@ -223,7 +234,8 @@ def test_float_inputs_against_float64(backend_device, dtype):
     backend, device = backend_device
     n = 64 if is_interpreted(backend, device) else 1000
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    for name in ("viridis", "jet", _corner_maps()[2]):
+    maps = ("viridis", "jet") if not is_interpreted(backend, device) else ()
+    for name in maps + (map_for("jet", backend, device), _corner_maps()[2]):
         x = _float_inputs(name, dtype, n, seed=5)
         values, dist = vb.decode_colormap(x[None].to(device), name, return_distance=True,
                                           backend=backend)
@@ -242,37 +254,40 @@ def test_float_inputs_against_float64(backend_device, dtype):
 def test_layouts_strides_and_odd_widths(backend_device):
     backend, device = backend_device
     small = is_interpreted(backend, device)
-    for width in (1, 7, 13) if small else (1, 7, 13, 129):
+    turbo, plasma = map_for("turbo", backend, device), map_for("plasma", backend, device)
+    for width in (1, 7) if small else (1, 7, 13, 129):
         hwc = random_rgb((2, 3, width, 3), torch.uint8, seed=width, device=device)
-        want = vb.decode_colormap(hwc.cpu(), "turbo", backend="torch")
+        want = vb.decode_colormap(hwc.cpu(), turbo, backend="torch")
         chw = hwc.permute(0, 3, 1, 2).contiguous()
-        assert_same(vb.decode_colormap(chw, "turbo", backend=backend), want)
-        assert_same(vb.decode_colormap(chw, "turbo", layout="chw", backend=backend), want)
+        assert_same(vb.decode_colormap(chw, turbo, layout="chw", backend=backend), want)
+        if not small:
+            assert_same(vb.decode_colormap(chw, turbo, backend=backend), want)
     big = random_rgb((2, 7, 22, 4), torch.uint8, seed=8, device=device)
     strided = big[:, 1::2, 1::3, :3]  # rows and columns skipped, channel stride 1 of 4
     assert not strided.is_contiguous()
-    want = vb.decode_colormap(strided.cpu().contiguous(), "plasma", return_distance=True,
+    want = vb.decode_colormap(strided.cpu().contiguous(), plasma, return_distance=True,
                               backend="torch")
-    got = vb.decode_colormap(strided, "plasma", return_distance=True, backend=backend)
+    got = vb.decode_colormap(strided, plasma, return_distance=True, backend=backend)
     assert_same(got[0], want[0])
     assert_same(got[1], want[1])
-    flipped = big[..., :3].flip(2).transpose(1, 2)  # negative strides need a copy in NumPy
-    assert_same(vb.decode_colormap(flipped.contiguous(), "plasma", backend=backend),
-                vb.decode_colormap(flipped.cpu().contiguous(), "plasma", backend="torch"))
+    transposed = big[..., :3].transpose(1, 2)  # (2, 22, 7, 3), rows strided as columns
+    assert_same(vb.decode_colormap(transposed, plasma, backend=backend),
+                vb.decode_colormap(transposed.cpu().contiguous(), plasma, backend="torch"))
     floats = random_rgb((1, 3, 9, 3), torch.float32, seed=9, device=device)
     np.testing.assert_allclose(
-        vb.decode_colormap(floats.permute(0, 3, 1, 2)[..., ::2], "viridis",
+        vb.decode_colormap(floats.permute(0, 3, 1, 2)[..., ::2], plasma,
                            backend=backend).cpu(),
-        vb.decode_colormap(floats[:, :, ::2].contiguous(), "viridis", backend=backend).cpu())
+        vb.decode_colormap(floats[:, :, ::2].contiguous(), plasma, backend=backend).cpu())
 
 
 def test_nan_pixels(backend_device):
     backend, device = backend_device
+    magma = map_for("magma", backend, device)
     for dtype in (torch.float16, torch.float32, torch.float64):
         rgb = random_rgb((1, 3, 4, 3), dtype, seed=10)
         rgb[0, 2, 1, 0] = float("nan")
         rgb[0, 0, 3, 2] = float("nan")
-        values, dist = vb.decode_colormap(rgb.to(device), "magma", vmin=1.0, vmax=9.0,
+        values, dist = vb.decode_colormap(rgb.to(device), magma, vmin=1.0, vmax=9.0,
                                           return_distance=True, backend=backend)
         nan = torch.zeros((1, 3, 4), dtype=torch.bool)
         nan[0, 2, 1] = nan[0, 0, 3] = True
@@ -301,51 +316,53 @@ def test_max_distance_keeps_equal_and_drops_farther(backend_device):
 
 def test_out_tensor_and_numpy(backend_device):
     backend, device = backend_device
+    cividis = map_for("cividis", backend, device)
     rgb = random_rgb((2, 4, 5, 3), torch.uint8, seed=11, device=device)
-    want = vb.decode_colormap(rgb.cpu(), "cividis", vmax=3.0, backend="torch")
+    want = vb.decode_colormap(rgb.cpu(), cividis, vmax=3.0, backend="torch")
     out = torch.full((2, 4, 5), 7.0, device=device)
-    assert vb.decode_colormap(rgb, "cividis", vmax=3.0, out=out, backend=backend) is out
+    assert vb.decode_colormap(rgb, cividis, vmax=3.0, out=out, backend=backend) is out
     assert_same(out, want)
     rgb64 = random_rgb((4, 5, 3), torch.float64, seed=12, device=device)
     out64 = torch.empty((4, 5), dtype=torch.float64, device=device)
-    assert vb.decode_colormap(rgb64, "cividis", out=out64, backend=backend) is out64
-    assert_same(out64, vb.decode_colormap(rgb64.cpu(), "cividis", backend="torch"))
+    assert vb.decode_colormap(rgb64, cividis, out=out64, backend=backend) is out64
+    assert_same(out64, vb.decode_colormap(rgb64.cpu(), cividis, backend="torch"))
     with pytest.raises(ValueError, match="out must have shape"):
-        vb.decode_colormap(rgb, "cividis", out=torch.empty((2, 4, 6), device=device),
+        vb.decode_colormap(rgb, cividis, out=torch.empty((2, 4, 6), device=device),
                            backend=backend)
     with pytest.raises(ValueError, match="dtype torch.float32"):
-        vb.decode_colormap(rgb, "cividis", out=torch.empty((2, 4, 5), dtype=torch.float64,
+        vb.decode_colormap(rgb, cividis, out=torch.empty((2, 4, 5), dtype=torch.float64,
                                                              device=device), backend=backend)
     if device != "cpu":
         return
     arr = rgb.numpy()
     out_np = np.zeros((2, 4, 5), dtype=np.float32)
-    assert vb.decode_colormap(arr, "cividis", vmax=3.0, out=out_np, backend=backend) is out_np
+    assert vb.decode_colormap(arr, cividis, vmax=3.0, out=out_np, backend=backend) is out_np
     np.testing.assert_array_equal(out_np, want.numpy())
     with pytest.raises(ValueError, match="numpy.ndarray like the input"):
-        vb.decode_colormap(arr, "cividis", out=torch.empty((2, 4, 5)), backend=backend)
+        vb.decode_colormap(arr, cividis, out=torch.empty((2, 4, 5)), backend=backend)
     with pytest.raises(ValueError, match="out must have shape"):
-        vb.decode_colormap(arr, "cividis", out=np.zeros((2, 4, 5), np.float64), backend=backend)
+        vb.decode_colormap(arr, cividis, out=np.zeros((2, 4, 5), np.float64), backend=backend)
 
 
 def test_numpy_in_numpy_out_and_empty_batches(backend_device):
     backend, device = backend_device
+    inferno = map_for("inferno", backend, device)
     if device == "cpu":
         arr = random_rgb((3, 5, 3), torch.uint8, seed=13).numpy()
-        values, dist = vb.decode_colormap(arr, "inferno", return_distance=True,
+        values, dist = vb.decode_colormap(arr, inferno, return_distance=True,
                                           backend=backend)
         assert isinstance(values, np.ndarray) and isinstance(dist, np.ndarray)
         assert values.dtype == np.float32 and dist.dtype == np.float32
         assert values.shape == (3, 5)
         np.testing.assert_array_equal(
-            values, vb.decode_colormap(torch.from_numpy(arr), "inferno", backend="torch"))
-        empty = vb.decode_colormap(np.zeros((0, 4, 5, 3), np.float64), "inferno",
+            values, vb.decode_colormap(torch.from_numpy(arr), inferno, backend="torch"))
+        empty = vb.decode_colormap(np.zeros((0, 4, 5, 3), np.float64), inferno,
                                    backend=backend)
         assert isinstance(empty, np.ndarray) and empty.shape == (0, 4, 5)
         assert empty.dtype == np.float64
     for shape in ((0, 4, 5, 3), (2, 0, 5, 3), (2, 3, 0, 3), (0, 3, 4, 5)):
         rgb = torch.zeros(shape, dtype=torch.uint8, device=device)
-        values, dist = vb.decode_colormap(rgb, "inferno", return_distance=True,
+        values, dist = vb.decode_colormap(rgb, inferno, return_distance=True,
                                           backend=backend)
         want = shape[:-1] if shape[-1] == 3 else (0, 4, 5)
         assert values.shape == want and dist.shape == want and values.device == rgb.device
@@ -355,13 +372,14 @@ def test_scales(backend_device):
     """linear: vmin + x (vmax - vmin); log: vmin (vmax/vmin)^x; inverse: 1/value linear in
     x from 1/vmax to 1/vmin."""
     backend, device = backend_device
+    turbo = map_for("turbo", backend, device)
     rgb = random_rgb((1, 4, 6, 3), torch.uint8, seed=14, device=device)
-    x = vb.decode_colormap(rgb, "turbo", backend=backend).cpu().double()
+    x = vb.decode_colormap(rgb, turbo, backend=backend).cpu().double()
     vmin, vmax = 0.5, 80.0
-    linear = vb.decode_colormap(rgb, "turbo", vmin=vmin, vmax=vmax, backend=backend).cpu()
-    log = vb.decode_colormap(rgb, "turbo", vmin=vmin, vmax=vmax, scale="log",
+    linear = vb.decode_colormap(rgb, turbo, vmin=vmin, vmax=vmax, backend=backend).cpu()
+    log = vb.decode_colormap(rgb, turbo, vmin=vmin, vmax=vmax, scale="log",
                              backend=backend).cpu()
-    inverse = vb.decode_colormap(rgb, "turbo", vmin=vmin, vmax=vmax, scale="inverse",
+    inverse = vb.decode_colormap(rgb, turbo, vmin=vmin, vmax=vmax, scale="inverse",
                                  backend=backend).cpu()
     torch.testing.assert_close(linear.double(), vmin + x * (vmax - vmin), rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(log.double(), vmin * (vmax / vmin) ** x, rtol=2e-6, atol=0)
@@ -370,10 +388,11 @@ def test_scales(backend_device):
     assert linear.dtype == log.dtype == inverse.dtype == torch.float32
 
 
-def test_colormap_forms_agree(backend_device):
+def test_colormap_forms_agree():
     """A name, its table as uint8 or float (as ListedColormap reads it), a tensor and a
-    matplotlib Colormap decode identically; ``_r`` is the reversed table."""
-    backend, device = backend_device
+    matplotlib Colormap decode identically; ``_r`` is the reversed table. (The front end
+    resolves the form before any kernel runs, so one backend shows it.)"""
+    backend, device = "torch", "cpu"
     rgb = random_rgb((2, 3, 5, 3), torch.uint8, seed=15, device=device)
     table = colormap_table("Spectral")
     want = vb.decode_colormap(rgb, "Spectral", return_distance=True, backend=backend)
@@ -661,10 +680,14 @@ def test_round_trip_within_half_a_bin(name):
 
 def test_round_trip_on_every_backend(backend_device):
     backend, device = backend_device
+    inferno = map_for("inferno", backend, device)
+    n = colormap_table(inferno).n
     x = torch.rand((2, 3, 17), generator=torch.Generator().manual_seed(16), dtype=torch.float64)
     values = 5.0 + 20.0 * x
-    rgb = vb.encode_colormap(values.to(device), "inferno", vmin=5.0, vmax=25.0)
-    back = vb.decode_colormap(rgb, "inferno", vmin=5.0, vmax=25.0, backend=backend)
-    assert torch.equal(back.cpu(), vb.decode_colormap(rgb.cpu(), "inferno", vmin=5.0,
+    rgb = vb.encode_colormap(values.to(device), inferno, vmin=5.0, vmax=25.0)
+    back = vb.decode_colormap(rgb, inferno, vmin=5.0, vmax=25.0, backend=backend)
+    assert torch.equal(back.cpu(), vb.decode_colormap(rgb.cpu(), inferno, vmin=5.0,
                                                       vmax=25.0, backend="torch"))
-    assert ((back.cpu().double() - values).abs() <= 0.5 * 20.0 / 256 + 1e-5).all()
+    # Half a bin; a 16-entry table sampled under the interpreter has a run of 3.
+    half_bins = 0.5 if n == 256 else 1.5
+    assert ((back.cpu().double() - values).abs() <= half_bins * 20.0 / n + 1e-5).all()
