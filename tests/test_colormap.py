@@ -251,6 +251,18 @@ def test_float_inputs_against_float64(backend_device, dtype):
         np.testing.assert_allclose(dist[0], np.sqrt(best), atol=tol["distance"], rtol=1e-6)
 
 
+def test_float_pixel_at_the_end_vertex_has_distance_zero(backend_device):
+    """float16 (10, 250, 5)/255 sits on the last vertex; in float32 ee - 2 dot + L rounds
+    below 0 there, which the contract clamps (its square root would be NaN)."""
+    backend, device = backend_device
+    colours = np.array([[0, 0, 0], [255, 0, 0], [255, 255, 0], [0, 0, 255], [10, 250, 5]],
+                       dtype=np.uint8)
+    rgb = torch.from_numpy(colours / 255.0).to(torch.float16)[None].to(device)
+    t, dist = decode_t(rgb, colours, backend)
+    assert not np.isnan(dist).any() and dist.max() < 1e-3
+    np.testing.assert_allclose(t[0], polyline(colormap_table(colours))[1], atol=1e-6)
+
+
 def test_layouts_strides_and_odd_widths(backend_device):
     backend, device = backend_device
     small = is_interpreted(backend, device)
