@@ -144,14 +144,16 @@ def _torch_identity(name: str, n: int):
                               backend="torch")
 
 
-@pytest.mark.parametrize("name", ["jet", "viridis", "Greys_r", "turbo"])
-def test_uint8_bit_identical_to_torch_and_true(backend_device, name):
+# Every pair with four maps; under the Triton interpreter only jet (runs of equal entries).
+IDENTITY_CASES = [(b, d, name) for b, d in PAIRS for name in ("jet", "viridis", "Greys_r", "turbo")
+                  if name == "jet" or not is_interpreted(b, d)]
+
+
+@pytest.mark.parametrize("backend, device, name", IDENTITY_CASES,
+                         ids=[f"{b}-{d}-{name}" for b, d, name in IDENTITY_CASES])
+def test_uint8_bit_identical_to_torch_and_true(backend, device, name):
     """The same values, distances and max_distance decisions as the torch reference
-    (random, painted and tied colours), and the float64 truth's position and distance.
-    Under the Triton interpreter only jet (runs of equal entries) and fewer colours."""
-    backend, device = backend_device
-    if is_interpreted(backend, device) and name != "jet":
-        return
+    (random, painted and tied colours), and the float64 truth's position and distance."""
     n = 64 if is_interpreted(backend, device) else 1500
     colours = _identity_colours(name, n)
     rgb = torch.from_numpy(colours)[None].to(device)
@@ -410,7 +412,7 @@ def test_colormap_forms_agree():
     want = vb.decode_colormap(rgb, "Spectral", return_distance=True, backend=backend)
     forms = [table.painted, table.lut, torch.from_numpy(table.lut),
              torch.from_numpy(table.painted).to(device)]
-    mpl = pytest.importorskip("matplotlib")
+    mpl = _matplotlib()
     forms += [mpl.colormaps["Spectral"], mpl.colors.ListedColormap(table.lut)]
     for form in forms:
         got = vb.decode_colormap(rgb, form, return_distance=True, backend=backend)
