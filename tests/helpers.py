@@ -62,3 +62,14 @@ def assert_normals_close(got, want, atol: float | None = None) -> None:
 
 def assert_t_close(got, want) -> None:
     np.testing.assert_allclose(as_float64(got), as_float64(want), atol=T_ATOL, rtol=0)
+
+# decode_colormap on float images against float64 (docs/format.md, Colormaps), by work
+# dtype (float32 for the half types and float32): "t" is the largest position error once
+# the segment is right; "dist2" is how far above the minimum squared distance (0..255 units)
+# a segment may lie and still count as right (float32 cancellation in ee*L - dot^2);
+# "distance" is the absolute distance error, worst on long segments (a 255-unit segment
+# loses ~0.06 units near the line in float32; the built-in maps ~0.002).
+COLORMAP_ATOL = {
+    torch.float32: {"t": 1e-6, "dist2": 0.05, "distance": 0.1},
+    torch.float64: {"t": 1e-12, "dist2": 1e-6, "distance": 1e-4},
+}

@@ -12,7 +12,7 @@ import functools
 import torch
 
 from .._dispatch import Backend, ops_from_modules
-from . import depth, normals, segmentation
+from . import colormap, depth, normals, segmentation
 
 
 def _as_array(x):
@@ -45,7 +45,7 @@ def _numpy_op(fn):
 
 
 def load() -> Backend:
-    ops = ops_from_modules(depth, normals, segmentation)
+    ops = ops_from_modules(depth, normals, segmentation, colormap)
     return Backend(
         name="numpy",
         devices=frozenset({"cpu"}),
