@@ -42,6 +42,7 @@ VBK_HD void nearest_on_polyline(F pr, F pg, F pb, const double* colours, int M, 
             d2 = ee;
         } else if (dot >= length2) {
             d2 = ee - (F)2 * dot + length2;
+            d2 = d2 > (F)0 ? d2 : (F)0;  // float rounding can dip below 0 at a vertex
             num = (F)1;
         } else {  // 0 < dot < length2, so length2 > 0
             F gap = ee * length2 - dot * dot;

@@ -81,6 +81,7 @@ VBK_INLINE void nearest_lanes(const F* pr, const F* pg, const F* pb, const Segme
             F cross = ee * length2 - dot * dot;
             F inner = (cross > (F)0 ? cross : (F)0) / safe;
             F after = (ee - (F)2 * dot) + length2;
+            after = after > (F)0 ? after : (F)0;  // float rounding can dip below 0 at a vertex
             F d2 = dot <= (F)0 ? ee : (dot >= length2 ? after : inner);
             bool closer = d2 < best_d2[i];
             best_d2[i] = closer ? d2 : best_d2[i];

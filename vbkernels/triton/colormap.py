@@ -96,7 +96,10 @@ def _nearest_on_polyline(x_r, x_g, x_b, p_col, M):
         after = dot >= length2
         safe = tl.where(length2 > 0, length2, 1.0)
         inner = _div(tl.maximum(ee * length2 - dot * dot, 0.0), safe)
-        dist2 = tl.where(before, ee, tl.where(after, ee - 2 * dot + length2, inner))
+        # Float rounding can take the after case below 0 at a vertex: clamp like the reference.
+        past = ee - 2 * dot + length2
+        past = tl.where(past > 0, past, 0.0)
+        dist2 = tl.where(before, ee, tl.where(after, past, inner))
         s_num = tl.where(before, 0.0, tl.where(after, 1.0, dot))
         s_den = tl.where(before | after, 1.0, safe)
         better = dist2 < best
