@@ -206,3 +206,8 @@ def _lanes(device: torch.device) -> int:
 def _on_device(device: torch.device):
     """Launch on the tensor's GPU (and torch's current stream there), not GPU 0."""
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+# Steps 2-6 of decode_instances on the device (picked up by _dispatch as
+# Backend.label_instances). Imported last: instance_search uses this module's kernels.
+from .instance_search import label_instances  # noqa: E402,F401
