@@ -179,17 +179,19 @@ def peaks_kernel(count_flat, sum_flat, keys, colours, min_flat, BLOCK: tl.conste
     s_g = tl.zeros([BLOCK], tl.int64)
     s_b = tl.zeros([BLOCK], tl.int64)
     for dx in tl.static_range(3):
+        m_x = (x + dx >= 1) & (x + dx <= SIDE)  # x + dx - 1 inside the cube
         for dy in tl.static_range(3):
+            m_xy = m_x & (y + dy >= 1) & (y + dy <= SIDE)
             for dz in tl.static_range(3):
-                u, v, w = x + (dx - 1), y + (dy - 1), z + (dz - 1)
-                m = (u >= 0) & (u < SIDE) & (v >= 0) & (v < SIDE) & (w >= 0) & (w < SIDE)
-                j = (u * SIDE + v) * SIDE + w
+                m = m_xy & (z + dz >= 1) & (z + dz <= SIDE)
+                j = o_bin + ((dx - 1) * SIDE * SIDE + (dy - 1) * SIDE + (dz - 1))
                 f = tl.load(p_flat + j, mask=m, other=0)
                 top = tl.maximum(top, f)
                 near += f
-                s_r += tl.load(p_sum + 3 * j, mask=m, other=0)
-                s_g += tl.load(p_sum + 3 * j + 1, mask=m, other=0)
-                s_b += tl.load(p_sum + 3 * j + 2, mask=m, other=0)
+                p_j = p_sum + 3 * j
+                s_r += tl.load(p_j, mask=m, other=0)
+                s_g += tl.load(p_j + 1, mask=m, other=0)
+                s_b += tl.load(p_j + 2, mask=m, other=0)
     m_cand = (own > 0) & (own >= top) & (near >= min_flat)
     tl.store(keys + image * BINS + o_bin, tl.where(m_cand, near * BINS + (BINS - 1 - o_bin), -1))
     den = tl.maximum(near, 1)
