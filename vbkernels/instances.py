@@ -24,7 +24,21 @@ colour histogram and then labels every pixel with the nearest one:
 
 All colour arithmetic is integer fixed point (1/16 unit, ``reference/instances.py``), so
 every backend with the two instance kernels gives identical results on every device. The
-kernels are chosen by ``_dispatch.select`` like every other op.
+kernels are chosen by ``_dispatch.select`` like every other op, and the chosen backend also
+decides how steps 2-6 run (no flag):
+
+- ``triton`` (CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``):
+  ``Backend.label_instances``, all on the device (``triton/instance_search.py``): peak
+  finding, merge, refinement, labelling, dropping and ordering are Triton kernels over
+  fixed-size per-image buffers, batch-parallel. The host reads device memory once per
+  batch (to size the palette and learn whether an instance fell under ``min_pixels``) and
+  once more only when one did: at most 2 host syncs per batch, where the torch steps below
+  cost ~260 small ops and ~14 syncs (tests/test_instance_search.py counts them).
+- ``cpu``: ``Backend.search_colours`` does steps 2-4 in one native call.
+- ``torch``: the torch functions below (the reference the others are tested against).
+
+``split_components=True`` then splits the labels on its own host path (SciPy, or CuPy on
+CUDA; one ``ndimage.label`` per image and colour, with their syncs), after any of these.
 """
 
 from __future__ import annotations
@@ -107,7 +121,8 @@ def decode_instances(rgb: torch.Tensor | np.ndarray, *,
         split_components: give each 8-connected region of one colour its own id, with
             ``scipy.ndimage.label`` (CPU) or ``cupyx.scipy.ndimage.label`` (CUDA; without
             CuPy the labels are split on the host with SciPy). SciPy/CuPy are optional:
-            ``RuntimeError`` if neither is installed.
+            ``RuntimeError`` if neither is installed. The split runs on the host, image by
+            image, after the decode (with host syncs of its own on CUDA).
         layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
         backend: ``"auto"`` or a name from :func:`available_backends` whose backend has the
             instance kernels (``torch``, ``triton``, ``cpu``); another name is a
