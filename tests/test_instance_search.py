@@ -125,6 +125,19 @@ def test_device_path_float_channels_first_with_nan(batch):
           want)
 
 
+def test_device_path_more_candidates_than_buffer_rows():
+    """560 patches of 2 x 2 random colours: 534 histogram peaks, most of equal strength, so
+    the first MAX_CANDIDATES (512) by strength and then bin order must match the reference's
+    stable sort exactly; long merge chains at merge_distance 60."""
+    patches = torch.randint(0, 256, (1, 20, 28, 3), dtype=torch.uint8,
+                            generator=torch.Generator().manual_seed(5))
+    rgb = patches.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    kwargs = {"min_pixels": 2, "merge_distance": 60.0, "max_distance": 50.0}
+    want = decode_instances(rgb, backend="torch", **kwargs)
+    assert int(want.counts) > 20
+    _same(decode_instances(rgb.to(DEVICE), backend="triton", **kwargs), want)
+
+
 def test_host_read_counter_sees_the_reference_path(batch, monkeypatch):
     """The counter is not blind: the torch orchestration reads the device many times."""
     reads = HostReads(monkeypatch)
