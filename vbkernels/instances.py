@@ -437,7 +437,9 @@ def _compact(centres, live, order):
 def _label(ops, view, centres, live, p: _Params):
     """Label pixels; drop instances under min_pixels (then relabel); order by count."""
     labels = torch.empty(view.shape[:3], dtype=torch.int32, device=view.device)
-    while True:  # dropping colours only grows the others: at most one relabel
+    # Dropping colours only grows the others, but the re-sort by colour after a drop can move
+    # tie pixels: at most two relabels (triton/instance_search.py, MAX_ASSIGN_PASSES).
+    while True:
         pixels = _assign(ops, view, centres, live, p, labels)
         small = live & (pixels < p.min_pixels)
         if not bool(small.any()):
