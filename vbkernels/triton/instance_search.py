@@ -349,27 +349,29 @@ def relabel_kernel(labels, height, width, n_pixels, lut, lut_stride, reordered,
 
 
 class _Buffers:
-    """The fixed-size per-image buffers of one call (C candidate rows per image)."""
+    """The fixed-size per-image buffers of one call (C candidate rows per image). Left
+    uninitialised: the kernels write every element they later read, and the accumulators
+    (pixels, flat, sums, counts) are zeroed before each pass."""
 
     def __init__(self, n: int, c: int, device: torch.device):
-        def zeros(*shape, dtype=torch.int32):
-            return torch.zeros(shape, dtype=dtype, device=device)
+        def buffer(*shape, dtype=torch.int32):
+            return torch.empty(shape, dtype=dtype, device=device)
 
-        self.scratch = zeros(n, c, 3)
-        self.keys = zeros(n, 2, c, dtype=torch.int64)
-        self.centres = [zeros(n, c, 3), zeros(n, c, 3)]
-        self.num = [zeros(n), zeros(n)]
-        self.pixels = zeros(n, c, dtype=torch.int64)
-        self.flat = zeros(n, c, dtype=torch.int64)
-        self.sums = zeros(n, c, 3, dtype=torch.int64)
-        self.full = [zeros(n, c + 1, 3), zeros(n, c + 1, 3)]  # row 0: the background
-        self.num_full = [zeros(n), zeros(n)]
-        self.counts = zeros(n, c + 2, dtype=torch.int64)
-        self.small = zeros(n)
-        self.palette = zeros(n, c, 3, dtype=torch.int64)
-        self.found = zeros(n, dtype=torch.int64)
-        self.lut = zeros(n, c + 1)
-        self.reordered = zeros(n)
+        self.scratch = buffer(n, c, 3)
+        self.keys = buffer(n, 2, c, dtype=torch.int64)
+        self.centres = [buffer(n, c, 3), buffer(n, c, 3)]
+        self.num = [buffer(n), buffer(n)]
+        self.pixels = buffer(n, c, dtype=torch.int64)
+        self.flat = buffer(n, c, dtype=torch.int64)
+        self.sums = buffer(n, c, 3, dtype=torch.int64)
+        self.full = [buffer(n, c + 1, 3), buffer(n, c + 1, 3)]  # row 0: the background
+        self.num_full = [buffer(n), buffer(n)]
+        self.counts = buffer(n, c + 2, dtype=torch.int64)
+        self.small = buffer(n)
+        self.palette = buffer(n, c, 3, dtype=torch.int64)
+        self.found = buffer(n, dtype=torch.int64)
+        self.lut = buffer(n, c + 1)
+        self.reordered = buffer(n)
 
 
 def label_instances(rgb, count_all, count_flat, sum_flat, params, max_candidates: int,
