@@ -44,6 +44,11 @@ def _inputs(device: torch.device) -> dict:
                                             generator=gen).to(device).movedim(1, -1)
     moved["palette300"] = torch.randint(0, 256, (300, 3), generator=gen).float().to(device)
     moved["labels300"] = torch.randint(-2, 302, (2, 13, 17), generator=gen).to(device)
+    # Instance maps: 8 x 8 blocks of 8 colours, cut to an odd size (partial tiles).
+    blocks = torch.randint(0, 8, (2, 5, 7, 3), generator=gen).to(torch.uint8) * 36
+    tiles = blocks.repeat_interleave(8, 1).repeat_interleave(8, 2)[:, :37, :53]
+    moved["instances"] = tiles.to(device)
+    moved["instances_f16_chw"] = (tiles.double() / 255).half().permute(0, 3, 1, 2).to(device)
     return moved
 
 
@@ -89,6 +94,11 @@ def _cases(x: dict) -> list[tuple[str, str, callable]]:
          lambda b: v.encode_normals(x["normals"], backend=b)),
         ("encode_segmentation", "encode_segmentation",
          lambda b: v.encode_segmentation(x["labels"], x["palette"], backend=b)),
+        ("decode_instances u8", "colour_histogram",
+         lambda b: v.decode_instances(x["instances"], min_pixels=16, backend=b)),
+        ("decode_instances f16 chw no background", "colour_histogram",
+         lambda b: v.decode_instances(x["instances_f16_chw"], background=None, min_pixels=40,
+                                      backend=b)),
         ("encode_segmentation K=300 ignore colour", "encode_segmentation",
          lambda b: v.encode_segmentation(x["labels300"], x["palette300"],
                                          ignore_color=(1, 2, 3), backend=b)),

@@ -218,6 +218,28 @@ def test_merge_adds_cells_measured_elsewhere_and_rejudges(report, tmp_path, monk
     assert command._git_commit() == "given-commit"
 
 
+def test_merge_brings_ops_only_the_other_report_ran(report, tmp_path):
+    """The device check times int16/int32 segmentation labels in a second run: its ops join
+    the main report's op list, hence its tables."""
+    import json
+
+    out, data = report
+    extra = "decode_segmentation_k19_i16"
+    assert any(r["op"] == extra and r["status"] == "ok" for r in data["results"])
+    settings = dict(data["settings"], ops=[op for op in data["settings"]["ops"] if op != extra])
+    main_part = dict(data, settings=settings,
+                     results=[r for r in data["results"] if r["op"] != extra])
+    other = dict(data, settings=dict(data["settings"], ops=[extra]),
+                 results=[r for r in data["results"] if r["op"] == extra])
+    (tmp_path / "main.json").write_text(json.dumps(main_part))
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert benchmark.main(["--from-json", str(tmp_path / "main.json"), "--merge",
+                           str(tmp_path / "other.json"), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / f"{data['stem']}.json").read_text())
+    assert merged["settings"]["ops"][-1] == extra
+    assert f"## {extra}\n" in (tmp_path / "merged" / f"{data['stem']}.md").read_text()
+
+
 def test_partial_report_is_written_after_each_provider(tmp_path, monkeypatch):
     """A run killed by an outer timeout must still leave the providers it finished."""
     from vbkernels.benchmark import command

@@ -151,6 +151,9 @@ class Backend:
     # versions of those small steps cost more than both pixel passes on a CPU). Not a
     # kernel op: it returns new tensors and is never traced.
     search_colours: Callable | None = None
+    # decode_instances' steps after the histogram (colours, labels, order) as device kernels
+    # with at most 2 host syncs per batch, where a backend has them (``triton``).
+    label_instances: Callable | None = None
 
     def runs(self, device: torch.device, dtype: torch.dtype | None = None) -> bool:
         if device.type not in self.devices:
@@ -204,6 +207,7 @@ def _add_instance_ops(backend: Backend, package: str) -> None:
     if not all(hasattr(module, name) for name in missing):
         return
     backend.search_colours = getattr(module, "search_colours", None)
+    backend.label_instances = getattr(module, "label_instances", None)
     launchers = {name: getattr(module, name) for name in missing}
     if any(hasattr(op, "eager_launcher") for op in backend.ops.values()):
         from ._register import register_launchers

@@ -24,7 +24,21 @@ colour histogram and then labels every pixel with the nearest one:
 
 All colour arithmetic is integer fixed point (1/16 unit, ``reference/instances.py``), so
 every backend with the two instance kernels gives identical results on every device. The
-kernels are chosen by ``_dispatch.select`` like every other op.
+kernels are chosen by ``_dispatch.select`` like every other op, and the chosen backend also
+decides how steps 2-6 run (no flag):
+
+- ``triton`` (CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``):
+  ``Backend.label_instances``, all on the device (``triton/instance_search.py``): peak
+  finding, merge, refinement, labelling, dropping and ordering are Triton kernels over
+  fixed-size per-image buffers, batch-parallel. The host reads device memory once per
+  batch (to size the palette and learn whether an instance fell under ``min_pixels``) and
+  once more only when one did: at most 2 host syncs per batch, where the torch steps below
+  cost ~260 small ops and ~14 syncs (tests/test_instance_search.py counts them).
+- ``cpu``: ``Backend.search_colours`` does steps 2-4 in one native call.
+- ``torch``: the torch functions below (the reference the others are tested against).
+
+``split_components=True`` then splits the labels on its own host path (SciPy, or CuPy on
+CUDA; one ``ndimage.label`` per image and colour, with their syncs), after any of these.
 """
 
 from __future__ import annotations
@@ -66,7 +80,8 @@ class Instances(NamedTuple):
 
 
 class _Params(NamedTuple):
-    background_q: torch.Tensor | None  # (3,) int64 fixed point
+    # 3 fixed-point ints, host values: no device copy, so the device path has no sync here
+    background_q: tuple[int, int, int] | None
     max_dist2_q: int  # keep a pixel when its squared fixed-point distance is <= this
     merge_dist2_q: int
     min_pixels: int
@@ -106,7 +121,8 @@ def decode_instances(rgb: torch.Tensor | np.ndarray, *,
         split_components: give each 8-connected region of one colour its own id, with
             ``scipy.ndimage.label`` (CPU) or ``cupyx.scipy.ndimage.label`` (CUDA; without
             CuPy the labels are split on the host with SciPy). SciPy/CuPy are optional:
-            ``RuntimeError`` if neither is installed.
+            ``RuntimeError`` if neither is installed. The split runs on the host, image by
+            image, after the decode (with host syncs of its own on CUDA).
         layout: ``"hwc"``, ``"chw"`` or ``"auto"``.
         backend: ``"auto"`` or a name from :func:`available_backends` whose backend has the
             instance kernels (``torch``, ``triton``, ``cpu``); another name is a
@@ -134,7 +150,7 @@ def decode_instances(rgb: torch.Tensor | np.ndarray, *,
     """
     img = chk.image(rgb, layout)
     tensor, view, batch = img.tensor, img.view, img.batch
-    params = _params(background, max_distance, min_pixels, merge_distance, tensor.device)
+    params = _params(background, max_distance, min_pixels, merge_distance)
     ops = _kernels(backend, tensor)
     n, height, width = view.shape[:3]
     if view.numel() == 0:
@@ -159,7 +175,7 @@ def decode_instances(rgb: torch.Tensor | np.ndarray, *,
 # --------------------------------------------------------------------------- arguments
 
 
-def _params(background, max_distance, min_pixels, merge_distance, device) -> _Params:
+def _params(background, max_distance, min_pixels, merge_distance) -> _Params:
     background_q = None
     if background is not None:
         values = torch.as_tensor(background, dtype=torch.float64).reshape(-1).cpu()
@@ -167,7 +183,7 @@ def _params(background, max_distance, min_pixels, merge_distance, device) -> _Pa
                 or values.max() > 255:
             raise ValueError(
                 f"background must be None or 3 values in 0..255 units, got {background!r}")
-        background_q = torch.round(values * ref.STEPS).to(torch.int64).to(device)
+        background_q = tuple(torch.round(values * ref.STEPS).to(torch.int64).tolist())
     max_distance = chk.optional_positive(max_distance, "max_distance")
     if merge_distance is None:
         merge_distance = 20.0 if max_distance is None else max_distance / 2
@@ -183,6 +199,13 @@ def _params(background, max_distance, min_pixels, merge_distance, device) -> _Pa
     )
 
 
+def _background(p: _Params, device: torch.device) -> torch.Tensor | None:
+    """The background as a (3,) int64 fixed-point tensor on ``device`` (None without one)."""
+    if p.background_q is None:
+        return None
+    return torch.tensor(p.background_q, dtype=torch.int64, device=device)
+
+
 def _dist2_q(distance: float | None) -> int:
     """Threshold on squared fixed-point distances: d <= r  <=>  d2_q <= floor((16 r)^2)."""
     if distance is None:
@@ -192,18 +215,20 @@ def _dist2_q(distance: float | None) -> int:
 
 class _Kernels(NamedTuple):
     """The two per-pixel kernel ops of the chosen backend (contract: reference/instances.py),
-    and its native host-side colour search when it has one (``Backend.search_colours``)."""
+    its native host-side colour search when it has one (``Backend.search_colours``), and its
+    device path for everything after the histogram (``Backend.label_instances``)."""
 
     colour_histogram: Callable
     assign_pixels: Callable
     search_colours: Callable | None
+    label_instances: Callable | None
 
 
 def _kernels(backend: Any, tensor: torch.Tensor) -> _Kernels:
     """Both instance kernels from one backend, chosen like every other op's."""
     chosen, histogram = select("colour_histogram", backend, tensor.device, tensor.dtype)
     _, assign = select("assign_pixels", chosen.name, tensor.device, tensor.dtype)
-    return _Kernels(histogram, assign, chosen.search_colours)
+    return _Kernels(histogram, assign, chosen.search_colours, chosen.label_instances)
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -217,10 +242,13 @@ def _decode(ops, view: torch.Tensor, p: _Params):
     sum_flat = torch.zeros((n, ref.BINS, 3), dtype=torch.int64, device=device)
     tolerance_q = int(FLAT_TOLERANCE * ref.STEPS)
     ops.colour_histogram(view, tolerance_q, count_all, count_flat, sum_flat)
+    if ops.label_instances is not None:  # steps 2-6 as device kernels, <= 2 host syncs
+        return ops.label_instances(view, count_all, count_flat, sum_flat, p, MAX_CANDIDATES,
+                                   ROUNDS)
     if ops.search_colours is not None:  # a backend that does steps 2-4 in one call
         centres, live = ops.search_colours(
-            count_all, count_flat, sum_flat, p.background_q, p.max_dist2_q, p.merge_dist2_q,
-            p.min_pixels, p.min_flat, MAX_CANDIDATES, ROUNDS)
+            count_all, count_flat, sum_flat, _background(p, torch.device("cpu")),
+            p.max_dist2_q, p.merge_dist2_q, p.min_pixels, p.min_flat, MAX_CANDIDATES, ROUNDS)
         return _label(ops, view, centres, live, p)
     bins = _Bins.gather(count_all, count_flat, sum_flat)
     centres, live = _candidates(count_flat, sum_flat, p)
@@ -307,7 +335,8 @@ def _suppress_chunk(centres, live, p: _Params):
     close = (_pair_dist2(centres, centres) <= p.merge_dist2_q) & stronger & live.unsqueeze(1)
     undecided = live.clone()
     if p.background_q is not None:
-        near_background = ((centres - p.background_q) ** 2).sum(-1) <= p.merge_dist2_q
+        background = _background(p, centres.device)
+        near_background = ((centres - background) ** 2).sum(-1) <= p.merge_dist2_q
         undecided &= ~near_background
     kept = torch.zeros_like(live)
     while bool(undecided.any()):
@@ -323,7 +352,7 @@ def _with_background(centres: torch.Tensor, live: torch.Tensor, p: _Params):
     if p.background_q is None:
         return centres, live, 0
     n = centres.shape[0]
-    bg = p.background_q.view(1, 1, 3).expand(n, 1, 3)
+    bg = _background(p, centres.device).view(1, 1, 3).expand(n, 1, 3)
     ones = torch.ones((n, 1), dtype=torch.bool, device=live.device)
     return torch.cat([bg, centres], dim=1), torch.cat([ones, live], dim=1), 1
 
@@ -408,7 +437,9 @@ def _compact(centres, live, order):
 def _label(ops, view, centres, live, p: _Params):
     """Label pixels; drop instances under min_pixels (then relabel); order by count."""
     labels = torch.empty(view.shape[:3], dtype=torch.int32, device=view.device)
-    while True:  # dropping colours only grows the others: at most one relabel
+    # Dropping colours only grows the others, but the re-sort by colour after a drop can move
+    # tie pixels: at most two relabels (triton/instance_search.py, MAX_ASSIGN_PASSES).
+    while True:
         pixels = _assign(ops, view, centres, live, p, labels)
         small = live & (pixels < p.min_pixels)
         if not bool(small.any()):

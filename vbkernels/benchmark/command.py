@@ -265,7 +265,12 @@ def _cells(report: dict) -> list[Cell]:
 
 
 def merge(report: dict, others: list[dict]) -> None:
-    """Add the measured cells of ``others`` that ``report`` has not measured, re-judge."""
+    """Add the measured cells of ``others`` that ``report`` has not measured, re-judge; ops,
+    providers and workloads only they ran join the report's lists (and so its tables)."""
+    settings = report["settings"]
+    for other in others:
+        for key in ("ops", "providers", "workloads"):
+            settings[key] += [x for x in other["settings"][key] if x not in settings[key]]
     cells = _cells(report)
     at = {(c.op, c.workload, c.provider): i for i, c in enumerate(cells)}
     for other in others:

@@ -53,6 +53,15 @@ OPS = (
            cpu_default=False, label_dtype=torch.uint8),
     OpSpec("decode_segmentation_k150_u8", "decode_segmentation", palette_size=150,
            cpu_default=False, label_dtype=torch.uint8),
+    # The other label widths (2 and 4 B/px), beside uint8 and int64; GPU runs only.
+    OpSpec("decode_segmentation_k19_i16", "decode_segmentation", palette_size=19,
+           cpu_default=False, label_dtype=torch.int16),
+    OpSpec("decode_segmentation_k19_i32", "decode_segmentation", palette_size=19,
+           cpu_default=False, label_dtype=torch.int32),
+    OpSpec("decode_segmentation_k150_i16", "decode_segmentation", palette_size=150,
+           cpu_default=False, label_dtype=torch.int16),
+    OpSpec("decode_segmentation_k150_i32", "decode_segmentation", palette_size=150,
+           cpu_default=False, label_dtype=torch.int32),
     # The target decode_instances <= 3x decode_segmentation with 40 known colours. Not in
     # the CPU defaults: the torch reference of decode_instances takes ~10 s per 1080p frame
     # on a 2-core CPU, and torch.compile of k40 another compile.

@@ -206,3 +206,13 @@ def _lanes(device: torch.device) -> int:
 def _on_device(device: torch.device):
     """Launch on the tensor's GPU (and torch's current stream there), not GPU 0."""
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+
+def label_instances(rgb, count_all, count_flat, sum_flat, params, max_candidates, rounds):
+    """Steps 2-6 of decode_instances as device kernels (picked up by _dispatch as
+    ``Backend.label_instances``); see ``instance_search.label_instances``. Imported here,
+    on call: that module builds on this one's kernels."""
+    from .instance_search import label_instances as on_device
+
+    return on_device(rgb, count_all, count_flat, sum_flat, params, max_candidates, rounds)
