@@ -24,6 +24,8 @@
 #              scan) and cuda, merged into the bench report (see colormap_bench)
 #   widths     segmentation K=19/K=150 with int16 and int32 labels (8 x 4K, triton and
 #              cuda), merged into the bench report
+#   points     depth_to_points and normals_from_depth (8 x 4K float32 depth: torch reference,
+#              fused triton and cuda kernels), merged into the bench report
 #   compile    torch.compile timed once per op at 8 x 4K, op by op, each under its own cap
 #              (compiles hit the warm caches), then merged into the bench report
 # OUTDIR receives at most 8 flat files: summary.txt, setup.log (install + env), tests.log,
@@ -162,6 +164,7 @@ sanitize() {
 # Every row of the roofline table, priority first (a cut run loses the last ones).
 TABLE_OPS=decode_depth,hilbert_project,decode_normals,decode_segmentation_k19_u8,decode_segmentation_k150_u8,encode_depth,decode_segmentation_k19,decode_segmentation_k150,decode_segmentation_k40,decode_instances_k40
 # int16/int32 labels beside uint8 and int64, timed after the table (stage widths).
+POINT_OPS=depth_to_points,normals_from_depth
 LABEL_WIDTH_OPS=decode_segmentation_k19_i16,decode_segmentation_k19_i32,decode_segmentation_k150_i16,decode_segmentation_k150_i32
 COMPILE_OPS=${TABLE_OPS%,decode_segmentation_k40,decode_instances_k40}
 TABLE_WORKLOADS=b8-4k-u8-nhwc,b16-1080p-u8-nhwc,b16-1080p-f16-nhwc
@@ -191,22 +194,24 @@ bench() {
 
 # decode_segmentation with int16 and int32 labels beside the table's uint8 and int64 rows:
 # one workload, the GPU providers, then merged into the bench stage's report.
-bench_label_widths() {
-  local providers=triton,cuda workloads=b8-4k-u8-nhwc main
+# bench_extra NAME OPS PROVIDERS MAX_S: a small extra table on the 8 x 4K uint8 batch, merged
+# into the main report (the label-width rows; the point ops against the torch reference).
+bench_extra() {
+  local name=$1 ops=$2 providers=$3 workloads=b8-4k-u8-nhwc main
   if [ "$DRY_RUN" = 1 ]; then
     providers=torch
     workloads=b1-1080p-u8-nhwc
   fi
   # shellcheck disable=SC2046
   $PY -m bench $(bench_args) --quick --providers "$providers" --workloads "$workloads" \
-    --ops "$LABEL_WIDTH_OPS" --cell-seconds 0.5 --max-seconds "$1" --out "$WORK/widths" \
-    --name widths || return
+    --ops "$ops" --cell-seconds 0.5 --max-seconds "$4" --out "$WORK/$name" \
+    --name "$name" || return
   main=$(ls "$WORK"/results/*.json 2>/dev/null | head -n 1)
   if [ -z "$main" ]; then
     echo "no bench report to merge into"
     return 1
   fi
-  $PY -m bench --from-json "$main" --merge "$WORK/widths/widths.json" --out "$WORK/results"
+  $PY -m bench --from-json "$main" --merge "$WORK/$name/$name.json" --out "$WORK/results"
 }
 
 # One torch.compile process per op (background, parallel): fills the compile caches only.
@@ -281,9 +286,9 @@ export -f colormap_bench
 
 # ---------------------------------------------------------------------------- run
 export DRY_RUN REPO WORK PY
-export -f install env_info find_sanitizer sanitize bench_args bench bench_label_widths \
+export -f install env_info find_sanitizer sanitize bench_args bench bench_extra \
   warm_compiles time_compiles
-export TABLE_OPS LABEL_WIDTH_OPS COMPILE_OPS TABLE_WORKLOADS COMPILE_WORKLOAD START BUDGET_S
+export TABLE_OPS LABEL_WIDTH_OPS POINT_OPS COMPILE_OPS TABLE_WORKLOADS COMPILE_WORKLOAD START BUDGET_S
 if [ "$DRY_RUN" = 1 ]; then
   TEST_ARGS=(-q tests/test_benchmark_report.py -x -p no:cacheprovider)
   BENCH_MAX=20
@@ -310,7 +315,8 @@ wait "$WARM_PID"
 { echo "== warm-up (torch.compile caches)"; cat "$WORK"/warm*.log 2>/dev/null | tail -n 20; } >> "$OUTDIR/bench.log"
 run_stage bench 165 "$OUTDIR/bench.log" bench "$BENCH_MAX"
 run_stage colormap 60 "$OUTDIR/bench.log" colormap_bench 40
-run_stage widths 45 "$OUTDIR/bench.log" bench_label_widths 20
+run_stage widths 45 "$OUTDIR/bench.log" bench_extra widths "$LABEL_WIDTH_OPS" triton,cuda 20
+run_stage points 35 "$OUTDIR/bench.log" bench_extra points "$POINT_OPS" torch,triton,cuda 15
 run_stage compile 230 "$OUTDIR/bench.log" time_compiles
 
 # At most three report files, flat, named after the GPU (letters, digits, ., -, _ only).

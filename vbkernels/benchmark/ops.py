@@ -39,6 +39,9 @@ class OpSpec:
     # decode_colormap only: False times the triton backend's direct segment scan even where
     # it would gather from its 2^24-entry colour table (other backends have no table).
     colour_table: bool = True
+    # depth_to_points / normals_from_depth: read float32 depth (N, H, W), write (N, H, W, 3)
+    # float32 with a fixed pinhole camera.
+    points: bool = False
 
 
 OPS = (
@@ -76,6 +79,10 @@ OPS = (
     OpSpec("decode_colormap_turbo", "decode_colormap", colormap="turbo", cpu_default=False),
     OpSpec("decode_colormap_turbo_direct", "decode_colormap", colormap="turbo",
            colour_table=False, cpu_default=False),
+    # Back-projection and depth-implied normals: one fused pass on the GPU backends against
+    # the torch reference's many passes. GPU runs (device check) only.
+    OpSpec("depth_to_points", "depth_to_points", points=True, cpu_default=False),
+    OpSpec("normals_from_depth", "normals_from_depth", points=True, cpu_default=False),
 )
 OPS_BY_NAME = {op.name: op for op in OPS}
 
@@ -155,7 +162,8 @@ def tile_colours(w: Workload, min_pixels: int = 64) -> int:
 
 
 def depth_for(images: torch.Tensor, w: Workload) -> torch.Tensor:
-    """Finite metric depth (N, H, W) float32 spread over the whole walk, for encode_depth.
+    """Finite metric depth (N, H, W) float32 spread over the whole walk, for encode_depth
+    and the point ops.
 
     Drawn on the CPU (once per shape), so host and GPU providers encode the same depths.
     """
@@ -185,6 +193,10 @@ def build_case(op: OpSpec, w: Workload, images: torch.Tensor) -> Case:
         # labels (N, H, W) int32, palette (N, N_max, 3) float32, counts (N,) int64; no out=.
         return Case(op, w, (images,), out=None, out_shape=grid, out_dtype=torch.int32,
                     extra_written=w.batch * (tile_colours(w) * 3 * 4 + 8))
+    if op.points:
+        camera = (0.8 * w.width, 0.8 * w.width, (w.width - 1) / 2, (w.height - 1) / 2)
+        points = torch.empty(grid + (3,), dtype=torch.float32, device=images.device)
+        return Case(op, w, (depth_for(images, w), camera), out=points, out_shape=grid + (3,))
     if op.encoder:
         return Case(op, w, (depth_for(images, w),),
                     {"dtype": DTYPES[w.dtype], "layout": w.layout},

@@ -101,7 +101,7 @@ def skip_reason(provider: Provider, op: OpSpec, dtype: torch.dtype) -> str | Non
     backend = _dispatch.load_backend(provider.backend)
     if op.api not in backend.ops:
         return f"backend {provider.backend!r} does not implement {op.api}"
-    read_dtype = torch.float32 if op.encoder else dtype
+    read_dtype = torch.float32 if op.encoder or op.points else dtype
     if backend.dtypes is not None and read_dtype not in backend.dtypes:
         return f"backend {provider.backend!r} does not read {read_dtype}"
     return None
