@@ -73,3 +73,32 @@ COLORMAP_ATOL = {
     torch.float32: {"t": 1e-6, "dist2": 0.05, "distance": 0.1},
     torch.float64: {"t": 1e-12, "dist2": 1e-6, "distance": 1e-4},
 }
+
+
+def triton_devices() -> list[str]:
+    """The devices the triton backend runs on here: "cuda" on a GPU, "cpu" under the
+    interpreter, none when it does not load."""
+    from vbkernels._dispatch import BackendUnavailable, load_backend
+
+    try:
+        backend = load_backend("triton")
+    except BackendUnavailable:
+        return []
+    return [dev for dev in ("cpu", "cuda") if dev in backend.devices]
+
+
+def compile_for_sm90(script: str) -> str:
+    """Run ``script`` in a fresh interpreter without TRITON_INTERPRET (so Triton compiles
+    for sm_90 with fp fusion on by default) and return its stdout; fails on an error."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

@@ -8,7 +8,6 @@ the interpreter is slow); with one, on CUDA tensors.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -19,6 +18,7 @@ import torch
 
 from tests import instance_generator as gen
 from tests.conftest import DEVICES
+from tests.helpers import compile_for_sm90
 from vbkernels import instances
 from vbkernels._dispatch import BackendUnavailable, load_backend
 from vbkernels.instances import decode_instances
@@ -207,11 +207,4 @@ _COMPILE_SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif("cuda" in DEVICES, reason="on a GPU the tests above compile the kernels")
 def test_kernels_compile_for_sm90_without_a_gpu():
     """The interpreter accepts code the GPU compiler rejects: compile every kernel."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("compiled") == 7
+    assert compile_for_sm90(_COMPILE_SCRIPT).count("compiled") == 7

@@ -23,7 +23,7 @@ import torch
 import vbkernels as vb
 from tests import truth
 from tests.conftest import random_rgb, tie_pixels
-from tests.helpers import assert_depth_close
+from tests.helpers import assert_depth_close, compile_for_sm90
 from vbkernels._dispatch import BackendUnavailable, load_backend, select
 from vbkernels.reference import depth as ref_depth
 from vbkernels.reference import normals as ref_normals
@@ -553,14 +553,7 @@ _COMPILE_SCRIPT = textwrap.dedent("""
 def test_kernels_compile_for_sm90_without_a_gpu():
     """The interpreter accepts code the compiler rejects (a constexpr global, return types
     that differ between branches): compile representative variants for sm_90."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("compiled") == 5
+    assert compile_for_sm90(_COMPILE_SCRIPT).count("compiled") == 5
 
 
 _QUAD_PTX_SCRIPT = textwrap.dedent("""

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from tests.conftest import random_rgb
-from vbkernels._dispatch import BackendUnavailable, load_backend
+from tests.helpers import triton_devices
+from vbkernels._dispatch import load_backend
 from vbkernels.colormap import encode_colormap
 from vbkernels.colormaps import colormap_table, polyline
 from vbkernels.reference import colormap as ref
@@ -29,15 +30,7 @@ triton = pytest.importorskip("triton")
 tcm = pytest.importorskip("vbkernels.triton.colormap")
 
 
-def _devices() -> list[str]:
-    try:
-        backend = load_backend("triton")
-    except BackendUnavailable:
-        return []
-    return [dev for dev in ("cpu", "cuda") if dev in backend.devices]
-
-
-DEVICES = _devices()
+DEVICES = triton_devices()
 INTERPRETED = "cpu" in DEVICES
 
 

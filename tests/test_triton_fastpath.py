@@ -18,22 +18,14 @@ import torch
 
 from tests import truth
 from tests.conftest import random_rgb
-from vbkernels._dispatch import BackendUnavailable, load_backend
+from tests.helpers import triton_devices
 from vbkernels.reference import depth as ref_depth
 from vbkernels.reference import segmentation as ref_seg
 
 pytest.importorskip("triton")
 
 
-def _devices() -> list[str]:
-    try:
-        backend = load_backend("triton")
-    except BackendUnavailable:
-        return []
-    return [dev for dev in ("cpu", "cuda") if dev in backend.devices]
-
-
-@pytest.fixture(params=_devices())
+@pytest.fixture(params=triton_devices())
 def device(request):
     return request.param
 
@@ -295,7 +287,7 @@ def test_encoders_stay_off_white_for_finite_depth(device):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif("cuda" not in _devices(), reason="needs a CUDA device")
+@pytest.mark.skipif("cuda" not in triton_devices(), reason="needs a CUDA device")
 def test_cuda_graph_capture_records_the_table_builds():
     """A first call inside CUDA graph capture records the table build into the graph (its
     values exist only on replay), so the table must not be cached for eager calls."""

@@ -144,15 +144,6 @@ def _store(t, distance, nan, p_t, o_t, p_dist, o_dist, mask, max_distance,
 
 
 @triton.jit
-def _to_work(x, WORK_F64: tl.constexpr):
-    if WORK_F64:
-        y = x.to(tl.float64)
-    else:
-        y = x.to(tl.float32)
-    return y
-
-
-@triton.jit
 def _decode_colormap_kernel(
     p_rgb, p_col, p_pos, p_t, p_dist, H, W, M,
     sr_n, sr_h, sr_w, sr_c,
@@ -164,8 +155,8 @@ def _decode_colormap_kernel(
 ):
     o_rgb, m_pix = cm.pixel_offsets(H, W, sr_n, sr_h, sr_w, BLOCK_W)
     x_r, x_g, x_b, nan = cm.load_units(p_rgb, o_rgb, sr_c, m_pix, IS_U8, IS_F64)
-    dist2, s, j = _nearest_on_polyline(_to_work(x_r, WORK_F64), _to_work(x_g, WORK_F64),
-                                       _to_work(x_b, WORK_F64), p_col, M)
+    dist2, s, j = _nearest_on_polyline(cm.to_float(x_r, WORK_F64), cm.to_float(x_g, WORK_F64),
+                                       cm.to_float(x_b, WORK_F64), p_col, M)
     t = _position(s, j, p_pos, m_pix)
     distance = _sqrt(dist2).to(tl.float32)
     o_t, _ = cm.pixel_offsets(H, W, st_n, st_h, st_w, BLOCK_W)
