@@ -10,9 +10,6 @@ single 128-pixel program.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -20,7 +17,7 @@ import pytest
 import torch
 
 from tests.conftest import random_rgb
-from tests.helpers import triton_devices
+from tests.helpers import compile_for_sm90, triton_devices
 from vbkernels._dispatch import load_backend
 from vbkernels.colormap import encode_colormap
 from vbkernels.colormaps import colormap_table, polyline
@@ -262,14 +259,16 @@ def test_op_takes_the_cached_table_when_the_policy_says_so(device, monkeypatch):
     by content (a copy of the polyline), results equal to the reference."""
     colours, positions = _polyline(_short_map(11), device)
     table = _subset_table(colours, positions, device)
-    monkeypatch.setattr(tcm, "_TABLES", [((colours.clone(), positions.clone()), table)])
+    cache = tcm.cm.DeviceTables(kept=2)
+    cache.entries.append(((colours.clone(), positions.clone()), table))
+    monkeypatch.setattr(tcm, "_TABLES", cache)
     monkeypatch.setattr(tcm, "use_colour_table", lambda rgb: True)
     base = _subset_image(12)
     got = _run(_op(device), base.to(device), colours.clone(), positions.clone(), 90.0)
     want = _reference(base, colours, positions, 90.0)
     _same(got[0], want[0])
     _same(got[1], want[1])
-    assert len(tcm._TABLES) == 1  # found, not rebuilt
+    assert len(tcm._TABLES.entries) == 1  # found, not rebuilt
 
 
 def test_table_policy():
@@ -335,14 +334,8 @@ def test_kernels_compile_for_sm90_with_exact_arithmetic():
     roots and no FMA (an FMA in t = start + s * span would round once, not twice)."""
     import json
 
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # the launch options must switch fusion off
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ptx = json.loads(proc.stdout.strip().splitlines()[-1])
+    # compile_for_sm90 turns fusion on by default: the launch options must switch it off.
+    ptx = json.loads(compile_for_sm90(_PTX_SCRIPT).strip().splitlines()[-1])
     for name, text in ptx.items():
         assert "fma." not in text, name
     for name in ("u8", "build"):

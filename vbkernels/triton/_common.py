@@ -77,6 +77,28 @@ def split_f64(value: float) -> tuple[float, float]:
     return hi, lo
 
 
+class DeviceTables:
+    """The ``kept`` most recently used device tables, each keyed by the tensors it was built
+    from (a palette, a polyline). A lookup compares contents on the device, a sync, so
+    callers do not look up during CUDA graph capture."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self.entries: list = []  # (key tensors, table), most recent first
+
+    def get(self, keys: tuple[torch.Tensor, ...], build):
+        """The table built from ``keys``: a cached one, else ``build()`` (then cached)."""
+        for i, (cached, table) in enumerate(self.entries):
+            if all(c.device == k.device and c.shape == k.shape and torch.equal(c, k)
+                   for c, k in zip(cached, keys)):
+                self.entries.insert(0, self.entries.pop(i))
+                return table
+        table = build()
+        self.entries.insert(0, (tuple(k.clone() for k in keys), table))
+        del self.entries[self.kept:]
+        return table
+
+
 def empty(view: torch.Tensor) -> bool:
     return view.shape[0] * view.shape[1] * view.shape[2] == 0
 

@@ -208,9 +208,8 @@ def decode_colormap(rgb, colours, positions, t, distance, max_distance) -> None:
 # both paths (decode_colormap_turbo vs decode_colormap_turbo_direct).
 TABLE_MIN_PIXELS = 1 << 24
 TABLE_SIZE = 1 << 24
-# ((colours, positions), (t table, distance table)), most recently used first; 128 MB each.
-_TABLES: list = []
-_TABLES_MAX = 2
+# (t table, distance table) pairs by polyline (colours, positions); 128 MB each, two kept.
+_TABLES = cm.DeviceTables(kept=2)
 
 
 @contextlib.contextmanager
@@ -266,16 +265,8 @@ def build_colour_table(colours: torch.Tensor, positions: torch.Tensor, first: in
 
 
 def cached_table(colours: torch.Tensor, positions: torch.Tensor) -> tuple:
-    """The table pair of a polyline, built on first use; the newest ``_TABLES_MAX`` kept."""
-    for i, ((c, p), table) in enumerate(_TABLES):
-        if c.device == colours.device and c.shape == colours.shape \
-                and torch.equal(c, colours) and torch.equal(p, positions):
-            _TABLES.insert(0, _TABLES.pop(i))
-            return table
-    table = build_colour_table(colours, positions)
-    _TABLES.insert(0, ((colours.clone(), positions.clone()), table))
-    del _TABLES[_TABLES_MAX:]
-    return table
+    """The table pair of a polyline, built on first use; the newest two are kept."""
+    return _TABLES.get((colours, positions), lambda: build_colour_table(colours, positions))
 
 
 @triton.jit

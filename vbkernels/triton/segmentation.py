@@ -264,9 +264,8 @@ def _decode_quads(rgb, palette, table, labels, distance, max_dist2, ignore_index
 TABLE_MIN_K = 16
 # Don't build a table for a batch much smaller than the table itself.
 TABLE_MIN_PIXELS = 1 << 20
-# (palette, table) pairs, most recently used first; at most 4 tables (<= 256 MB).
-_TABLES: list = []
-_TABLES_MAX = 4
+# At most 4 label tables (<= 256 MB), by palette.
+_TABLES = cm.DeviceTables(kept=4)
 
 
 def use_label_table(rgb: torch.Tensor, palette: torch.Tensor) -> bool:
@@ -318,15 +317,7 @@ def build_label_table(palette: torch.Tensor, first: int = 0, count: int = 1 << 2
 
 def _cached_table(palette: torch.Tensor) -> torch.Tensor:
     """The label table of ``palette``, built on first use; the newest few are kept."""
-    for i, (cached, table) in enumerate(_TABLES):
-        if cached.device == palette.device and cached.shape == palette.shape \
-                and torch.equal(cached, palette):
-            _TABLES.insert(0, _TABLES.pop(i))
-            return table
-    table = build_label_table(palette)
-    _TABLES.insert(0, (palette.clone(), table))
-    del _TABLES[_TABLES_MAX:]
-    return table
+    return _TABLES.get((palette,), lambda: build_label_table(palette))
 
 
 @triton.autotune(
