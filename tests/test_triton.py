@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -603,14 +600,7 @@ def test_quad_kernels_ptx_structure_for_sm90():
     depth and normals as 4-vectors, and the uint8 depth kernel has no lg2/ex2."""
     import json
 
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _QUAD_PTX_SCRIPT], env=env, cwd=root,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    found = json.loads(compile_for_sm90(_QUAD_PTX_SCRIPT).strip().splitlines()[-1])
 
     def unmasked(name, prefix):
         return [op for op, predicated in found[name] if op.startswith(prefix) and not predicated]
