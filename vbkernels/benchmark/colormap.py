@@ -20,6 +20,7 @@ import torch
 
 from .. import colormap as front_end
 from ..colormaps import colormap_table
+from .sections import section_entry
 from .timing import Timer
 
 COLORMAP = "turbo"
@@ -68,11 +69,6 @@ def _kdtree_decode():
     return decode
 
 
-def _timing(samples, scale: float = 1.0) -> dict:
-    q1, q3 = samples.quartiles
-    return {"median_s": samples.median * scale, "q1_s": q1 * scale, "q3_s": q3 * scale}
-
-
 def _distinct(rgb: torch.Tensor) -> int:
     return int(torch.unique(rgb.reshape(-1, 3), dim=0).shape[0])
 
@@ -95,14 +91,14 @@ def _row(timer: Timer, name: str, rgb: torch.Tensor, repeats: int, kdtree) -> di
     return {
         "frame": name,
         "distinct_colours": _distinct(rgb),
-        "cpu_cold": _timing(cold_s),
+        "cpu_cold": cold_s.middle(),
         # Warm calls take milliseconds: more samples for a steadier median.
-        "cpu_warm": _timing(timer.samples(lambda: decode("cpu"), max(repeats, 20))),
+        "cpu_warm": timer.samples(lambda: decode("cpu"), max(repeats, 20)).middle(),
         "reference_rows": band.shape[0],
-        "reference": _timing(timer.samples(lambda: decode("torch", band), 1),
-                             rgb.shape[0] / band.shape[0]),
+        "reference": timer.samples(lambda: decode("torch", band), 1).middle(
+            rgb.shape[0] / band.shape[0]),
         "ckdtree": None if kdtree is None
-        else _timing(timer.samples(lambda: kdtree(pixels), min(repeats, 3))),
+        else timer.samples(lambda: kdtree(pixels), min(repeats, 3)).middle(),
     }
 
 
@@ -132,17 +128,7 @@ def run(repeats: int, out_of_time: bool, frame: tuple[int, int] = FRAME) -> dict
         load_backend("cpu")
     except Exception as exc:  # noqa: BLE001 - BackendUnavailable, or a library that fails
         reason = f"the cpu backend is unavailable: {exc}"
-    if reason is None and out_of_time:
-        reason = "time budget used up (--max-seconds)"
-    if reason is not None:
-        return {**base, "status": "not run", "reason": reason, "rows": []}
-    try:
-        measured = measure(repeats, frame)
-    except Exception as exc:  # a failing section must not cost the rest of the report
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {first_line}",
-                "rows": []}
-    return {**base, "status": "ok", "reason": "", **measured}
+    return section_entry(base, reason, out_of_time, lambda: measure(repeats, frame))
 
 
 def _ms(timing: dict | None) -> str:

@@ -14,6 +14,7 @@ import torch
 
 from . import providers
 from .ops import palette
+from .sections import section_entry
 from .timing import Timer
 from .workloads import Workload, make_images
 
@@ -33,9 +34,7 @@ def unavailable(device: torch.device) -> str | None:
 
 def _timed(timer: Timer, fn, repeats: int) -> dict:
     timer.once(fn)  # compilation and autotuning stay out of the samples
-    samples = timer.samples(fn, repeats)
-    q1, q3 = samples.quartiles
-    return {"median_s": samples.median, "q1_s": q1, "q3_s": q3}
+    return timer.samples(fn, repeats).middle()
 
 
 def measure(device: torch.device, repeats: int, workload: Workload = WORKLOAD,
@@ -75,20 +74,13 @@ def _row(seg, timer: Timer, rgb, colours, labels, repeats: int) -> dict:
 def run(device: torch.device, repeats: int, out_of_time: bool) -> dict:
     """The report's ``label_table`` entry: rows, or the reason there are none."""
     base = {"workload": WORKLOAD.label, "pixels": WORKLOAD.pixels}
-    reason = unavailable(device)
-    if reason is None and out_of_time:
-        reason = "time budget used up (--max-seconds)"
-    if reason is not None:
-        return {**base, "status": "not run", "reason": reason, "rows": []}
-    try:
-        rows = measure(device, repeats)
-    except Exception as exc:  # a failing section must not cost the rest of the report
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {first_line}",
-                "rows": []}
-    from vbkernels.triton.segmentation import TABLE_MIN_K
 
-    return {**base, "status": "ok", "reason": "", "table_min_k": TABLE_MIN_K, "rows": rows}
+    def measured() -> dict:
+        from vbkernels.triton.segmentation import TABLE_MIN_K
+
+        return {"table_min_k": TABLE_MIN_K, "rows": measure(device, repeats)}
+
+    return section_entry(base, unavailable(device), out_of_time, measured)
 
 
 def markdown(section: dict | None) -> list[str]:

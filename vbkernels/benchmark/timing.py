@@ -37,6 +37,11 @@ class Samples:
         q = statistics.quantiles(self.times, n=4, method="inclusive")
         return q[0], q[2]
 
+    def middle(self, scale: float = 1.0) -> dict:
+        """Median and quartiles in seconds, times ``scale`` (a band's time scaled up)."""
+        q1, q3 = self.quartiles
+        return {"median_s": self.median * scale, "q1_s": q1 * scale, "q3_s": q3 * scale}
+
     def summary(self) -> dict:
         q1, q3 = self.quartiles
         return {
