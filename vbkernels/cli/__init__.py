@@ -1,5 +1,5 @@
-"""The ``vbkernels`` command line (click): ``decode``, ``demo``, ``precision``, ``bench``,
-``robustness``. ``python -m vbkernels`` runs the same group.
+"""The ``vbkernels`` command line (click): ``decode``, ``demo``, ``precision``, ``eval``,
+``bench``, ``robustness``. ``python -m vbkernels`` runs the same group.
 
 Subcommands are imported only when invoked, so ``vbkernels --help`` stays fast and a
 missing optional part (the benchmark suite, the robustness report) fails with a message
@@ -20,6 +20,8 @@ _COMMANDS = {
              "Encode, degrade and decode procedural scenes; print errors and speed."),
     "precision": ("vbkernels.cli.precision", "precision",
                   "Depth step of the 8-bit encoding vs depth, as a table and a plot."),
+    "eval": ("vbkernels.cli.eval", "eval_group",
+             "Score generated depth, normals or segmentation against a benchmark."),
     "bench": ("vbkernels.cli", "bench", "Run the benchmark report (vbkernels.benchmark)."),
     "robustness": ("vbkernels.cli.robustness", "robustness",
                    "Decoding error after JPEG/H.264 degradation (robustness report)."),

@@ -1,0 +1,236 @@
+"""Writing an evaluation: ``metrics.json``, ``metrics.md``, ``per_image.csv``, ``plots/``.
+
+``metrics.json`` keeps the numbers unrounded, as fractions (``delta1 = 0.948``; angles in
+degrees; ``within_*`` as ``vbkernels.metrics`` returns them), with ``"units"`` saying so.
+``metrics.md`` is the table row as the protocol's reference prints it: percent or
+fractions and the number of decimals in the settings (``percent``, ``digits``).
+Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from vbkernels.files import write_atomic
+
+# Columns of metrics.md per task, in the order papers print them; "lower" ones are errors.
+TABLE_COLUMNS = {
+    "depth": ("abs_rel", "delta1", "delta2", "delta3", "rmse", "sq_rel", "rmse_log", "log10",
+              "silog"),
+    "normals": ("mean", "median", "rmse", "within_11.25", "within_22.5", "within_30"),
+    "seg": ("miou", "pixel_accuracy", "mean_accuracy", "category_iou"),
+}
+_FRACTIONS = {"abs_rel", "sq_rel", "delta1", "delta2", "delta3", "miou", "pixel_accuracy",
+              "mean_accuracy", "category_iou"}
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("vbkernels")
+    except Exception:  # noqa: BLE001 - an uninstalled checkout
+        return "unknown"
+
+
+def metrics_json(result) -> dict:
+    return {
+        "metrics": _finite_or_none(result.metrics),
+        "units": "fractions (delta, abs_rel, miou, accuracies); metres (rmse); degrees "
+                 "(normal angles); within_T in percent as vbkernels.metrics returns them",
+        "settings": result.settings.to_dict(),
+        "count": result.count,
+        "missing": result.missing,
+        "errors": [list(e) for e in result.errors],
+        "version": _version(),
+        "split_sha256": result.split_sha256,
+    }
+
+
+def _finite_or_none(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def format_cell(name: str, value, settings) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if settings.percent and name in _FRACTIONS:
+        value = 100 * value
+    return f"{value:.{settings.digits}f}"
+
+
+def metrics_markdown(result) -> str:
+    """A one-row Markdown table, with a line stating the unit rule and the settings."""
+    try:
+        from vbkernels.metrics import format_row
+    except ImportError:
+        format_row = None
+    s = result.settings
+    columns = [c for c in TABLE_COLUMNS[s.task] if c in result.metrics]
+    if format_row is not None:
+        try:
+            cells = format_row(result.metrics, s.protocol)
+        except (KeyError, ValueError, TypeError):
+            cells = None
+        if isinstance(cells, dict):
+            columns = list(cells)
+            values = [str(v) for v in cells.values()]
+        else:
+            values = [format_cell(c, result.metrics[c], s) for c in columns]
+    else:
+        values = [format_cell(c, result.metrics[c], s) for c in columns]
+    unit = "percent" if s.percent else "fractions"
+    lines = [
+        f"| dataset | {' | '.join(columns)} |",
+        f"|---|{'---|' * len(columns)}",
+        f"| {s.dataset} | {' | '.join(values)} |",
+        "",
+        f"Protocol {s.protocol} ({s.source}); ratios in {unit}, {s.digits} decimals; "
+        f"align {s.align}, crop {s.crop}, reduction {s.reduction}; "
+        f"{result.count['found']} of {result.count['expected']} samples scored, "
+        f"{result.count['missing']} missing, {result.count['failed']} failed.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def per_image_csv(result) -> str:
+    rows = result.per_image
+    keys = ["name"]
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_outputs(result, out, *, plots: bool = True) -> list[Path]:
+    """Write the files of the module docstring under ``out``; their paths."""
+    out = Path(out)
+    written = []
+    for name, text in (("metrics.json", json.dumps(metrics_json(result), indent=2) + "\n"),
+                       ("metrics.md", metrics_markdown(result)),
+                       ("per_image.csv", per_image_csv(result))):
+        write_atomic(out / name, text.encode(), overwrite=True)
+        written.append(out / name)
+    if plots:
+        written += write_plots(result, out / "plots")
+    return written
+
+
+# ------------------------------------------------------------------------------- plots
+
+
+def write_plots(result, folder: Path) -> list[Path]:
+    """Error histogram, the worst images beside their ground truth, and (segmentation) the
+    confusion matrix, as PNGs (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    written = []
+    if result.histogram is not None:
+        written.append(_save(_histogram_figure(result), folder / "error_histogram.png"))
+    if result.worst:
+        written.append(_save(_worst_figure(result), folder / "worst.png"))
+    if result.confusion is not None:
+        written.append(_save(_confusion_figure(result), folder / "confusion.png"))
+    return written
+
+
+def _save(figure, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue(), overwrite=True)
+    return path
+
+
+def _histogram_figure(result):
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(result.histogram["counts"])
+    lo, hi = result.histogram["edges"]
+    edges = np.linspace(lo, hi, len(counts) + 1)
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.stairs(counts / max(counts.sum(), 1), edges, fill=True)
+    if result.settings.task == "depth":
+        axis.set_xlabel("ln(prediction / ground truth), before alignment")
+    else:
+        axis.set_xlabel("angular error (degrees)")
+    axis.set_ylabel("share of valid pixels")
+    axis.set_title(f"{result.settings.dataset}: per-pixel error")
+    figure.tight_layout()
+    return figure
+
+
+def _worst_figure(result):
+    import matplotlib.pyplot as plt
+
+    task = result.settings.task
+    k = len(result.worst)
+    figure, axes = plt.subplots(k, 3, figsize=(9, 2.6 * k), squeeze=False)
+    for row, (score, name, pred, gt, valid) in zip(axes, result.worst):
+        if task == "depth":
+            hi = float(np.nanmax(np.where(valid, gt, np.nan))) if valid.any() else 1.0
+            shown = (pred, np.where(valid, gt, np.nan), np.where(valid, np.abs(pred - gt) /
+                                                                  np.maximum(gt, 1e-6), np.nan))
+            titles = ("prediction (m)", "ground truth (m)", "abs. rel. error")
+            kw = ({"vmin": 0, "vmax": hi, "cmap": "turbo"},) * 2 + ({"cmap": "magma"},)
+        elif task == "normals":
+            err = np.degrees(np.arccos(np.clip((pred * gt).sum(-1), -1, 1)))
+            shown = ((pred + 1) / 2, np.where(valid[..., None], (gt + 1) / 2, 0),
+                     np.where(valid, err, np.nan))
+            titles = ("prediction", "ground truth", "angle (deg)")
+            kw = ({}, {}, {"cmap": "magma", "vmin": 0, "vmax": 60})
+        else:
+            shown = (pred, np.where(valid, gt, -1), np.where(valid, pred != gt, np.nan))
+            titles = ("prediction", "ground truth", "wrong pixels")
+            kw = ({"cmap": "tab20", "interpolation": "nearest"},) * 2 + ({"cmap": "gray_r"},)
+        for axis, image, title, options in zip(row, shown, titles, kw):
+            im = axis.imshow(np.clip(image, 0, 1) if image.ndim == 3 else image, **options)
+            axis.set_title(f"{title}", fontsize=8)
+            axis.axis("off")
+            if image.ndim == 2:
+                figure.colorbar(im, ax=axis, fraction=0.046)
+        row[0].text(0, -0.25, f"{name}  (score {score:.4g})", transform=row[0].transAxes,
+                    fontsize=7, va="top")
+    figure.suptitle(f"{result.settings.dataset}: worst {k} images")
+    figure.tight_layout()
+    return figure
+
+
+def _confusion_figure(result):
+    import matplotlib.pyplot as plt
+
+    counts = result.confusion.astype(np.float64)
+    rows = counts.sum(1, keepdims=True)
+    shown = np.where(rows > 0, counts / np.maximum(rows, 1), np.nan)
+    n = counts.shape[0]
+    size = min(12, 3 + 0.3 * n)
+    figure, axis = plt.subplots(figsize=(size, size))
+    im = axis.imshow(shown, cmap="viridis", vmin=0, vmax=1)
+    if result.class_names and n <= 40:
+        axis.set_xticks(range(n), result.class_names, rotation=90, fontsize=7)
+        axis.set_yticks(range(n), result.class_names, fontsize=7)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true (row-normalised)")
+    figure.colorbar(im, ax=axis, fraction=0.046)
+    figure.tight_layout()
+    return figure
+

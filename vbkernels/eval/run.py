@@ -1,0 +1,573 @@
+"""The scoring loop: predictions decoded through the pipeline, scored on the device.
+
+Per batch: worker processes read each prediction file (``vbkernels.pipeline.read_image``)
+and its ground truth (the preset's reader); same-size frames are stacked, uploaded and
+decoded on the device in one call (the task ``build_task`` checked); then, per image and
+still on the device,
+
+1. undo the generator's framing (``fit``): ``none`` needs the ground truth's size exactly,
+   ``resize`` stretches, ``letterbox`` cuts the padding bars first, ``center-crop`` scores
+   only the centred region of the ground truth with the frame's aspect;
+2. resize the decoded values (never the RGB: blended colours leave the walk and the
+   palette) with ``resize``; normals are renormalised after resizing, labels use nearest
+   (or ``resize="logits"``: the palette logits are resized and the argmax taken);
+3. KITTI's benchmark crop (``kb``) cuts both to 352 x 1216; the valid mask is the
+   reader's, the crop's and the range's (``strict`` / ``inclusive``); an image with fewer
+   than ``min_valid_pixels`` valid pixels does not count;
+4. ``vbkernels.metrics`` accumulates (alignment, clamping, reduction as the settings say).
+
+Predictions can also be arrays (``pred_format="npy"``: metres / unit normals / labels;
+``"png16"``: 16-bit depth PNG ``/ png_scale``) or colormap-painted depth
+(``decoder="colormap:NAME"`` with ``vmin``/``vmax``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vbkernels.pipeline import build_task, read_frames, read_image, resolve_device
+from vbkernels.pipeline.local import default_workers, make_pool
+
+from . import datasets
+from .pairing import list_predictions, pair
+from .protocols import Settings, resolve
+
+OFF_WALK_DISTANCE = 8.0  # colour units: farther from the walk / colormap than this is "off"
+OFF_SPHERE = 0.1         # normals: | |2c/255 - 1| - 1 | above this is "off the sphere"
+_HIST_BINS = 100
+
+
+class EvalError(ValueError):
+    """A user error of an evaluation (the message names the file or option)."""
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation found. ``metrics`` as ``vbkernels.metrics`` names them;
+    ``per_image`` one dict per scored image; ``count`` expected/found/missing/failed."""
+
+    settings: Settings
+    metrics: dict
+    count: dict
+    per_image: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    unused: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    split_sha256: str | None = None
+    histogram: dict | None = None
+    worst: list = field(default_factory=list)  # (score, name, pred, gt, valid), worst first
+    confusion: np.ndarray | None = None
+    class_names: tuple = ()
+
+
+# ------------------------------------------------------------------------ file reading
+
+
+def _load_pair(preset, sample, pred_path, pred_format: str, png_scale: float):
+    """Worker side: (prediction frame or array, ground truth, valid) or an error string."""
+    try:
+        pred = _read_prediction(Path(pred_path), pred_format, png_scale)
+    except Exception as exc:  # noqa: BLE001 - any reader error is this file's failure
+        return ("pred", f"{pred_path}: {exc}")
+    try:
+        gt, valid = datasets.read_ground_truth(preset, sample)
+    except datasets.DatasetError as exc:
+        return ("gt", str(exc))
+    return pred, gt, valid
+
+
+def _read_prediction(path: Path, pred_format: str, png_scale: float) -> np.ndarray:
+    if pred_format == "image":
+        return read_image(path)
+    if pred_format == "npy":
+        return np.load(path, allow_pickle=False)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        raw = np.asarray(image)
+    if raw.ndim != 2 or raw.dtype != np.uint16 and raw.dtype != np.int32:
+        raise ValueError(f"expected a 16-bit single-channel PNG, got {raw.dtype} {raw.shape}")
+    depth = raw.astype(np.float32) / np.float32(png_scale)
+    depth[raw == 0] = np.nan
+    return depth
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """How an RGB batch becomes values on the device: ``decode(rgb)`` -> (values, health)
+    with health the per-image share of pixels off the walk / colormap / sphere or
+    rejected by the palette."""
+
+    task: object  # a vbkernels.pipeline Task
+
+    def decode(self, rgb: torch.Tensor):
+        import vbkernels
+
+        t = self.task
+        if t.name == "depth":
+            depth, distance = vbkernels.decode_depth(rgb, lam=t.lam, c=t.c, return_distance=True,
+                                                     backend=t.backend)
+            return depth, (distance > OFF_WALK_DISTANCE).flatten(1).float().mean(1)
+        if t.name == "colormap":
+            out = t.decode(rgb)
+            off = (out["distance"] > OFF_WALK_DISTANCE).flatten(1).float().mean(1)
+            return out["values"], off
+        if t.name == "normals":
+            normals, norm = vbkernels.decode_normals(rgb, return_norm=True, backend=t.backend)
+            return normals, ((norm - 1).abs() > OFF_SPHERE).flatten(1).float().mean(1)
+        labels = t.decode(rgb)["labels"].long()
+        return labels, (labels == t.palette.ignore_index).flatten(1).float().mean(1)
+
+
+def make_decoder(task: str, *, backend="auto", decoder: str | None = None, palette=None,
+                 max_distance=None, vmin=None, vmax=None, lam=None, c=None) -> Decoder:
+    """The decoder of ``task`` (``decoder="colormap:NAME"`` for colormap-painted depth)."""
+    if decoder and decoder.startswith("colormap:"):
+        if task != "depth":
+            raise EvalError("--decoder colormap:NAME scores depth only")
+        if vmin is None or vmax is None:
+            raise EvalError("--decoder colormap:NAME needs --vmin and --vmax (metres)")
+        return Decoder(build_task("colormap", colormap=decoder.split(":", 1)[1], vmin=vmin,
+                                  vmax=vmax, backend=backend, max_distance=None))
+    if decoder not in (None, "default"):
+        raise EvalError(f"decoder must be 'default' or colormap:NAME, got {decoder!r}")
+    options = {"backend": backend}
+    if task == "depth":
+        options.update({k: v for k, v in (("lam", lam), ("c", c)) if v is not None})
+    if task == "seg":
+        options.update(palette=palette, max_distance=max_distance)
+    return Decoder(build_task(task, **options))
+
+
+# ---------------------------------------------------------------------- geometry steps
+
+
+def fit_to(pred: torch.Tensor, gt_shape: tuple, settings: Settings, name: str):
+    """``pred`` (h, w[, C]) at the ground truth's size, and the region (bool (H, W)) of the
+    ground truth it covers (see the module docstring, step 1-2)."""
+    h, w = pred.shape[:2]
+    H, W = gt_shape
+    region = torch.ones(gt_shape, dtype=torch.bool, device=pred.device)
+    if settings.fit == "none" or (h, w) == (H, W):
+        if (h, w) != (H, W):
+            raise EvalError(f"{name}: prediction is {h}x{w} but the ground truth is {H}x{W}; "
+                            "pass --fit resize|letterbox|center-crop")
+        return pred, region
+    if settings.resize == "none":
+        raise EvalError(f"{name}: prediction is {h}x{w}, ground truth {H}x{W}, and "
+                        "--resize none")
+    if settings.fit == "letterbox":
+        scale = min(h / H, w / W)
+        ch, cw = round(H * scale), round(W * scale)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return _resize(pred[top:top + ch, left:left + cw], (H, W), settings), region
+    if settings.fit == "center-crop":
+        scale = max(h / H, w / W)  # the generator saw the RGB scaled up, then centre-cropped
+        ch, cw = min(H, round(h / scale)), min(W, round(w / scale))
+        top, left = (H - ch) // 2, (W - cw) // 2
+        inner = _resize(pred, (ch, cw), settings)
+        full = torch.zeros((H, W, *pred.shape[2:]), dtype=inner.dtype, device=pred.device)
+        full[top:top + ch, left:left + cw] = inner
+        region = torch.zeros_like(region)
+        region[top:top + ch, left:left + cw] = True
+        return full, region
+    return _resize(pred, (H, W), settings), region
+
+
+def _resize(pred: torch.Tensor, size: tuple, settings: Settings) -> torch.Tensor:
+    if tuple(pred.shape[:2]) == tuple(size):
+        return pred
+    if not pred.dtype.is_floating_point or settings.resize == "nearest":
+        x = pred.reshape(*pred.shape[:2], -1).permute(2, 0, 1)[None].float()
+        out = F.interpolate(x, size=size, mode="nearest-exact")
+        return out[0].permute(1, 2, 0).reshape(*size, *pred.shape[2:]).to(pred.dtype)
+    mode = {"bilinear": "bilinear", "bilinear-ac": "bilinear", "bicubic": "bicubic",
+            "logits": "bilinear"}[settings.resize]
+    align = True if settings.resize == "bilinear-ac" else False
+    x = pred.reshape(*pred.shape[:2], -1).permute(2, 0, 1)[None]
+    out = F.interpolate(x, size=size, mode=mode, align_corners=align)
+    out = out[0].permute(1, 2, 0).reshape(*size, *pred.shape[2:])
+    if pred.dim() == 3:  # normals: back onto the sphere
+        out = out / out.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return out
+
+
+def crop_mask(crop: str, shape: tuple, name: str, device) -> torch.Tensor | None:
+    """The valid-region mask of a crop (KITTI's ``kb`` part is applied by cutting)."""
+    H, W = shape
+    mask = torch.zeros(shape, dtype=torch.bool, device=device)
+    part = crop.split("+")[-1]
+    if part in ("none", "kb"):
+        return None
+    if part == "eigen" and crop == "eigen":
+        if shape != (480, 640):
+            raise EvalError(f"{name}: the NYUv2 Eigen crop needs 480x640 ground truth, got "
+                            f"{H}x{W}; pass --crop none")
+        mask[45:471, 41:601] = True
+        return mask
+    if part == "garg":
+        mask[int(0.40810811 * H):int(0.99189189 * H), int(0.03594771 * W):int(0.96405229 * W)] = 1
+        return mask
+    # KITTI's Eigen crop ("eigen-kitti", or "eigen" after "kb+")
+    mask[int(0.3324324 * H):int(0.91351351 * H), int(0.0359477 * W):int(0.96405229 * W)] = True
+    return mask
+
+
+def kb_crop(x, name: str):
+    """KITTI benchmark crop: bottom 352 rows, the centred 1216 columns."""
+    H, W = x.shape[:2]
+    if H < 352 or W < 1216:
+        raise EvalError(f"{name}: the KITTI benchmark crop needs at least 352x1216, got {H}x{W}")
+    top, left = H - 352, (W - 1216) // 2
+    return x[top:top + 352, left:left + 1216]
+
+
+_FRAME_SIGNS = {"opengl": (1.0, 1.0, 1.0), "opencv": (1.0, -1.0, -1.0),
+                "dsine": (1.0, -1.0, 1.0)}
+
+
+def convert_frame(normals: torch.Tensor, src: str, dst: str) -> torch.Tensor:
+    """Normals from frame ``src`` to ``dst``: each is OpenGL's axes with signs flipped."""
+    try:
+        from vbkernels.metrics import convert_normals
+    except ImportError:
+        convert_normals = None
+    if convert_normals is not None:
+        return convert_normals(normals, src, dst)
+    signs = torch.tensor([a * b for a, b in zip(_FRAME_SIGNS[src], _FRAME_SIGNS[dst])],
+                         dtype=normals.dtype, device=normals.device)
+    return normals * signs
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+class _Scorer:
+    """One task's accumulators, per-image rows, histogram and worst images."""
+
+    def __init__(self, settings: Settings, worst_k: int, device):
+        from vbkernels import metrics
+
+        self.s = settings
+        self.worst_k = worst_k
+        self.worst: list = []
+        self.rows: list = []
+        self.hist = torch.zeros(_HIST_BINS, dtype=torch.float64, device=device)
+        if settings.task == "depth":
+            self.options = depth_metric_options(settings)
+            self.total = metrics.DepthMetrics(**self.options)
+            self.edges = (-0.5, 0.5)  # ln(p / g)
+        elif settings.task == "normals":
+            self.options = normal_metric_options(settings)
+            self.total = metrics.NormalMetrics(**self.options)
+            self.edges = (0.0, 90.0)  # degrees
+        else:
+            self.total = metrics.SegmentationMetrics(settings.num_classes, ignore_index=255)
+            self.edges = None
+
+    def add(self, name, pred, gt, valid, health):
+        from vbkernels import metrics
+
+        task = self.s.task
+        if task == "seg":
+            target = torch.where(valid, gt, 255)
+            self.total.update(pred[None], target[None])
+            one = metrics.segmentation_metrics(pred, target, self.s.num_classes)
+            row = {"miou": one["miou"], "pixel_accuracy": one["pixel_accuracy"]}
+            score = 1 - one["pixel_accuracy"]
+        elif task == "depth":
+            self.total.update(pred[None], gt[None], valid[None])
+            row = metrics.depth_metrics(pred, gt, valid, **self.options)
+            ratio = torch.log(pred.clamp(min=1e-6) / gt.clamp(min=1e-6))[valid]
+            self.hist += torch.histc(ratio.float(), _HIST_BINS, *self.edges).double()
+            score = row["abs_rel"]
+        else:
+            self.total.update(pred[None], gt[None], valid[None])
+            row = metrics.normal_metrics(pred, gt, valid, **self.options)
+            dot = (pred * gt).sum(-1).clamp(-1, 1)
+            angle = torch.rad2deg(torch.atan2(torch.linalg.cross(pred, gt).norm(dim=-1), dot))
+            self.hist += torch.histc(angle[valid].float(), _HIST_BINS, *self.edges).double()
+            score = row["mean"]
+        row = {"name": name, **{k: v for k, v in row.items() if not isinstance(v, list)}}
+        row["valid_pixels"] = int(valid.sum())
+        row["health"] = float(health)
+        self.rows.append(row)
+        if self.worst_k and not math.isnan(score):
+            item = (score, len(self.rows), name, pred.cpu().numpy(), gt.cpu().numpy(),
+                    valid.cpu().numpy())
+            (heapq.heappush if len(self.worst) < self.worst_k else heapq.heappushpop)(
+                self.worst, item)
+
+    def result(self):
+        out = self.total.compute()
+        confusion = None
+        if self.s.task == "seg":
+            confusion = out.pop("confusion_matrix").numpy()
+            out.pop("unassigned", None)
+            if self.s.category_iou:
+                out.update(_category_iou(confusion))
+        worst = [(w[0], w[2], w[3], w[4], w[5]) for w in sorted(self.worst, reverse=True)]
+        hist = None if self.edges is None else {"edges": self.edges,
+                                                "counts": self.hist.cpu().tolist()}
+        return out, confusion, worst, hist
+
+
+def _category_iou(confusion: np.ndarray) -> dict:
+    from vbkernels import metrics
+
+    if hasattr(metrics, "category_iou"):
+        return {"category_iou": metrics.category_iou(torch.from_numpy(confusion))}
+    return {}
+
+
+def depth_metric_options(s: Settings) -> dict:
+    """``DepthMetrics`` arguments of the settings; a choice the installed metrics cannot
+    make is an ``EvalError`` rather than a silently different number."""
+    from vbkernels.metrics import depth as depth_module
+
+    options = {"min_depth": s.min_depth, "max_depth": s.max_depth, "reduction": s.reduction,
+               "alignment": None if s.align == "none" else s.align}
+    supported = depth_module.ALIGNMENTS
+    if options["alignment"] not in supported:
+        legacy = {"lstsq-affine": "lstsq_shift"}.get(s.align)
+        if legacy not in supported:
+            raise EvalError(f"--align {s.align} is not supported by this vbkernels.metrics")
+        options["alignment"] = legacy
+    params = _parameters(depth_module.DepthMetrics)
+    for key, value, default in (("clamp", None if s.clamp == "none" else s.clamp, "after"),
+                                ("range", s.range, "strict")):
+        if key in params:
+            options[key] = value
+        elif (value or "none") != default:
+            raise EvalError(f"--{key} {value} is not supported by this vbkernels.metrics")
+    return options
+
+
+def normal_metric_options(s: Settings) -> dict:
+    from vbkernels.metrics import NormalMetrics
+
+    if "reduction" in _parameters(NormalMetrics):
+        return {"reduction": s.reduction}
+    if s.reduction != "pixel":
+        raise EvalError("--reduction image for normals is not supported by this "
+                        "vbkernels.metrics")
+    return {}
+
+
+def _parameters(cls) -> set:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def evaluate(task: str, predictions, *, dataset, gt_root, split=None, match: str | None = None,
+             protocol: str | None = None, overrides: dict | None = None, device="auto",
+             backend: str = "auto", batch_size: int = 8, workers: int | None = None,
+             pred_format: str = "image", decoder: str | None = None, palette=None,
+             max_distance=None, vmin=None, vmax=None, png_scale: float = 1000.0,
+             pred_frame: str | None = None, worst_k: int = 4, progress=None) -> EvalResult:
+    """Score ``predictions`` (paths, folders, globs) against ``dataset`` under ``gt_root``.
+
+    ``dataset`` is a preset name or a :class:`~vbkernels.eval.datasets.DatasetPreset`
+    (e.g. from ``folder_preset``); ``overrides`` maps setting names (``align``, ``crop``,
+    ``min_depth`` ...) to values. ``progress(n)`` is called with each number of images
+    scored. Returns an :class:`EvalResult`; write it with ``vbkernels.eval.write_outputs``.
+    """
+    preset = datasets.get_preset(dataset)
+    overrides = dict(overrides or {})
+    if pred_frame is not None:
+        overrides["pred_frame"] = pred_frame
+    if preset.name == "folder":  # the folder layout's own range/classes are the defaults
+        settings = _folder_settings(task, preset, protocol, overrides)
+    else:
+        settings = resolve(task, preset, protocol, **overrides)
+    samples = datasets.list_samples(preset, gt_root, split)
+    sources, errors = list_predictions(predictions, pred_format)
+    pairing = pair(sources, samples, match or preset.options.get("match", "path"))
+    errors = list(errors) + list(pairing.errors)
+    dev = resolve_device(device)
+    decode = None
+    if pred_format == "image":
+        palette = palette or preset.palette
+        decode = make_decoder(task, backend=backend, decoder=decoder, palette=palette,
+                              max_distance=max_distance, vmin=vmin, vmax=vmax)
+    scorer = _Scorer(settings, worst_k, dev)
+    failed = _score_all(pairing.pairs, preset, settings, decode, scorer, dev, batch_size,
+                        workers, pred_format, png_scale, errors, progress)
+    metrics, confusion, worst, hist = scorer.result()
+    count = {"expected": len(samples), "found": len(pairing.pairs),
+             "missing": len(pairing.missing), "failed": failed}
+    names = ()
+    if task == "seg" and decode is not None:
+        names = tuple(decode.task.palette.names)
+    return EvalResult(settings, metrics, count, scorer.rows, [s.name for s in pairing.missing],
+                      pairing.unused, errors, datasets.split_lines_sha256(split), hist, worst,
+                      confusion, names)
+
+
+def _folder_settings(task, preset, protocol, overrides):
+    from dataclasses import replace
+
+    from .protocols import PROTOCOLS, default_protocol
+
+    name = protocol or default_protocol(task, "folder")
+    base = Settings(task=task, dataset="folder", protocol=name, source=PROTOCOLS[name].source,
+                    min_depth=preset.depth_range[0], max_depth=preset.depth_range[1],
+                    num_classes=preset.num_classes, gt_frame=preset.options["frame"])
+    base = replace(base, **{k: v for k, v in PROTOCOLS[name].choices.items() if k != "crop"})
+    for key, value in overrides.items():
+        if value is not None:
+            base = replace(base, **{key: value})
+    return base
+
+
+def _score_all(pairs, preset, settings, decode, scorer, dev, batch_size, workers,
+               pred_format, png_scale, errors, progress) -> int:
+    """Read in workers, decode in batches, score; the number of failed pairs."""
+    workers = min(default_workers() if workers is None else workers, max(len(pairs), 1))
+    pool = make_pool(0 if len(pairs) < 2 else workers)
+    failed = 0
+    scored = 0
+    try:
+        loaded = _loaded(pool, pairs, preset, pred_format, png_scale, batch_size)
+        batch = []
+        for item in loaded:
+            if isinstance(item, tuple) and item[0] == "error":
+                errors.append(item[1:])
+                failed += 1
+                continue
+            if batch and (len(batch) == batch_size or
+                          batch[-1][1].shape != item[1].shape):
+                failed += _score_batch(batch, settings, decode, scorer, dev, errors)
+                scored += len(batch)
+                if progress:
+                    progress(scored)
+                batch = []
+            batch.append(item)
+        if batch:
+            failed += _score_batch(batch, settings, decode, scorer, dev, errors)
+            scored += len(batch)
+            if progress:
+                progress(scored)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return failed
+
+
+def _loaded(pool, pairs, preset, pred_format, png_scale, depth):
+    """(name, prediction, gt, valid) in order, reading ahead ``2 * depth`` pairs; videos
+    (``--match order``) are read frame by frame here."""
+    from collections import deque
+
+    video_frames = {}
+    queue = deque()
+
+    def submit(sample, prediction):
+        source = prediction.source
+        if source.kind == "video":
+            frames = video_frames.setdefault(source.path, read_frames(source))
+            rgb = next(frames)
+            future = pool.submit(_load_gt_only, preset, sample, rgb)
+        else:
+            future = pool.submit(_load_pair, preset, sample, str(source.path), pred_format,
+                                 png_scale)
+        queue.append((sample, prediction, future))
+
+    pending = iter(pairs)
+    for sample, prediction in pending:
+        submit(sample, prediction)
+        if len(queue) >= 2 * max(depth, 1):
+            break
+    while queue:
+        sample, prediction, future = queue.popleft()
+        for nxt in pending:
+            submit(*nxt)
+            break
+        out = future.result()
+        if isinstance(out[0], str) and out[0] in ("pred", "gt"):
+            yield ("error", prediction.name if out[0] == "pred" else sample.name, out[1])
+            continue
+        yield (sample.name, *out)
+
+
+def _load_gt_only(preset, sample, rgb):
+    try:
+        gt, valid = datasets.read_ground_truth(preset, sample)
+    except datasets.DatasetError as exc:
+        return ("gt", str(exc))
+    return rgb, gt, valid
+
+
+def _score_batch(batch, settings, decode, scorer, dev, errors) -> int:
+    """Decode one same-size batch on ``dev`` and score each image; failures counted."""
+    preds = np.stack([item[1] for item in batch])
+    if decode is not None:
+        if preds.dtype != np.uint8 or preds.ndim != 4:
+            raise EvalError(f"{batch[0][0]}: expected 8-bit RGB predictions")
+        rgb = torch.from_numpy(preds)
+        if dev.type == "cuda":
+            rgb = rgb.pin_memory().to(dev, non_blocking=True)
+        values, health = decode.decode(rgb)
+    else:
+        values = torch.from_numpy(preds).to(dev)
+        if settings.task == "seg":
+            values = values.long()
+        else:
+            values = values.float()
+        health = torch.zeros(len(batch))
+    health = health.cpu().tolist()
+    failed = 0
+    for i, (name, _, gt, valid) in enumerate(batch):
+        try:
+            pred, target, mask = prepare(values[i], gt, valid, settings, name)
+        except EvalError as exc:
+            errors.append((name, str(exc)))
+            failed += 1
+            continue
+        scorer.add(name, pred, target, mask, health[i])
+    return failed
+
+
+def prepare(pred: torch.Tensor, gt: np.ndarray, valid: np.ndarray, settings: Settings,
+            name: str):
+    """One image's prediction, target and valid mask on ``pred``'s device (steps 1-3)."""
+    dev = pred.device
+    expected = {"depth": 2, "normals": 3, "seg": 2}[settings.task]
+    if pred.dim() != expected:
+        raise EvalError(f"{name}: expected a {settings.task} prediction of rank {expected}, "
+                        f"got shape {tuple(pred.shape)}")
+    target = torch.from_numpy(np.ascontiguousarray(gt)).to(dev)
+    mask = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+    pred, region = fit_to(pred, tuple(target.shape[:2]), settings, name)
+    mask &= region
+    if settings.crop.startswith("kb"):
+        pred, target, mask = (kb_crop(x, name) for x in (pred, target, mask))
+    crop = crop_mask(settings.crop, tuple(target.shape[:2]), name, dev)
+    if crop is not None:
+        mask &= crop
+    if settings.task == "depth":
+        lo, hi = settings.min_depth, settings.max_depth
+        hi = math.inf if hi is None else hi
+        if settings.range == "strict":
+            mask &= (target > lo) & (target < hi)
+        else:
+            mask &= (target >= lo) & (target <= hi)
+        mask &= torch.isfinite(target)
+    elif settings.task == "normals":
+        pred = convert_frame(pred, settings.pred_frame, settings.gt_frame)
+    if int(mask.sum()) < settings.min_valid_pixels:
+        mask = torch.zeros_like(mask)
+    return pred, target, mask
