@@ -7,7 +7,7 @@ and returns Python numbers. The definitions are in each module's docstring.
 """
 
 from .depth import DepthMetrics, depth_metrics
-from .normals import NormalMetrics, normal_metrics
+from .normals import FRAMES, NormalMetrics, convert_normals, normal_metrics
 from .segmentation import SegmentationMetrics, segmentation_metrics
 
 __all__ = [
@@ -15,6 +15,8 @@ __all__ = [
     "depth_metrics",
     "NormalMetrics",
     "normal_metrics",
+    "convert_normals",
+    "FRAMES",
     "SegmentationMetrics",
     "segmentation_metrics",
 ]
