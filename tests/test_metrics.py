@@ -29,6 +29,8 @@ DEPTH_NAMES = (
     "log10",
     "silog",
     "silog_eigen",
+    "silog_da2",
+    "irmse",
 )
 
 
@@ -39,13 +41,41 @@ def _depth_names(n_thresholds):
 # ----------------------------------------------------------------------------- references
 
 
+def _np_l1_fit(x, y, weight, affine):
+    """argmin sum w |s x (+ b) - y| as a linear programme (scipy HiGHS): an exact optimum
+    found by a method unrelated to the library's weighted medians."""
+    from scipy.optimize import linprog
+
+    n = x.size
+    k = 2 if affine else 1
+    # Variables: s (, b), then e+ and e- >= 0 with s x + b - y = e+ - e-.
+    cost = np.concatenate([np.zeros(k), weight, weight])
+    design = np.stack([x, np.ones(n)], axis=1)[:, :k]
+    equality = np.concatenate([design, -np.eye(n), np.eye(n)], axis=1)
+    bounds = [(None, None)] * k + [(0, None)] * (2 * n)
+    solution = linprog(cost, A_eq=equality, b_eq=y, bounds=bounds, method="highs")
+    assert solution.status == 0, solution.message
+    return solution.x[0], (solution.x[1] if affine else 0.0)
+
+
 def _np_align(p, g, alignment):
+    """Aligned prediction (for the valid pixels given), with the fitted scale and shift."""
     fit = np.isfinite(p)
     p_fit, g_fit = p[fit], g[fit]
     if alignment == "median":
         return p * (np.median(g_fit) / np.median(p_fit))
     if alignment == "lstsq":
         return p * (p_fit @ g_fit / (p_fit @ p_fit))
+    if alignment in ("l1-scale", "l1-affine"):
+        scale, shift = _np_l1_fit(p_fit, g_fit, 1 / g_fit, alignment == "l1-affine")
+        return p * scale + shift
+    if alignment == "disparity-affine":
+        positive = fit & (p > 0)
+        design = np.stack([1 / p[positive], np.ones(positive.sum())], axis=1)
+        (scale, shift), *_ = np.linalg.lstsq(design, 1 / g[positive], rcond=None)
+        with np.errstate(divide="ignore"):
+            disparity = np.where(p > 0, scale / p + shift, np.inf)
+        return 1 / np.maximum(disparity, 1e-3)
     design = np.stack([p_fit, np.ones_like(p_fit)], axis=1)
     (scale, shift), *_ = np.linalg.lstsq(design, g_fit, rcond=None)
     return p * scale + shift
@@ -64,6 +94,8 @@ def _np_depth_image(p, g, thresholds, silog_lambda):
         np.mean(np.abs(np.log10(p) - np.log10(g))),
         100 * np.sqrt(np.var(d)),
         np.mean(d**2) - silog_lambda * np.mean(d) ** 2,
+        np.sqrt(np.mean(d**2) - 0.5 * np.mean(d) ** 2),
+        np.sqrt(np.mean((1 / p - 1 / g) ** 2)),
     ]
     return np.array(values)
 
@@ -136,7 +168,10 @@ def random_depth(shape, seed):
 
 
 @pytest.mark.parametrize("reduction", ["image", "pixel"])
-@pytest.mark.parametrize("alignment", [None, "median", "lstsq", "lstsq_shift"])
+@pytest.mark.parametrize(
+    "alignment",
+    [None, "median", "lstsq", "lstsq_shift", "disparity-affine", "l1-scale", "l1-affine"],
+)
 def test_depth_matches_numpy(alignment, reduction):
     pred, target = random_depth((3, 2, 17, 23), seed=1)
     mask = np.random.default_rng(2).random((17, 23)) < 0.9  # broadcast over the batch dims
@@ -465,7 +500,15 @@ def _updates(device):
     mask = (torch.rand(2, 8, 9, generator=gen) < 0.9).to(device)
     calls = [
         (DepthMetrics(alignment=a, reduction=r), pred, target, mask)
-        for a in (None, "median", "lstsq", "lstsq_shift")
+        for a in (
+            None,
+            "median",
+            "lstsq",
+            "lstsq_shift",
+            "disparity-affine",
+            "l1-scale",
+            "l1-affine",
+        )
         for r in ("image", "pixel")
     ]
     calls.append((NormalMetrics(), normal_pred, normal_target, mask))

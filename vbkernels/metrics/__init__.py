@@ -7,14 +7,31 @@ and returns Python numbers. The definitions are in each module's docstring.
 """
 
 from .depth import DepthMetrics, depth_metrics
-from .normals import NormalMetrics, normal_metrics
-from .segmentation import SegmentationMetrics, segmentation_metrics
+from .normals import FRAMES, NormalMetrics, convert_normals, normal_metrics
+from .segmentation import (
+    CITYSCAPES_CATEGORIES,
+    CITYSCAPES_CLASSES,
+    SegmentationMetrics,
+    category_iou,
+    cityscapes_label_to_train_id,
+    cityscapes_to_train_ids,
+    reduce_zero_label,
+    segmentation_metrics,
+)
 
 __all__ = [
     "DepthMetrics",
     "depth_metrics",
     "NormalMetrics",
     "normal_metrics",
+    "convert_normals",
+    "FRAMES",
     "SegmentationMetrics",
     "segmentation_metrics",
+    "category_iou",
+    "CITYSCAPES_CATEGORIES",
+    "CITYSCAPES_CLASSES",
+    "cityscapes_label_to_train_id",
+    "cityscapes_to_train_ids",
+    "reduce_zero_label",
 ]
