@@ -145,8 +145,8 @@ def test_an_image_under_the_minimum_valid_pixels_does_not_count(nyu):
     result = evaluate("depth", [root / "gen11"], dataset="nyuv2", gt_root=root / "NYU",
                       overrides={"min_valid_pixels": least + 1}, workers=0, worst_k=0)
     assert result.metrics["images"] == 2
-    skipped = [r for r in result.per_image if r["valid_pixels"] == 0]
-    assert len(skipped) == 1
+    skipped = [r for r in result.per_image if not r["counted"]]
+    assert len(skipped) == 1 and skipped[0]["valid_pixels"] == least
 
 
 def test_npy_and_png16_predictions_score_like_the_decoded_ones(nyu, tmp_path):
@@ -157,7 +157,9 @@ def test_npy_and_png16_predictions_score_like_the_decoded_ones(nyu, tmp_path):
                      overwrite=True)
         raw = np.round(depth * 1.1 * 1000).astype(np.uint16)
         write_atomic(tmp_path / "png16" / f"{stem}.png", png16_bytes(raw), overwrite=True)
-    args = dict(dataset="nyuv2", gt_root=root / "NYU", workers=0, worst_k=0)
+    # max_depth 20: no ground truth near the clamp, so x1.1 is exactly AbsRel 0.1
+    args = dict(dataset="nyuv2", gt_root=root / "NYU", workers=0, worst_k=0,
+                overrides={"max_depth": 20.0})
     npy = evaluate("depth", [tmp_path / "npy"], pred_format="npy", **args)
     png16 = evaluate("depth", [tmp_path / "png16"], pred_format="png16", **args)
     assert npy.metrics["abs_rel"] == pytest.approx(0.1, abs=1e-6)
@@ -222,7 +224,11 @@ def test_match_stem_and_order(nyu, tmp_path):
 
 def test_mismatched_size_without_fit_names_the_file(nyu, tmp_path):
     root, fixture = nyu
-    small = vbkernels.encode_depth(torch.from_numpy(fixture.values[0][::2, ::2].copy()))
+    depth, valid = fixture.values[0], fixture.valid[0]
+    # holes filled from the left (a generator paints every pixel), then half the size
+    left = np.maximum.accumulate(np.where(valid, np.arange(depth.shape[1]), 0), axis=1)
+    filled = np.take_along_axis(depth, left, axis=1)
+    small = vbkernels.encode_depth(torch.from_numpy(filled[::2, ::2].copy()))
     write_atomic(tmp_path / "gen" / fixture.samples[0].name, png_bytes(small.numpy()),
                  overwrite=True)
     result = invoke("depth", tmp_path / "gen", "--dataset", "nyuv2", "--gt-root", root / "NYU",

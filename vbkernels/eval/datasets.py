@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from vbkernels.files import npy_bytes, png16_bytes, png_bytes, write_atomic
+from vbkernels.metrics import cityscapes_to_train_ids, reduce_zero_label
 
 SPLIT_NAME = "filename_list_test.txt"  # what write_fixture names its split file
 
@@ -72,7 +73,7 @@ def _read_png(path: Path, what: str) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image)
+            return np.array(image)
     except FileNotFoundError:
         raise DatasetError(f"{path}: ground-truth file not found") from None
     except Exception as exc:  # noqa: BLE001 - any Pillow error is this file's problem
@@ -156,20 +157,6 @@ def read_normals_png(preset: DatasetPreset, sample: Sample):
     return normals, raw.sum(-1) > 0
 
 
-# Cityscapes labelId -> trainId (cityscapesScripts, helpers/labels.py); 255 = ignored.
-_CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
-                         23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17,
-                         33: 18}
-
-
-def cityscapes_train_id_table() -> np.ndarray:
-    """(256,) uint8 lookup from Cityscapes labelIds to the 19 train ids, 255 elsewhere."""
-    table = np.full(256, 255, dtype=np.uint8)
-    for label_id, train_id in _CITYSCAPES_TRAIN_IDS.items():
-        table[label_id] = train_id
-    return table
-
-
 def read_cityscapes_labels(preset: DatasetPreset, sample: Sample):
     """gtFine ``*_labelIds.png`` mapped to train ids in the loader (as cityscapesScripts'
     createTrainIdLabelImgs and MMSegmentation do), or ``*_labelTrainIds.png`` as they are."""
@@ -183,7 +170,7 @@ def read_cityscapes_labels(preset: DatasetPreset, sample: Sample):
     else:
         if raw.max() > 33:
             raise DatasetError(f"{sample.gt}: labelId {int(raw.max())} is above 33")
-        labels = cityscapes_train_id_table()[raw].astype(np.int64)
+        labels = cityscapes_to_train_ids(raw).astype(np.int64)
     return labels, labels != 255
 
 
@@ -194,7 +181,7 @@ def read_ade20k_labels(preset: DatasetPreset, sample: Sample):
     raw = _read_label_png(sample.gt).astype(np.int64)
     if raw.max() > 150:
         raise DatasetError(f"{sample.gt}: annotation value {int(raw.max())} is above 150")
-    labels = np.where(raw == 0, 255, raw - 1)
+    labels = reduce_zero_label(raw)
     return labels, labels != 255
 
 
@@ -542,7 +529,7 @@ def _fixture_sample(preset: DatasetPreset, i: int, h: int, w: int, rng):
         return f"{rel}_img.png", f"{rel}_normal.png", stored, valid, png_bytes(raw)
     if name == "cityscapes":
         ids = rng.choice(np.array([0, 7, 8, 11, 21, 23, 24, 26, 33], np.uint8), size=(h, w))
-        labels = cityscapes_train_id_table()[ids].astype(np.int64)
+        labels = cityscapes_to_train_ids(ids).astype(np.int64)
         stem = f"val/city/city_{i:06d}_000019"
         return (f"leftImg8bit/{stem}_leftImg8bit.png", f"gtFine/{stem}_gtFine_labelIds.png",
                 labels, labels != 255, png_bytes(ids))

@@ -24,10 +24,10 @@ TABLE_COLUMNS = {
     "depth": ("abs_rel", "delta1", "delta2", "delta3", "rmse", "sq_rel", "rmse_log", "log10",
               "silog"),
     "normals": ("mean", "median", "rmse", "within_11.25", "within_22.5", "within_30"),
-    "seg": ("miou", "pixel_accuracy", "mean_accuracy", "category_iou"),
+    "seg": ("miou", "pixel_accuracy", "mean_accuracy", "miou_category"),
 }
 _FRACTIONS = {"abs_rel", "sq_rel", "delta1", "delta2", "delta3", "miou", "pixel_accuracy",
-              "mean_accuracy", "category_iou"}
+              "mean_accuracy", "miou_category"}
 
 
 def _version() -> str:

@@ -22,10 +22,11 @@ reduction   ``image`` (per image, then the mean over images) or ``pixel`` (poole
 resize      how decoded values reach the ground truth's size: ``bilinear``,
             ``bilinear-ac`` (align_corners=True, as ZoeDepth/Depth Anything), ``nearest``,
             ``bicubic``, ``none`` (sizes must match).
-fit         how the generated frame relates to the ground truth's aspect: ``stretch`` (the
-            frame is the whole image, resized), ``letterbox`` (padded bars are cut off
-            first), ``center-crop`` (the generator saw a centre crop: the ground truth is
-            cropped to the same aspect), ``none`` (sizes must match exactly).
+fit         how the generated frame maps onto the ground truth: ``none`` (default: sizes
+            must match, anything else is an error naming the file), ``resize`` (the frame
+            is the whole image, stretched), ``letterbox`` (padding bars are cut off
+            first), ``center-crop`` (the generator saw a centre crop: only that region of
+            the ground truth is scored).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ RANGES = ("strict", "inclusive")
 CLAMPS = ("after", "before", "none")
 REDUCTIONS = ("image", "pixel")
 RESIZES = ("bilinear", "bilinear-ac", "nearest", "bicubic", "none")
-FITS = ("none", "stretch", "letterbox", "center-crop")
+FITS = ("none", "resize", "letterbox", "center-crop")
 FRAMES = ("opengl", "opencv", "dsine")
 
 
@@ -62,7 +63,7 @@ class Settings:
     reduction: str = "image"
     min_valid_pixels: int = 1
     resize: str = "bilinear"
-    fit: str = "stretch"
+    fit: str = "none"
     pred_frame: str = "opengl"     # normals: the frame predictions are decoded in
     gt_frame: str = "opengl"       # normals: the ground truth's frame
     num_classes: int | None = None

@@ -23,7 +23,6 @@ Predictions can also be arrays (``pred_format="npy"``: metres / unit normals / l
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,142 +231,90 @@ def kb_crop(x, name: str):
     return x[top:top + 352, left:left + 1216]
 
 
-_FRAME_SIGNS = {"opengl": (1.0, 1.0, 1.0), "opencv": (1.0, -1.0, -1.0),
-                "dsine": (1.0, -1.0, 1.0)}
-
-
-def convert_frame(normals: torch.Tensor, src: str, dst: str) -> torch.Tensor:
-    """Normals from frame ``src`` to ``dst``: each is OpenGL's axes with signs flipped."""
-    try:
-        from vbkernels.metrics import convert_normals
-    except ImportError:
-        convert_normals = None
-    if convert_normals is not None:
-        return convert_normals(normals, src, dst)
-    signs = torch.tensor([a * b for a, b in zip(_FRAME_SIGNS[src], _FRAME_SIGNS[dst])],
-                         dtype=normals.dtype, device=normals.device)
-    return normals * signs
-
-
 # ----------------------------------------------------------------------------- scoring
 
 
 class _Scorer:
-    """One task's accumulators, per-image rows, histogram and worst images."""
+    """One task's accumulator (``vbkernels.metrics``), health shares and error histogram.
+    Per-image rows come from the accumulator's ``per_image()`` at the end (segmentation:
+    a one-shot confusion matrix per image, since its accumulator pools)."""
 
-    def __init__(self, settings: Settings, worst_k: int, device):
+    def __init__(self, settings: Settings, device):
         from vbkernels import metrics
 
         self.s = settings
-        self.worst_k = worst_k
-        self.worst: list = []
-        self.rows: list = []
+        self.names: list = []
+        self.health: list = []
+        self.seg_rows: list = []
         self.hist = torch.zeros(_HIST_BINS, dtype=torch.float64, device=device)
         if settings.task == "depth":
-            self.options = depth_metric_options(settings)
-            self.total = metrics.DepthMetrics(**self.options)
+            self.total = metrics.DepthMetrics(**depth_metric_options(settings))
             self.edges = (-0.5, 0.5)  # ln(p / g)
         elif settings.task == "normals":
-            self.options = normal_metric_options(settings)
-            self.total = metrics.NormalMetrics(**self.options)
+            self.total = metrics.NormalMetrics(**normal_metric_options(settings))
             self.edges = (0.0, 90.0)  # degrees
         else:
-            self.total = metrics.SegmentationMetrics(settings.num_classes, ignore_index=255)
+            categories = metrics.CITYSCAPES_CATEGORIES if settings.category_iou else None
+            self.total = metrics.SegmentationMetrics(settings.num_classes, ignore_index=255,
+                                                     categories=categories)
             self.edges = None
 
     def add(self, name, pred, gt, valid, health):
         from vbkernels import metrics
 
+        self.names.append(name)
+        self.health.append(health)
         task = self.s.task
         if task == "seg":
             target = torch.where(valid, gt, 255)
             self.total.update(pred[None], target[None])
             one = metrics.segmentation_metrics(pred, target, self.s.num_classes)
-            row = {"miou": one["miou"], "pixel_accuracy": one["pixel_accuracy"]}
-            score = 1 - one["pixel_accuracy"]
-        elif task == "depth":
-            self.total.update(pred[None], gt[None], valid[None])
-            row = metrics.depth_metrics(pred, gt, valid, **self.options)
-            ratio = torch.log(pred.clamp(min=1e-6) / gt.clamp(min=1e-6))[valid]
-            self.hist += torch.histc(ratio.float(), _HIST_BINS, *self.edges).double()
-            score = row["abs_rel"]
+            self.seg_rows.append({"miou": one["miou"], "pixel_accuracy": one["pixel_accuracy"],
+                                  "valid_pixels": int(valid.sum())})
+            return
+        self.total.update(pred[None], gt[None], valid[None])
+        if task == "depth":
+            error = torch.log(pred.clamp(min=1e-6) / gt.clamp(min=1e-6))
         else:
-            self.total.update(pred[None], gt[None], valid[None])
-            row = metrics.normal_metrics(pred, gt, valid, **self.options)
-            dot = (pred * gt).sum(-1).clamp(-1, 1)
-            angle = torch.rad2deg(torch.atan2(torch.linalg.cross(pred, gt).norm(dim=-1), dot))
-            self.hist += torch.histc(angle[valid].float(), _HIST_BINS, *self.edges).double()
-            score = row["mean"]
-        row = {"name": name, **{k: v for k, v in row.items() if not isinstance(v, list)}}
-        row["valid_pixels"] = int(valid.sum())
-        row["health"] = float(health)
-        self.rows.append(row)
-        if self.worst_k and not math.isnan(score):
-            item = (score, len(self.rows), name, pred.cpu().numpy(), gt.cpu().numpy(),
-                    valid.cpu().numpy())
-            (heapq.heappush if len(self.worst) < self.worst_k else heapq.heappushpop)(
-                self.worst, item)
+            p = metrics.convert_normals(pred, self.s.pred_frame, self.s.gt_frame)
+            cross = torch.linalg.cross(p, gt.to(p.dtype)).norm(dim=-1)
+            error = torch.rad2deg(torch.atan2(cross, (p * gt).sum(-1)))
+        kept = torch.where(valid & torch.isfinite(error), error, math.nan).float()
+        self.hist += torch.histc(kept[~torch.isnan(kept)], _HIST_BINS, *self.edges).double()
 
     def result(self):
+        """(metrics, per-image rows, confusion matrix or None, histogram or None)."""
         out = self.total.compute()
         confusion = None
         if self.s.task == "seg":
             confusion = out.pop("confusion_matrix").numpy()
             out.pop("unassigned", None)
-            if self.s.category_iou:
-                out.update(_category_iou(confusion))
-        worst = [(w[0], w[2], w[3], w[4], w[5]) for w in sorted(self.worst, reverse=True)]
+            rows = self.seg_rows
+        else:
+            rows = self.total.per_image()
+        rows = [{"name": n, **{k: v for k, v in r.items() if not isinstance(v, list)},
+                 "health": h} for n, r, h in zip(self.names, rows, self.health)]
         hist = None if self.edges is None else {"edges": self.edges,
                                                 "counts": self.hist.cpu().tolist()}
-        return out, confusion, worst, hist
+        return out, rows, confusion, hist
 
 
-def _category_iou(confusion: np.ndarray) -> dict:
-    from vbkernels import metrics
-
-    if hasattr(metrics, "category_iou"):
-        return {"category_iou": metrics.category_iou(torch.from_numpy(confusion))}
-    return {}
+def worst_score(task: str, row: dict) -> float:
+    """What ranks an image as bad in plots/worst.png (higher is worse)."""
+    value = {"depth": row.get("abs_rel"), "normals": row.get("mean"),
+             "seg": 1 - row.get("pixel_accuracy", math.nan)}[task]
+    return -math.inf if value is None or math.isnan(value) else value
 
 
 def depth_metric_options(s: Settings) -> dict:
-    """``DepthMetrics`` arguments of the settings; a choice the installed metrics cannot
-    make is an ``EvalError`` rather than a silently different number."""
-    from vbkernels.metrics import depth as depth_module
-
-    options = {"min_depth": s.min_depth, "max_depth": s.max_depth, "reduction": s.reduction,
-               "alignment": None if s.align == "none" else s.align}
-    supported = depth_module.ALIGNMENTS
-    if options["alignment"] not in supported:
-        legacy = {"lstsq-affine": "lstsq_shift"}.get(s.align)
-        if legacy not in supported:
-            raise EvalError(f"--align {s.align} is not supported by this vbkernels.metrics")
-        options["alignment"] = legacy
-    params = _parameters(depth_module.DepthMetrics)
-    for key, value, default in (("clamp", None if s.clamp == "none" else s.clamp, "after"),
-                                ("range", s.range, "strict")):
-        if key in params:
-            options[key] = value
-        elif (value or "none") != default:
-            raise EvalError(f"--{key} {value} is not supported by this vbkernels.metrics")
-    return options
+    """``DepthMetrics`` arguments of the settings."""
+    return {"min_depth": s.min_depth, "max_depth": s.max_depth, "reduction": s.reduction,
+            "alignment": s.align, "clamp": None if s.clamp == "none" else s.clamp,
+            "range": s.range, "min_valid_pixels": s.min_valid_pixels}
 
 
 def normal_metric_options(s: Settings) -> dict:
-    from vbkernels.metrics import NormalMetrics
-
-    if "reduction" in _parameters(NormalMetrics):
-        return {"reduction": s.reduction}
-    if s.reduction != "pixel":
-        raise EvalError("--reduction image for normals is not supported by this "
-                        "vbkernels.metrics")
-    return {}
-
-
-def _parameters(cls) -> set:
-    import inspect
-
-    return set(inspect.signature(cls.__init__).parameters)
+    return {"reduction": s.reduction, "frame": s.gt_frame, "pred_frame": s.pred_frame}
 
 
 # ------------------------------------------------------------------------------ driver
@@ -404,18 +351,47 @@ def evaluate(task: str, predictions, *, dataset, gt_root, split=None, match: str
         palette = palette or preset.palette
         decode = make_decoder(task, backend=backend, decoder=decoder, palette=palette,
                               max_distance=max_distance, vmin=vmin, vmax=vmax)
-    scorer = _Scorer(settings, worst_k, dev)
+    scorer = _Scorer(settings, dev)
     failed = _score_all(pairing.pairs, preset, settings, decode, scorer, dev, batch_size,
                         workers, pred_format, png_scale, errors, progress)
-    metrics, confusion, worst, hist = scorer.result()
+    metrics, rows, confusion, hist = scorer.result()
     count = {"expected": len(samples), "found": len(pairing.pairs),
              "missing": len(pairing.missing), "failed": failed}
     names = ()
     if task == "seg" and decode is not None:
         names = tuple(decode.task.palette.names)
-    return EvalResult(settings, metrics, count, scorer.rows, [s.name for s in pairing.missing],
+    worst = _worst_images(rows, pairing.pairs, worst_k, preset, settings, decode, dev,
+                          pred_format, png_scale)
+    return EvalResult(settings, metrics, count, rows, [s.name for s in pairing.missing],
                       pairing.unused, errors, datasets.split_lines_sha256(split), hist, worst,
                       confusion, names)
+
+
+def _worst_images(rows, pairs, k, preset, settings, decode, dev, pred_format, png_scale):
+    """The ``k`` worst images by :func:`worst_score`, read and decoded again (so only ``k``
+    images are ever held for the plot): (score, name, pred, gt, valid) host arrays."""
+    if not k or not rows:
+        return []
+    ranked = sorted(rows, key=lambda r: worst_score(settings.task, r), reverse=True)[:k]
+    by_name = {sample.name: (sample, prediction) for sample, prediction in pairs}
+    worst = []
+    for row in ranked:
+        sample, prediction = by_name[row["name"]]
+        if prediction.source.kind != "image":
+            continue  # a video frame: not read a second time
+        loaded = _load_pair(preset, sample, str(prediction.source.path), pred_format,
+                            png_scale)
+        if isinstance(loaded[0], str):
+            continue
+        values, _ = _decode_batch([loaded[0]], settings, decode, dev)
+        pred, gt, valid = prepare(values[0], loaded[1], loaded[2], settings, sample.name)
+        if settings.task == "normals":
+            from vbkernels.metrics import convert_normals
+
+            pred = convert_normals(pred, settings.pred_frame, settings.gt_frame)
+        worst.append((worst_score(settings.task, row), sample.name, pred.cpu().numpy(),
+                      gt.cpu().numpy(), valid.cpu().numpy()))
+    return worst
 
 
 def _folder_settings(task, preset, protocol, overrides):
@@ -511,24 +487,29 @@ def _load_gt_only(preset, sample, rgb):
     return rgb, gt, valid
 
 
+def _decode_batch(preds: list, settings, decode, dev):
+    """Same-size predictions -> (values on ``dev``, per-image health list)."""
+    stacked = np.stack(preds)
+    if decode is None:
+        values = torch.from_numpy(stacked).to(dev)
+        values = values.long() if settings.task == "seg" else values.float()
+        return values, [0.0] * len(preds)
+    if stacked.dtype != np.uint8 or stacked.ndim != 4:
+        raise EvalError(f"expected 8-bit RGB predictions, got {stacked.dtype} {stacked.shape[1:]}")
+    rgb = torch.from_numpy(stacked)
+    if dev.type == "cuda":
+        rgb = rgb.pin_memory().to(dev, non_blocking=True)
+    values, health = decode.decode(rgb)
+    return values, health.cpu().tolist()
+
+
 def _score_batch(batch, settings, decode, scorer, dev, errors) -> int:
     """Decode one same-size batch on ``dev`` and score each image; failures counted."""
-    preds = np.stack([item[1] for item in batch])
-    if decode is not None:
-        if preds.dtype != np.uint8 or preds.ndim != 4:
-            raise EvalError(f"{batch[0][0]}: expected 8-bit RGB predictions")
-        rgb = torch.from_numpy(preds)
-        if dev.type == "cuda":
-            rgb = rgb.pin_memory().to(dev, non_blocking=True)
-        values, health = decode.decode(rgb)
-    else:
-        values = torch.from_numpy(preds).to(dev)
-        if settings.task == "seg":
-            values = values.long()
-        else:
-            values = values.float()
-        health = torch.zeros(len(batch))
-    health = health.cpu().tolist()
+    try:
+        values, health = _decode_batch([item[1] for item in batch], settings, decode, dev)
+    except (EvalError, ValueError, RuntimeError) as exc:
+        errors += [(item[0], f"cannot decode: {exc}") for item in batch]
+        return len(batch)
     failed = 0
     for i, (name, _, gt, valid) in enumerate(batch):
         try:
@@ -558,16 +539,9 @@ def prepare(pred: torch.Tensor, gt: np.ndarray, valid: np.ndarray, settings: Set
     crop = crop_mask(settings.crop, tuple(target.shape[:2]), name, dev)
     if crop is not None:
         mask &= crop
+    # The depth range (strict or inclusive) is DepthMetrics' to apply.
     if settings.task == "depth":
-        lo, hi = settings.min_depth, settings.max_depth
-        hi = math.inf if hi is None else hi
-        if settings.range == "strict":
-            mask &= (target > lo) & (target < hi)
-        else:
-            mask &= (target >= lo) & (target <= hi)
-        mask &= torch.isfinite(target)
-    elif settings.task == "normals":
-        pred = convert_frame(pred, settings.pred_frame, settings.gt_frame)
-    if int(mask.sum()) < settings.min_valid_pixels:
+        pass
+    elif int(mask.sum()) < settings.min_valid_pixels:  # depth: DepthMetrics applies it
         mask = torch.zeros_like(mask)
     return pred, target, mask

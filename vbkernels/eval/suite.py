@@ -27,9 +27,14 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser as a package (the eval extra)
+    import tomli as tomllib
+
 
 from vbkernels.files import write_atomic
 
