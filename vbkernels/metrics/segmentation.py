@@ -227,7 +227,8 @@ class SegmentationMetrics:
                 scores["confusion_matrix"], scores["unassigned"], self.categories
             )
             scores["category_iou"] = per_category
-            scores["miou_category"] = _nanmean(torch.tensor(list(per_category.values())))
+            values = torch.tensor(list(per_category.values()), dtype=torch.float64)
+            scores["miou_category"] = _nanmean(values)
         return scores
 
 
