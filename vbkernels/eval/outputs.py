@@ -1,10 +1,11 @@
 """Writing an evaluation: ``metrics.json``, ``metrics.md``, ``per_image.csv``, ``plots/``.
 
-``metrics.json`` keeps the numbers unrounded, as fractions (``delta1 = 0.948``; angles in
-degrees; ``within_*`` as ``vbkernels.metrics`` returns them), with ``"units"`` saying so.
-``metrics.md`` is the table row as the protocol's reference prints it: percent or
-fractions and the number of decimals in the settings (``percent``, ``digits``).
-Every file is written atomically.
+One unit rule for all of it (``vbkernels.metrics.units``): every ratio is a fraction
+(``delta1 = 0.948``, ``abs_rel``, IoU, accuracies, ``within_T``), angles are degrees, rmse
+metres, irmse 1/m; ``metrics.json`` and ``per_image.csv`` keep the numbers unrounded and
+``metrics.json`` says so under ``"units"``. ``metrics.md`` is the table row as the
+protocol's reference prints it (``vbkernels.metrics.format_row``: its columns, percent or
+fraction, its decimals). Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -19,16 +20,6 @@ import numpy as np
 
 from vbkernels.files import write_atomic
 
-# Columns of metrics.md per task, in the order papers print them; "lower" ones are errors.
-TABLE_COLUMNS = {
-    "depth": ("abs_rel", "delta1", "delta2", "delta3", "rmse", "sq_rel", "rmse_log", "log10",
-              "silog"),
-    "normals": ("mean", "median", "rmse", "within_11.25", "within_22.5", "within_30"),
-    "seg": ("miou", "pixel_accuracy", "mean_accuracy", "miou_category"),
-}
-_FRACTIONS = {"abs_rel", "sq_rel", "delta1", "delta2", "delta3", "miou", "pixel_accuracy",
-              "mean_accuracy", "miou_category"}
-
 
 def _version() -> str:
     try:
@@ -42,8 +33,8 @@ def _version() -> str:
 def metrics_json(result) -> dict:
     return {
         "metrics": _finite_or_none(result.metrics),
-        "units": "fractions (delta, abs_rel, miou, accuracies); metres (rmse); degrees "
-                 "(normal angles); within_T in percent as vbkernels.metrics returns them",
+        "units": "every ratio a fraction (delta_i, abs_rel, iou, accuracies, within_T); "
+                 "rmse metres (depth) or degrees (normals); irmse 1/m; angles degrees",
         "settings": result.settings.to_dict(),
         "count": result.count,
         "missing": result.missing,
@@ -63,44 +54,33 @@ def _finite_or_none(value):
     return value
 
 
-def format_cell(name: str, value, settings) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if settings.percent and name in _FRACTIONS:
-        value = 100 * value
-    return f"{value:.{settings.digits}f}"
+def table_row(metrics: dict, protocol: str, label: str) -> tuple[list, list]:
+    """(headers, cells) of ``metrics`` as ``protocol``'s reference prints them."""
+    from vbkernels.metrics.units import TABLE_FORMATS
+
+    headers, cells = [], []
+    for name, header, factor, decimals in TABLE_FORMATS[protocol]:
+        value = metrics.get(name)
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        headers.append(header)
+        cells.append(f"{value * factor:.{decimals}f}" if ok else "-")
+    return headers, cells
 
 
 def metrics_markdown(result) -> str:
-    """A one-row Markdown table, with a line stating the unit rule and the settings."""
-    try:
-        from vbkernels.metrics import format_row
-    except ImportError:
-        format_row = None
+    """The reference's table row, then a line on units and settings."""
+    from vbkernels.metrics import format_row
+
     s = result.settings
-    columns = [c for c in TABLE_COLUMNS[s.task] if c in result.metrics]
-    if format_row is not None:
-        try:
-            cells = format_row(result.metrics, s.protocol)
-        except (KeyError, ValueError, TypeError):
-            cells = None
-        if isinstance(cells, dict):
-            columns = list(cells)
-            values = [str(v) for v in cells.values()]
-        else:
-            values = [format_cell(c, result.metrics[c], s) for c in columns]
-    else:
-        values = [format_cell(c, result.metrics[c], s) for c in columns]
-    unit = "percent" if s.percent else "fractions"
+    count = result.count
     lines = [
-        f"| dataset | {' | '.join(columns)} |",
-        f"|---|{'---|' * len(columns)}",
-        f"| {s.dataset} | {' | '.join(values)} |",
+        format_row(result.metrics, s.protocol, label=s.dataset),
         "",
-        f"Protocol {s.protocol} ({s.source}); ratios in {unit}, {s.digits} decimals; "
+        f"Protocol {s.protocol} ({s.source}), printed as its reference prints it; "
         f"align {s.align}, crop {s.crop}, reduction {s.reduction}; "
-        f"{result.count['found']} of {result.count['expected']} samples scored, "
-        f"{result.count['missing']} missing, {result.count['failed']} failed.",
+        f"{count['found']} of {count['expected']} samples found, {count['missing']} missing, "
+        f"{count['failed']} failed. metrics.json holds the unrounded values (ratios as "
+        "fractions).",
     ]
     return "\n".join(lines) + "\n"
 

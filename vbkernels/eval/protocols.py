@@ -68,8 +68,6 @@ class Settings:
     gt_frame: str = "opengl"       # normals: the ground truth's frame
     num_classes: int | None = None
     category_iou: bool = False     # seg: also Cityscapes' 7-category IoU
-    percent: bool = False          # the unit rule of metrics.md
-    digits: int = 3                # decimals metrics.md prints
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,28 +85,26 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("marigold", "depth", "prs-eth/Marigold eval.py, src/util/metric.py, "
              "src/util/alignment.py", dict(
                  align="lstsq-affine", clamp="after", range="strict", reduction="image",
-                 resize="bilinear", crop="dataset", percent=True, digits=1)),
+                 resize="bilinear", crop="dataset", kitti_crop="kb+eigen")),
     Protocol("zoedepth", "depth", "isl-org/ZoeDepth zoedepth/utils/misc.py "
              "(compute_metrics)", dict(
-                 align="none", clamp="after", range="strict", reduction="image",
-                 resize="bilinear-ac", crop="dataset", percent=False, digits=3)),
+                 align="none", clamp="before", range="strict", reduction="image",
+                 resize="bilinear-ac", crop="dataset", kitti_crop="kb+garg")),
     Protocol("depth-anything-v2", "depth", "DepthAnything/Depth-Anything-V2 "
              "metric_depth/util/metric.py, metric_depth/train.py", dict(
                  align="none", clamp="none", range="inclusive", reduction="image",
-                 resize="bilinear-ac", crop="dataset", percent=False, digits=3)),
+                 min_valid_pixels=10, resize="bilinear-ac", crop="none")),
     Protocol("moge", "depth", "microsoft/MoGe moge/test/metrics.py", dict(
-                 align="l1-scale", clamp="none", range="inclusive", reduction="image",
-                 resize="bilinear", crop="none", percent=True, digits=2)),
+                 align="l1-affine", clamp="none", range="strict", min_depth=0.0,
+                 max_depth=None, reduction="image", resize="nearest", crop="none")),
     Protocol("dsine", "normals", "baegwangbin/DSINE utils/utils.py "
-             "(compute_normal_error, normal accuracy)", dict(
-                 reduction="pixel", resize="bilinear", gt_frame="dsine", digits=3)),
+             "(compute_normal_error, compute_normal_metrics)", dict(
+                 reduction="pixel", resize="bilinear", gt_frame="dsine")),
     Protocol("mmseg", "seg", "open-mmlab/mmsegmentation mmseg/evaluation/metrics/"
-             "iou_metric.py", dict(reduction="pixel", resize="nearest", percent=True,
-                                   digits=2)),
+             "iou_metric.py", dict(reduction="pixel", resize="nearest")),
     Protocol("cityscapes", "seg", "mcordts/cityscapesScripts evaluation/"
              "evalPixelLevelSemanticLabeling.py", dict(
-                 reduction="pixel", resize="nearest", category_iou=True, percent=False,
-                 digits=3)),
+                 reduction="pixel", resize="none", category_iou=True)),
 )}
 
 DEFAULT_PROTOCOL = {"depth": "zoedepth", "normals": "dsine", "seg": "mmseg"}
@@ -140,9 +136,12 @@ def resolve(task: str, dataset, protocol: str | None = None, **overrides) -> Set
     base = Settings(task=task, dataset=preset.name, protocol=name, source=chosen.source,
                     min_depth=min_depth, max_depth=max_depth, num_classes=preset.num_classes,
                     gt_frame=preset.options.get("frame", "opengl"))
-    settings = replace(base, **chosen.choices)
+    choices = dict(chosen.choices)
+    kitti_crop = choices.pop("kitti_crop", None)
+    settings = replace(base, **choices)
     if settings.crop == "dataset":
-        settings = replace(settings, crop=preset.crop)
+        settings = replace(settings, crop=kitti_crop if preset.name == "kitti-eigen" and
+                           kitti_crop else preset.crop)
     known = {f.name for f in fields(Settings)}
     for key, value in overrides.items():
         if value is None:

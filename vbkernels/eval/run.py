@@ -284,7 +284,9 @@ class _Scorer:
 
     def result(self):
         """(metrics, per-image rows, confusion matrix or None, histogram or None)."""
-        out = self.total.compute()
+        from vbkernels.metrics import to_output_units
+
+        out = to_output_units(self.total.compute())
         confusion = None
         if self.s.task == "seg":
             confusion = out.pop("confusion_matrix").numpy()
@@ -292,8 +294,9 @@ class _Scorer:
             rows = self.seg_rows
         else:
             rows = self.total.per_image()
-        rows = [{"name": n, **{k: v for k, v in r.items() if not isinstance(v, list)},
-                 "health": h} for n, r, h in zip(self.names, rows, self.health)]
+        rows = [{"name": n, **to_output_units({k: v for k, v in r.items()
+                                               if not isinstance(v, list)}), "health": h}
+                for n, r, h in zip(self.names, rows, self.health)]
         hist = None if self.edges is None else {"edges": self.edges,
                                                 "counts": self.hist.cpu().tolist()}
         return out, rows, confusion, hist
@@ -403,7 +406,8 @@ def _folder_settings(task, preset, protocol, overrides):
     base = Settings(task=task, dataset="folder", protocol=name, source=PROTOCOLS[name].source,
                     min_depth=preset.depth_range[0], max_depth=preset.depth_range[1],
                     num_classes=preset.num_classes, gt_frame=preset.options["frame"])
-    base = replace(base, **{k: v for k, v in PROTOCOLS[name].choices.items() if k != "crop"})
+    choices = {k: v for k, v in PROTOCOLS[name].choices.items() if k not in ("crop", "kitti_crop")}
+    base = replace(base, **choices)
     for key, value in overrides.items():
         if value is not None:
             base = replace(base, **{key: value})

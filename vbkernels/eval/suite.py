@@ -38,7 +38,7 @@ except ImportError:  # Python 3.10: the same parser as a package (the eval extra
 
 from vbkernels.files import write_atomic
 
-from .outputs import TABLE_COLUMNS, format_cell
+from .outputs import table_row
 from .protocols import Settings
 from .run import evaluate
 
@@ -142,14 +142,14 @@ def _averages(spec, rows, config) -> list:
 
 
 def _markdown(rows, averages) -> str:
+    """One table per protocol: every run's row, then the averages over them."""
     lines = []
-    for task in dict.fromkeys(r["task"] for r in rows):
-        columns = TABLE_COLUMNS[task]
-        these = [r for r in rows + averages if r["task"] == task]
-        columns = [c for c in columns if any(c in r["metrics"] for r in these)]
-        lines += [f"| {task} | {' | '.join(columns)} |", f"|---|{'---|' * len(columns)}"]
+    for protocol in dict.fromkeys(r["settings"].protocol for r in rows):
+        these = [r for r in rows + averages if r["settings"].protocol == protocol]
+        headers, _ = table_row({}, protocol, "")
+        lines += [f"| {protocol} | {' | '.join(headers)} |", f"|---|{'---|' * len(headers)}"]
         for row in these:
-            cells = [format_cell(c, row["metrics"].get(c), row["settings"]) for c in columns]
+            _, cells = table_row(row["metrics"], protocol, row["name"])
             lines.append(f"| {row['name']} | {' | '.join(cells)} |")
         lines.append("")
     return "\n".join(lines)
