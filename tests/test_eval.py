@@ -425,3 +425,131 @@ def test_protocol_settings_and_overrides():
         resolve("depth", "nyuv2", align="mean")
     with pytest.raises(ValueError, match="scores normals"):
         resolve("depth", "nyuv2", "dsine")
+
+
+# ------------------------------------------------------------------------ micro-cases
+
+
+def test_strict_vs_inclusive_range(tmp_path):
+    """Ground truth of exactly 10.000 m (NYUv2's max_depth): out under the strict range
+    (0.001 < g < 10), in under the inclusive one (Depth Anything V2)."""
+    fixture = write_fixture("nyuv2", tmp_path / "NYU", n=1)
+    raw = np.full((480, 640), 5000, np.uint16)
+    raw[100, 100:103] = 10000
+    write_atomic(fixture.samples[0].gt, png16_bytes(raw), overwrite=True)
+    pred = raw.astype(np.float32) / 1000
+    write_atomic(tmp_path / "pred" / "test/scene_00/rgb_0000.npy", npy_bytes(pred),
+                 overwrite=True)
+    args = dict(dataset="nyuv2", gt_root=tmp_path / "NYU", pred_format="npy", workers=0,
+                worst_k=0)
+    strict = evaluate("depth", [tmp_path / "pred"], overrides={"range": "strict"}, **args)
+    inclusive = evaluate("depth", [tmp_path / "pred"], overrides={"range": "inclusive"}, **args)
+    in_crop = 426 * 560
+    assert strict.metrics["valid_pixels"] == in_crop - 3
+    assert inclusive.metrics["valid_pixels"] == in_crop
+
+
+def test_pooled_vs_per_image_normals(tmp_path):
+    """Image A: one valid pixel, wrong by theta; image B: three valid pixels, exact. Pooled
+    over pixels the mean is theta / 4, per image then over images theta / 2."""
+    fixture = write_fixture("nyuv2-normals", tmp_path / "D", n=2, size=(2, 2))
+    up = np.array([128, 128, 255], np.uint8)  # DSINE PNG colour of (almost) +z
+    a = np.zeros((2, 2, 3), np.uint8)
+    a[0, 0] = up
+    b = np.tile(up, (2, 2, 1))
+    b[1, 1] = 0  # black: not valid
+    for sample, image in zip(fixture.samples, (a, b)):
+        write_atomic(sample.gt, png_bytes(image), overwrite=True)
+    g = up.astype(np.float64) / 255 * 2 - 1
+    wrong = np.array([1.0, 0.0, 0.0])
+    theta = np.degrees(np.arccos(g @ wrong / np.linalg.norm(g)))
+    preds = [np.tile(g, (2, 2, 1)), np.tile(g, (2, 2, 1))]
+    preds[0][0, 0] = wrong
+    for sample, pred in zip(fixture.samples, preds):
+        write_atomic(tmp_path / "pred" / Path(sample.name).with_suffix(".npy"),
+                     npy_bytes(pred.astype(np.float32)), overwrite=True)
+    args = dict(dataset="nyuv2-normals", gt_root=tmp_path / "D", pred_format="npy",
+                pred_frame="dsine", workers=0, worst_k=0)
+    pooled = evaluate("normals", [tmp_path / "pred"], overrides={"reduction": "pixel"}, **args)
+    per_image = evaluate("normals", [tmp_path / "pred"], overrides={"reduction": "image"},
+                         **args)
+    assert pooled.metrics["mean"] == pytest.approx(theta / 4, abs=1e-4)
+    assert per_image.metrics["mean"] == pytest.approx(theta / 2, abs=1e-4)
+
+
+# -------------------------------------------------------------- the other presets
+
+
+@pytest.mark.parametrize("name", ["scannet", "ibims", "diode", "eth3d"])
+def test_other_depth_presets_identity(tmp_path, name):
+    fixture = write_fixture(name, tmp_path / "GT", n=2)
+    for sample, depth, valid in zip(fixture.samples, fixture.values, fixture.valid):
+        pred = np.where(valid, depth, 1.0).astype(np.float32)
+        write_atomic(tmp_path / "pred" / Path(sample.name).with_suffix(".npy"),
+                     npy_bytes(pred), overwrite=True)
+    result = evaluate("depth", [tmp_path / "pred"], dataset=name, gt_root=tmp_path / "GT",
+                      pred_format="npy", workers=0, worst_k=0)
+    assert result.count == {"expected": 2, "found": 2, "missing": 0, "failed": 0}
+    assert result.metrics["abs_rel"] == pytest.approx(0, abs=1e-6)
+    lo, hi = datasets.get_preset(name).depth_range
+    expected = sum(int((v & (d > lo) & (d < (hi or np.inf))).sum())
+                   for v, d in zip(fixture.valid, fixture.values))
+    assert result.metrics["valid_pixels"] == expected > 0
+
+
+def test_folder_preset_by_stem_with_masks(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        depth = rng.uniform(1, 5, (6, 8)).astype(np.float32)
+        mask = np.ones((6, 8), np.uint8)
+        mask[0] = 0
+        write_atomic(tmp_path / "gt" / "deep" / f"img{i}.npy", npy_bytes(depth), overwrite=True)
+        write_atomic(tmp_path / "gt" / "deep" / f"img{i}.mask.png", png_bytes(mask),
+                     overwrite=True)
+        write_atomic(tmp_path / "pred" / f"img{i}.depth.npy", npy_bytes(depth * 1.1),
+                     overwrite=True)
+    preset = datasets.folder_preset("depth", gt_suffix=".npy", mask_suffix=".mask.png")
+    result = evaluate("depth", [tmp_path / "pred"], dataset=preset, gt_root=tmp_path / "gt",
+                      pred_format="npy", workers=0, worst_k=0)
+    assert result.count["found"] == 2
+    assert result.metrics["valid_pixels"] == 2 * 5 * 8
+    assert result.metrics["abs_rel"] == pytest.approx(0.1, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- suite
+
+
+def test_suite_writes_runs_and_the_average_row(nyu, kitti, tmp_path):
+    (nyu_root, _), (kitti_root, _) = nyu, kitti
+    config = tmp_path / "suite.toml"
+    config.write_text(f"""
+[defaults]
+task = "depth"
+protocol = "zoedepth"
+
+[[run]]
+name = "NYUv2"
+dataset = "nyuv2"
+gt_root = "{nyu_root / 'NYU'}"
+predictions = ["{nyu_root / 'gen11'}"]
+worst_k = 0
+
+[[run]]
+name = "KITTI"
+dataset = "kitti-eigen"
+gt_root = "{kitti_root / 'KITTI'}"
+predictions = ["{kitti_root / 'gen'}"]
+worst_k = 0
+""")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.main, ["eval", "suite", str(config), "-o", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "suite.json").read_text())
+    runs = {r["name"]: r["metrics"] for r in report["runs"]}
+    average = report["averages"][0]
+    assert average["name"] == "2-dataset average"
+    assert average["metrics"]["abs_rel"] == pytest.approx(
+        (runs["NYUv2"]["abs_rel"] + runs["KITTI"]["abs_rel"]) / 2)
+    assert "2-dataset average" in (out / "suite.md").read_text()
+    assert (out / "NYUv2" / "metrics.json").exists() and (out / "KITTI" / "per_image.csv").exists()

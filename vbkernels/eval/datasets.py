@@ -469,8 +469,7 @@ def write_fixture(name: str, root, *, n: int = 4, size: tuple | None = None,
     for i in range(n):
         rgb_rel, gt_rel, value, valid, data = _fixture_sample(preset, i, h, w, rng)
         write_atomic(root / gt_rel, data, overwrite=True)
-        write_atomic(root / rgb_rel, png_bytes(np.full((h, w, 3), 128, np.uint8)),
-                     overwrite=True)
+        write_atomic(root / rgb_rel, _stand_in_rgb(h, w, rgb_rel), overwrite=True)
         lines.append(f"{rgb_rel} {gt_rel}")
         samples.append(Sample(rgb_rel, root / gt_rel, (root / rgb_rel,)))
         values.append(value)
@@ -481,6 +480,20 @@ def write_fixture(name: str, root, *, n: int = 4, size: tuple | None = None,
     if name == "diode":
         _write_diode_masks(fixture)
     return fixture
+
+
+def _stand_in_rgb(h: int, w: int, name: str) -> bytes:
+    """A grey image in the format its name says (JPEG or PNG)."""
+    grey = np.full((h, w, 3), 128, np.uint8)
+    if Path(name).suffix.lower() not in (".jpg", ".jpeg"):
+        return png_bytes(grey)
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="JPEG")
+    return buffer.getvalue()
 
 
 def _smooth_depth(h, w, rng, low, high):
@@ -511,6 +524,13 @@ def _fixture_sample(preset: DatasetPreset, i: int, h: int, w: int, rng):
                            f"{drive}/proj_depth/groundtruth/image_02/{i:010d}.png")
         rgb_rel, gt_rel = paths[name]
         return rgb_rel, gt_rel, depth, valid, png16_bytes(raw)
+    if name == "eth3d":
+        depth = _smooth_depth(h, w, rng, 1.0, 30.0)
+        valid = rng.random((h, w)) < 0.8
+        stored = np.where(valid, depth, np.inf).astype("<f4")
+        return (f"scene{i}/images/dslr_images/DSC_{i:04d}.JPG",
+                f"scene{i}/ground_truth_depth/dslr_images/DSC_{i:04d}.JPG",
+                np.where(valid, depth, np.inf).astype(np.float32), valid, stored.tobytes())
     if name == "diode":
         depth = _smooth_depth(h, w, rng, 1.0, 9.0)
         valid = rng.random((h, w)) < 0.95
