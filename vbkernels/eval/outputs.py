@@ -182,14 +182,14 @@ def _worst_figure(result):
             shown = (pred, np.where(valid, gt, -1), np.where(valid, pred != gt, np.nan))
             titles = ("prediction", "ground truth", "wrong pixels")
             kw = ({"cmap": "tab20", "interpolation": "nearest"},) * 2 + ({"cmap": "gray_r"},)
+        short = name if len(name) <= 60 else "..." + name[-57:]
+        titles = (titles[0], f"{short} (score {score:.4g})\n{titles[1]}", titles[2])
         for axis, image, title, options in zip(row, shown, titles, kw):
             im = axis.imshow(np.clip(image, 0, 1) if image.ndim == 3 else image, **options)
-            axis.set_title(f"{title}", fontsize=8)
+            axis.set_title(title, fontsize=7)
             axis.axis("off")
             if image.ndim == 2:
                 figure.colorbar(im, ax=axis, fraction=0.046)
-        row[0].text(0, -0.25, f"{name}  (score {score:.4g})", transform=row[0].transAxes,
-                    fontsize=7, va="top")
     figure.suptitle(f"{result.settings.dataset}: worst {k} images")
     figure.tight_layout()
     return figure
