@@ -553,3 +553,13 @@ worst_k = 0
         (runs["NYUv2"]["abs_rel"] + runs["KITTI"]["abs_rel"]) / 2)
     assert "2-dataset average" in (out / "suite.md").read_text()
     assert (out / "NYUv2" / "metrics.json").exists() and (out / "KITTI" / "per_image.csv").exists()
+
+
+def test_e2e_benchmark_eval_rows_run_on_two_frames():
+    """The benchmark's eval code path (no figures checked: timing never decides a test)."""
+    from vbkernels.benchmark import e2e
+
+    rows = e2e.time_eval(2, log=lambda _: None)
+    assert set(rows) == {"eval depth nyuv2 (2 640x480 frames)",
+                         "decode pipeline, same 2 frames"}
+    assert all(fps > 0 for fps in rows.values())

@@ -11,7 +11,11 @@ Rows (frames/s over the same folder, outputs ``.depth.npy`` + 16-bit ``.depth.pn
 - kernel alone: ``decode_depth`` on frames already in memory, batches of 16;
 - plain pool: ``multiprocessing.Pool`` (one process per core), each file read -> decode ->
   write, the simplest thing a user would write;
-- per-output encode costs (ms per frame): ``.npy`` bytes, 16-bit PNG, preview.
+- per-output encode costs (ms per frame): ``.npy`` bytes, 16-bit PNG, preview;
+- eval (``--eval-frames``, default 654 on the command line: the NYUv2 test split; 0 in
+  ``run()``): a fixture in the NYUv2 layout (640x480 16-bit ground truth) and as many noisy
+  walk-painted predictions, scored by ``vbkernels eval depth`` (read, decode, Eigen crop, metrics, outputs), beside
+  the decode pipeline alone on the same predictions; run once, not per round.
 
 The folder holds scenes from ``vbkernels.scenes`` encoded with ``encode_depth`` plus
 per-pixel noise, so the PNGs weigh what generated frames weigh (2-4 MB at 1080p; smooth
@@ -161,8 +165,55 @@ def output_costs(paths, repeats: int = 3) -> dict[str, float]:
     return costs
 
 
+def make_eval_fixture(root: Path, frames: int, *, seed: int = 0, noise: int = 6) -> Path:
+    """A NYUv2-layout fixture under ``root/NYU`` and noisy walk-painted predictions of its
+    depth x1.05 under ``root/gen`` (the pairing's layout); returns ``root``."""
+    from PIL import Image
+
+    import vbkernels
+    from vbkernels.eval import write_fixture
+
+    fixture = write_fixture("nyuv2", root / "NYU", n=frames, seed=seed)
+    rng = np.random.default_rng(seed)
+    for sample, depth in zip(fixture.samples, fixture.values):
+        base = vbkernels.encode_depth(depth * np.float32(1.05)).astype(np.int16)
+        noisy = np.clip(base + rng.integers(-noise, noise + 1, base.shape), 0, 255)
+        path = root / "gen" / sample.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(noisy.astype(np.uint8)).save(path)
+    return root
+
+
+def time_eval(frames: int, log=print, device: str = "cpu") -> dict:
+    """frames/s of ``evaluate`` + ``write_outputs`` and of the decode pipeline alone over
+    the same ``frames`` NYU-sized predictions."""
+    from vbkernels.eval import evaluate, write_outputs
+    from vbkernels.pipeline import decode_files
+
+    root = Path(tempfile.mkdtemp(prefix="vbk-e2e-eval-"))
+    try:
+        log(f"making a {frames}-frame NYUv2 fixture and predictions in {root} ...")
+        make_eval_fixture(root, frames)
+        start = time.perf_counter()
+        result = evaluate("depth", [root / "gen"], dataset="nyuv2", gt_root=root / "NYU",
+                          device=device)
+        write_outputs(result, root / "out")
+        eval_seconds = time.perf_counter() - start
+        if result.count["found"] != frames or result.count["failed"]:
+            raise RuntimeError(f"eval scored {result.count}")
+        start = time.perf_counter()
+        summary = decode_files([root / "gen"], "depth", root / "dec", device=device,
+                               manifest=False)
+        decode_seconds = time.perf_counter() - start
+        return {f"eval depth nyuv2 ({frames} 640x480 frames)": _rate(frames, eval_seconds),
+                f"decode pipeline, same {frames} frames": _rate(summary.frames,
+                                                                decode_seconds)}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def run(frames: int = 16, height: int = 1080, width: int = 1920, folder: Path | None = None,
-        log=print, rounds: int = 2) -> dict:
+        log=print, rounds: int = 2, eval_frames: int = 0) -> dict:
     from vbkernels.pipeline import default_workers
 
     workers = default_workers()
@@ -201,6 +252,9 @@ def run(frames: int = 16, height: int = 1080, width: int = 1920, folder: Path | 
                 rows[name] = max(rows.get(name, 0.0), fps)
                 log(f"round {round_ + 1}: {name:32s} {fps:8.2f} frames/s")
         result["output_ms"] = output_costs(paths)
+        result["eval_rows"] = time_eval(eval_frames, log) if eval_frames else {}
+        for name, fps in result["eval_rows"].items():
+            log(f"{name:32s} {fps:8.2f} frames/s")
         result["loadavg_after"] = os.getloadavg()
         return result
     finally:
@@ -220,6 +274,10 @@ def markdown(result: dict) -> str:
     lines += [f"| {name} | {fps:.2f} | {fps / plain:.2f}x |" for name, fps in rows.items()]
     costs = ", ".join(f"{kind} {ms:.0f} ms" for kind, ms in result["output_ms"].items())
     lines += ["", f"Encode cost per frame (one core): {costs}."]
+    evals = result.get("eval_rows") or {}
+    if evals:
+        lines += ["", "| eval (run once) | frames/s |", "|---|---:|"]
+        lines += [f"| {name} | {fps:.2f} |" for name, fps in evals.items()]
     return "\n".join(lines)
 
 
@@ -230,10 +288,13 @@ def main(argv=None) -> int:
     parser.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT")
     parser.add_argument("--folder", type=Path, help="use (or fill) this folder of PNGs")
     parser.add_argument("--rounds", type=int, default=2, help="best of this many runs per row")
+    parser.add_argument("--eval-frames", type=int, default=654,
+                        help="frames of the eval row (0 skips it)")
     parser.add_argument("--out", type=Path, help="write e2e.json and e2e.md here")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
-    result = run(args.frames, height, width, args.folder, rounds=args.rounds)
+    result = run(args.frames, height, width, args.folder, rounds=args.rounds,
+                 eval_frames=args.eval_frames)
     text = markdown(result)
     print(text)
     if args.out is not None:
