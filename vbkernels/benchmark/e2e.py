@@ -13,9 +13,10 @@ Rows (frames/s over the same folder, outputs ``.depth.npy`` + 16-bit ``.depth.pn
   write, the simplest thing a user would write;
 - per-output encode costs (ms per frame): ``.npy`` bytes, 16-bit PNG, preview;
 - eval (``--eval-frames``, default 654 on the command line: the NYUv2 test split; 0 in
-  ``run()``): a fixture in the NYUv2 layout (640x480 16-bit ground truth) and as many noisy
-  walk-painted predictions, scored by ``vbkernels eval depth`` (read, decode, Eigen crop, metrics, outputs), beside
-  the decode pipeline alone on the same predictions; run once, not per round.
+  ``run()``): a fixture in the NYUv2 layout (640x480 16-bit ground truth) and as many
+  noisy walk-painted predictions, scored by ``vbkernels eval depth`` (read, decode, Eigen
+  crop, metrics, outputs), beside the decode pipeline alone on the same predictions; run
+  once, not per round.
 
 The folder holds scenes from ``vbkernels.scenes`` encoded with ``encode_depth`` plus
 per-pixel noise, so the PNGs weigh what generated frames weigh (2-4 MB at 1080p; smooth

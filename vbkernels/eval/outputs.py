@@ -153,7 +153,8 @@ def _histogram_figure(result):
         axis.set_xlabel("ln(prediction / ground truth), before alignment")
     else:
         axis.set_xlabel("angular error (degrees)")
-    axis.set_ylabel("share of valid pixels")
+    axis.set_yscale("log")  # the tails (edges, outliers) are what a reader looks for
+    axis.set_ylabel("share of valid pixels (log)")
     axis.set_title(f"{result.settings.dataset}: per-pixel error")
     figure.tight_layout()
     return figure
@@ -170,8 +171,10 @@ def _worst_figure(result):
             hi = float(np.nanmax(np.where(valid, gt, np.nan))) if valid.any() else 1.0
             shown = (pred, np.where(valid, gt, np.nan), np.where(valid, np.abs(pred - gt) /
                                                                   np.maximum(gt, 1e-6), np.nan))
-            titles = ("prediction (m)", "ground truth (m)", "abs. rel. error")
-            kw = ({"vmin": 0, "vmax": hi, "cmap": "turbo"},) * 2 + ({"cmap": "magma"},)
+            titles = ("prediction (m)", "ground truth (m)", "abs. rel. error (to its p99)")
+            top = np.nanpercentile(shown[2], 99) if valid.any() else 1.0
+            kw = ({"vmin": 0, "vmax": hi, "cmap": "turbo"},) * 2 + (
+                {"cmap": "magma", "vmin": 0, "vmax": max(float(top), 1e-3)},)
         elif task == "normals":
             err = np.degrees(np.arccos(np.clip((pred * gt).sum(-1), -1, 1)))
             shown = ((pred + 1) / 2, np.where(valid[..., None], (gt + 1) / 2, 0),
