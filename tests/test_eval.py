@@ -497,6 +497,22 @@ def test_other_depth_presets_identity(tmp_path, name):
     assert result.metrics["valid_pixels"] == expected > 0
 
 
+def test_diode_indoors_and_outdoor_split_the_all_set(tmp_path):
+    fixture = write_fixture("diode", tmp_path / "DIODE", n=4)
+    write_npy_depth = {s.name: d for s, d in zip(fixture.samples, fixture.values)}
+    for name, depth in write_npy_depth.items():
+        write_atomic(tmp_path / "pred" / Path(name).with_suffix(".npy"), npy_bytes(depth),
+                     overwrite=True)
+    counts = {}
+    for preset in ("diode", "diode-indoors", "diode-outdoor"):
+        result = evaluate("depth", [tmp_path / "pred"], dataset=preset,
+                          gt_root=tmp_path / "DIODE", pred_format="npy", workers=0, worst_k=0,
+                          match="path")
+        counts[preset] = result.count["expected"]
+        assert result.count["missing"] == 0 and result.metrics["delta1"] == 1.0
+    assert counts == {"diode": 4, "diode-indoors": 2, "diode-outdoor": 2}
+
+
 def test_folder_preset_by_stem_with_masks(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(2):

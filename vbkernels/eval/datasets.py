@@ -271,12 +271,15 @@ _add(DatasetPreset(
     "(raw float32, inf invalid)",
     "*/ground_truth_depth/dslr_images/*", _Sub("/ground_truth_depth/", "/images/"),
     read_depth_raw_float, depth_range=(1e-5, None), options={"size": (4032, 6048)}))
-_add(DatasetPreset(
-    "diode", "depth", "prs-eth/Marigold src/dataset/diode_dataset.py, "
-    "data_split/diode/diode_val_all_filename_list.txt",
-    "DIODE val: .../N.png, N_depth.npy, N_depth_mask.npy",
-    "**/*_depth.npy", _Sub(r"_depth\.npy$", ".png"), read_depth_npy_with_mask,
-    depth_range=(0.6, 350.0)))
+for _name, _glob, _which in (("diode", "**/*_depth.npy", "all"),
+                              ("diode-indoors", "**/indoors/**/*_depth.npy", "indoors"),
+                              ("diode-outdoor", "**/outdoor/**/*_depth.npy", "outdoor")):
+    _add(DatasetPreset(
+        _name, "depth", "prs-eth/Marigold src/dataset/diode_dataset.py, "
+        f"data_split/diode/diode_val_{_which}_filename_list.txt",
+        f"DIODE val ({_which}): .../N.png, N_depth.npy, N_depth_mask.npy",
+        _glob, _Sub(r"_depth\.npy$", ".png"), read_depth_npy_with_mask,
+        depth_range=(0.6, 350.0)))
 _add(DatasetPreset(
     "ibims", "depth", "MoGe (microsoft/MoGe) iBims-1 evaluation; iBims-1 core set layout",
     "iBims-1: rgb/N.png, depth/N.png (uint16, 50 m = 65535), mask_invalid/, mask_transp/",
@@ -477,7 +480,7 @@ def write_fixture(name: str, root, *, n: int = 4, size: tuple | None = None,
     split = root / SPLIT_NAME
     write_atomic(split, ("\n".join(lines) + "\n").encode(), overwrite=True)
     fixture = Fixture(preset, root, split, samples, values, valids)
-    if name == "diode":
+    if name.startswith("diode"):
         _write_diode_masks(fixture)
     return fixture
 
@@ -531,10 +534,12 @@ def _fixture_sample(preset: DatasetPreset, i: int, h: int, w: int, rng):
         return (f"scene{i}/images/dslr_images/DSC_{i:04d}.JPG",
                 f"scene{i}/ground_truth_depth/dslr_images/DSC_{i:04d}.JPG",
                 np.where(valid, depth, np.inf).astype(np.float32), valid, stored.tobytes())
-    if name == "diode":
+    if name.startswith("diode"):
         depth = _smooth_depth(h, w, rng, 1.0, 9.0)
         valid = rng.random((h, w)) < 0.95
-        stem = f"val/indoors/scene_{i:05d}/scan_00001/{i:05d}_00001_indoors_000_010"
+        where = "outdoor" if name == "diode-outdoor" or (name == "diode" and i % 2) else \
+            "indoors"
+        stem = f"val/{where}/scene_{i:05d}/scan_00001/{i:05d}_00001_{where}_000_010"
         return (f"{stem}.png", f"{stem}_depth.npy", depth, valid, npy_bytes(depth[..., None]))
     if preset.task == "normals":
         normals = rng.normal(size=(h, w, 3)).astype(np.float32)
