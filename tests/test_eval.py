@@ -579,3 +579,18 @@ def test_e2e_benchmark_eval_rows_run_on_two_frames():
     assert set(rows) == {"eval depth nyuv2 (2 640x480 frames)",
                          "decode pipeline, same 2 frames"}
     assert all(fps > 0 for fps in rows.values())
+
+
+@pytest.mark.parametrize("resize", ["nearest", "logits"])
+def test_segmentation_generated_at_twice_the_size(tmp_path, resize):
+    """Labels painted at 2x: --fit resize with nearest labels or resized palette logits."""
+    fixture = write_fixture("cityscapes", tmp_path / "CS", n=2)
+    palette = load_palette("cityscapes")
+    for sample, labels in zip(fixture.samples, fixture.values):
+        big = np.where(labels == 255, 0, labels).repeat(2, 0).repeat(2, 1)
+        rgb = vbkernels.encode_segmentation(torch.from_numpy(big), palette.colors).numpy()
+        write_atomic(tmp_path / "gen" / sample.name, png_bytes(rgb), overwrite=True)
+    result = evaluate("seg", [tmp_path / "gen"], dataset="cityscapes", gt_root=tmp_path / "CS",
+                      overrides={"fit": "resize", "resize": resize}, workers=0, worst_k=1)
+    assert result.count["failed"] == 0 and result.metrics["miou"] == 1.0
+    assert result.worst and result.worst[0][2].shape == (48, 64)

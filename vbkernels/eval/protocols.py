@@ -21,7 +21,9 @@ align       ``none`` (metric), ``median``, ``lstsq``, ``lstsq-affine`` (depth sp
 reduction   ``image`` (per image, then the mean over images) or ``pixel`` (pooled).
 resize      how decoded values reach the ground truth's size: ``bilinear``,
             ``bilinear-ac`` (align_corners=True, as ZoeDepth/Depth Anything), ``nearest``,
-            ``bicubic``, ``none`` (sizes must match).
+            ``bicubic``, ``logits`` (segmentation: the palette logits ``segmentation_logits``
+            are resized bilinearly and the argmax taken, as MMSegmentation resizes its
+            logits), ``none`` (sizes must match).
 fit         how the generated frame maps onto the ground truth: ``none`` (default: sizes
             must match, anything else is an error naming the file), ``resize`` (the frame
             is the whole image, stretched), ``letterbox`` (padding bars are cut off
@@ -41,7 +43,7 @@ CROPS = ("none", "dataset", "eigen", "garg", "eigen-kitti", "kb", "kb+garg", "kb
 RANGES = ("strict", "inclusive")
 CLAMPS = ("after", "before", "none")
 REDUCTIONS = ("image", "pixel")
-RESIZES = ("bilinear", "bilinear-ac", "nearest", "bicubic", "none")
+RESIZES = ("bilinear", "bilinear-ac", "nearest", "bicubic", "logits", "none")
 FITS = ("none", "resize", "letterbox", "center-crop")
 FRAMES = ("opengl", "opencv", "dsine")
 

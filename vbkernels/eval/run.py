@@ -108,6 +108,7 @@ class Decoder:
     rejected by the palette."""
 
     task: object  # a vbkernels.pipeline Task
+    logits: bool = False  # seg: return (N, H, W, K) palette logits instead of labels
 
     def decode(self, rgb: torch.Tensor):
         import vbkernels
@@ -125,11 +126,17 @@ class Decoder:
             normals, norm = vbkernels.decode_normals(rgb, return_norm=True, backend=t.backend)
             return normals, ((norm - 1).abs() > OFF_SPHERE).flatten(1).float().mean(1)
         labels = t.decode(rgb)["labels"].long()
-        return labels, (labels == t.palette.ignore_index).flatten(1).float().mean(1)
+        health = (labels == t.palette.ignore_index).flatten(1).float().mean(1)
+        if self.logits:
+            logits = vbkernels.segmentation_logits(rgb, t.palette, layout="hwc",
+                                                   backend="torch")
+            return logits.movedim(1, -1), health
+        return labels, health
 
 
 def make_decoder(task: str, *, backend="auto", decoder: str | None = None, palette=None,
-                 max_distance=None, vmin=None, vmax=None, lam=None, c=None) -> Decoder:
+                 max_distance=None, vmin=None, vmax=None, lam=None, c=None,
+                 logits: bool = False) -> Decoder:
     """The decoder of ``task`` (``decoder="colormap:NAME"`` for colormap-painted depth)."""
     if decoder and decoder.startswith("colormap:"):
         if task != "depth":
@@ -145,7 +152,7 @@ def make_decoder(task: str, *, backend="auto", decoder: str | None = None, palet
         options.update({k: v for k, v in (("lam", lam), ("c", c)) if v is not None})
     if task == "seg":
         options.update(palette=palette, max_distance=max_distance)
-    return Decoder(build_task(task, **options))
+    return Decoder(build_task(task, **options), logits=logits and task == "seg")
 
 
 # ---------------------------------------------------------------------- geometry steps
@@ -196,7 +203,7 @@ def _resize(pred: torch.Tensor, size: tuple, settings: Settings) -> torch.Tensor
     x = pred.reshape(*pred.shape[:2], -1).permute(2, 0, 1)[None]
     out = F.interpolate(x, size=size, mode=mode, align_corners=align)
     out = out[0].permute(1, 2, 0).reshape(*size, *pred.shape[2:])
-    if pred.dim() == 3:  # normals: back onto the sphere
+    if settings.task == "normals":  # back onto the sphere
         out = out / out.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     return out
 
@@ -353,7 +360,8 @@ def evaluate(task: str, predictions, *, dataset, gt_root, split=None, match: str
     if pred_format == "image":
         palette = palette or preset.palette
         decode = make_decoder(task, backend=backend, decoder=decoder, palette=palette,
-                              max_distance=max_distance, vmin=vmin, vmax=vmax)
+                              max_distance=max_distance, vmin=vmin, vmax=vmax,
+                              logits=settings.resize == "logits")
     scorer = _Scorer(settings, dev)
     failed = _score_all(pairing.pairs, preset, settings, decode, scorer, dev, batch_size,
                         workers, pred_format, png_scale, errors, progress)
@@ -530,13 +538,16 @@ def prepare(pred: torch.Tensor, gt: np.ndarray, valid: np.ndarray, settings: Set
             name: str):
     """One image's prediction, target and valid mask on ``pred``'s device (steps 1-3)."""
     dev = pred.device
-    expected = {"depth": 2, "normals": 3, "seg": 2}[settings.task]
+    logits = settings.task == "seg" and settings.resize == "logits" and pred.dim() == 3
+    expected = {"depth": 2, "normals": 3, "seg": 3 if logits else 2}[settings.task]
     if pred.dim() != expected:
         raise EvalError(f"{name}: expected a {settings.task} prediction of rank {expected}, "
                         f"got shape {tuple(pred.shape)}")
     target = torch.from_numpy(np.ascontiguousarray(gt)).to(dev)
     mask = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
     pred, region = fit_to(pred, tuple(target.shape[:2]), settings, name)
+    if logits:
+        pred = pred.argmax(-1)
     mask &= region
     if settings.crop.startswith("kb"):
         pred, target, mask = (kb_crop(x, name) for x in (pred, target, mask))
