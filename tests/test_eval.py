@@ -594,3 +594,25 @@ def test_segmentation_generated_at_twice_the_size(tmp_path, resize):
                       overrides={"fit": "resize", "resize": resize}, workers=0, worst_k=1)
     assert result.count["failed"] == 0 and result.metrics["miou"] == 1.0
     assert result.worst and result.worst[0][2].shape == (48, 64)
+
+
+def test_match_order_pairs_video_frame_i_with_split_line_i(tmp_path):
+    av = pytest.importorskip("av")
+    fixture = write_fixture("scannet", tmp_path / "SN", n=3)
+    with av.open(str(tmp_path / "clip.mp4"), mode="w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        stream.options = {"crf": "0"}
+        for i, depth in enumerate(fixture.values):  # frame i: depth x (1 + 0.1 i)
+            rgb = vbkernels.encode_depth(torch.from_numpy(depth * (1 + 0.1 * i))).numpy()
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    result = evaluate("depth", [tmp_path / "clip.mp4"], dataset="scannet",
+                      gt_root=tmp_path / "SN", split=fixture.split, match="order", workers=0,
+                      worst_k=0, overrides={"max_depth": 20.0})
+    assert result.count == {"expected": 3, "found": 3, "missing": 0, "failed": 0}
+    assert [r["name"] for r in result.per_image] == [s.name for s in fixture.samples]
+    for i, row in enumerate(result.per_image):
+        assert row["abs_rel"] == pytest.approx(0.1 * i, abs=0.02)  # RGB -> YUV rounding
