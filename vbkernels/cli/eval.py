@@ -112,15 +112,16 @@ def _run(task: str, options: dict) -> int:
                      "reduction": o["reduction"], "min_valid_pixels": o["min_valid_pixels"],
                      "resize": o["resize"], "fit": o["fit"]}
         bar = None
-        if not o["quiet"]:
-            bar = click.progressbar(length=1, label="images scored", file=click.get_text_stream(
-                "stderr"))
-            bar.__enter__()
 
-        def progress(n):
-            if bar is not None:
-                bar.length = max(bar.length, n)
-                bar.update(n - bar.pos)
+        def progress(done, total):
+            nonlocal bar
+            if o["quiet"]:
+                return
+            if bar is None:
+                bar = click.progressbar(length=total, label="images scored",
+                                        file=click.get_text_stream("stderr"))
+                bar.__enter__()
+            bar.update(done - bar.pos)
 
         try:
             result = evaluate(

@@ -35,7 +35,7 @@ def metrics_json(result) -> dict:
         "metrics": _finite_or_none(result.metrics),
         "units": "every ratio a fraction (delta_i, abs_rel, iou, accuracies, within_T); "
                  "rmse metres (depth) or degrees (normals); irmse 1/m; angles degrees",
-        "settings": result.settings.to_dict(),
+        "settings": {**result.settings.to_dict(), **result.inputs},
         "count": result.count,
         "missing": result.missing,
         "errors": [list(e) for e in result.errors],

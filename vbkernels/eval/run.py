@@ -64,6 +64,7 @@ class EvalResult:
     worst: list = field(default_factory=list)  # (score, name, pred, gt, valid), worst first
     confusion: np.ndarray | None = None
     class_names: tuple = ()
+    inputs: dict = field(default_factory=dict)  # how predictions were read and paired
 
 
 # ------------------------------------------------------------------------ file reading
@@ -340,8 +341,9 @@ def evaluate(task: str, predictions, *, dataset, gt_root, split=None, match: str
 
     ``dataset`` is a preset name or a :class:`~vbkernels.eval.datasets.DatasetPreset`
     (e.g. from ``folder_preset``); ``overrides`` maps setting names (``align``, ``crop``,
-    ``min_depth`` ...) to values. ``progress(n)`` is called with each number of images
-    scored. Returns an :class:`EvalResult`; write it with ``vbkernels.eval.write_outputs``.
+    ``min_depth`` ...) to values. ``progress(done, total)`` is called before the first
+    image and after each batch, with the images handled so far and the number paired.
+    Returns an :class:`EvalResult`; write it with ``vbkernels.eval.write_outputs``.
     """
     preset = datasets.get_preset(dataset)
     overrides = dict(overrides or {})
@@ -373,9 +375,14 @@ def evaluate(task: str, predictions, *, dataset, gt_root, split=None, match: str
         names = tuple(decode.task.palette.names)
     worst = _worst_images(rows, pairing.pairs, worst_k, preset, settings, decode, dev,
                           pred_format, png_scale)
+    inputs = {"match": match or preset.options.get("match", "path"),
+              "pred_format": pred_format, "decoder": decoder or "default",
+              "palette": getattr(palette, "name", palette), "max_distance": max_distance,
+              "device": str(dev), "backend": backend, "split": str(split) if split else None,
+              "gt_root": str(gt_root)}
     return EvalResult(settings, metrics, count, rows, [s.name for s in pairing.missing],
                       pairing.unused, errors, datasets.split_lines_sha256(split), hist, worst,
-                      confusion, names)
+                      confusion, names, inputs)
 
 
 def _worst_images(rows, pairs, k, preset, settings, decode, dev, pred_format, png_scale):
@@ -425,31 +432,33 @@ def _folder_settings(task, preset, protocol, overrides):
 def _score_all(pairs, preset, settings, decode, scorer, dev, batch_size, workers,
                pred_format, png_scale, errors, progress) -> int:
     """Read in workers, decode in batches, score; the number of failed pairs."""
+    if progress:
+        progress(0, len(pairs))
     workers = min(default_workers() if workers is None else workers, max(len(pairs), 1))
     pool = make_pool(0 if len(pairs) < 2 else workers)
-    failed = 0
-    scored = 0
-    try:
-        loaded = _loaded(pool, pairs, preset, pred_format, png_scale, batch_size)
+    failed = handled = 0
+    batch: list = []
+
+    def flush():
+        nonlocal failed, handled, batch
+        failed += _score_batch(batch, settings, decode, scorer, dev, errors)
+        handled += len(batch)
         batch = []
-        for item in loaded:
-            if isinstance(item, tuple) and item[0] == "error":
+        if progress:
+            progress(handled, len(pairs))
+
+    try:
+        for item in _loaded(pool, pairs, preset, pred_format, png_scale, batch_size):
+            if item[0] == "error":
                 errors.append(item[1:])
                 failed += 1
+                handled += 1
                 continue
-            if batch and (len(batch) == batch_size or
-                          batch[-1][1].shape != item[1].shape):
-                failed += _score_batch(batch, settings, decode, scorer, dev, errors)
-                scored += len(batch)
-                if progress:
-                    progress(scored)
-                batch = []
+            if batch and (len(batch) == batch_size or batch[-1][1].shape != item[1].shape):
+                flush()
             batch.append(item)
         if batch:
-            failed += _score_batch(batch, settings, decode, scorer, dev, errors)
-            scored += len(batch)
-            if progress:
-                progress(scored)
+            flush()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return failed
