@@ -122,7 +122,7 @@ def write_plots(result, folder: Path) -> list[Path]:
 
     matplotlib.use("Agg", force=False)
     written = []
-    if result.histogram is not None:
+    if result.histogram is not None and sum(result.histogram["counts"]) > 0:
         written.append(_save(_histogram_figure(result), folder / "error_histogram.png"))
     if result.worst:
         written.append(_save(_worst_figure(result), folder / "worst.png"))
