@@ -616,3 +616,22 @@ def test_match_order_pairs_video_frame_i_with_split_line_i(tmp_path):
     assert [r["name"] for r in result.per_image] == [s.name for s in fixture.samples]
     for i, row in enumerate(result.per_image):
         assert row["abs_rel"] == pytest.approx(0.1 * i, abs=0.02)  # RGB -> YUV rounding
+
+
+def test_dsine_split_lists_only_the_rgb_path(tmp_path):
+    """DSINE's split/test.txt holds one path a line (test/000000_img.png): the ground truth
+    is the _normal.png beside it."""
+    fixture = write_fixture("nyuv2-normals", tmp_path / "nyuv2", n=2)
+    split = tmp_path / "test.txt"
+    split.write_text("".join(f"{s.name}\n" for s in fixture.samples))
+    samples = datasets.list_samples(fixture.preset, tmp_path / "nyuv2", split)
+    assert [s.gt for s in samples] == [s.gt for s in fixture.samples]
+    assert samples[0].name == "test/000000_img.png"
+
+
+def test_eth3d_marigold_layout_maps_depth_to_rgb():
+    rgb = datasets.get_preset("eth3d").rgb_from_gt
+    assert rgb("depth/office_dslr_depth/office/ground_truth_depth/dslr_images/DSC_0219.JPG") \
+        == "rgb/office/images/dslr_images/DSC_0219.JPG"
+    assert rgb("office/ground_truth_depth/dslr_images/DSC_0219.JPG") \
+        == "office/images/dslr_images/DSC_0219.JPG"

@@ -63,6 +63,7 @@ class DatasetPreset:
     num_classes: int | None = None
     palette: str | None = None
     options: dict = field(default_factory=dict)
+    gt_from_rgb: Callable[[str], str] | None = None  # split lines that list only the RGB
 
 
 # ------------------------------------------------------------------------------ readers
@@ -217,6 +218,20 @@ def _kitti_rgb(gt: str) -> str:
     return f"{drive[:10]}/{drive}/{camera}/data/{name}"
 
 
+def _eth3d_rgb(gt: str) -> str:
+    """``SCENE/ground_truth_depth/dslr_images/N.JPG`` -> ``SCENE/images/dslr_images/N.JPG``;
+    in Marigold's layout ``depth/SCENE_dslr_depth/SCENE/ground_truth_depth/...`` ->
+    ``rgb/SCENE/images/dslr_images/N.JPG``."""
+    parts = PurePosixPath(gt).parts
+    if "ground_truth_depth" not in parts:
+        raise DatasetError(f"{gt}: not an ETH3D SCENE/ground_truth_depth/dslr_images/ path")
+    i = parts.index("ground_truth_depth")
+    rest = "/".join(("images", *parts[i + 1:]))
+    if parts[0] == "depth" and i >= 2:
+        return f"rgb/{parts[i - 1]}/{rest}"
+    return "/".join((*parts[:i], rest))
+
+
 def _cityscapes_rgb(gt: str) -> str:
     path = PurePosixPath(gt)
     parts = list(path.parts)
@@ -269,7 +284,7 @@ _add(DatasetPreset(
     "data_split/eth3d/eth3d_filename_list.txt",
     "ETH3D: SCENE/images/dslr_images/N.JPG, SCENE/ground_truth_depth/dslr_images/N.JPG "
     "(raw float32, inf invalid)",
-    "*/ground_truth_depth/dslr_images/*", _Sub("/ground_truth_depth/", "/images/"),
+    "**/ground_truth_depth/dslr_images/*", _eth3d_rgb,
     read_depth_raw_float, depth_range=(1e-5, None), options={"size": (4032, 6048)}))
 for _name, _glob, _which in (("diode", "**/*_depth.npy", "all"),
                               ("diode-indoors", "**/indoors/**/*_depth.npy", "indoors"),
@@ -285,13 +300,15 @@ _add(DatasetPreset(
     "iBims-1: rgb/N.png, depth/N.png (uint16, 50 m = 65535), mask_invalid/, mask_transp/",
     "**/depth/*.png", _Sub(r"(^|/)depth/", r"\1rgb/"), read_depth_ibims,
     depth_range=(1e-3, 50.0), options={"scale": 65535.0 / 50.0, "unit": "65535 = 50 m"}))
-for _name in ("nyuv2-normals", "scannet-normals"):
+for _name, _example in (("nyuv2-normals", "test/000000"),
+                       ("scannet-normals", "scene0532_00/000000")):
+    _scene = _name.split("-")[0]
     _add(DatasetPreset(
-        _name, "normals", "baegwangbin/DSINE projects/dsine/datasets (dsine_eval layout), "
-        "utils/utils.py",
-        f"DSINE's {_name.split('-')[0]} test set: SPLIT/N_img.png, N_normal.png (8-bit)",
+        _name, "normals", f"baegwangbin/DSINE data/datasets/{_scene}/__init__.py "
+        f"(get_sample), data/datasets/{_scene}/split/test.txt; utils/utils.py",
+        f"DSINE's dsine_eval/{_scene}: {_example}_img.png, {_example}_normal.png (8-bit)",
         "**/*_normal.png", _Sub(r"_normal\.png$", "_img.png"), read_normals_png,
-        options={"frame": "dsine"}))
+        options={"frame": "dsine"}, gt_from_rgb=_Sub(r"_img\.[A-Za-z]+$", "_normal.png")))
 _add(DatasetPreset(
     "cityscapes", "seg", "mcordts/cityscapesScripts helpers/labels.py; open-mmlab/"
     "mmsegmentation mmseg/datasets/cityscapes.py",
@@ -402,6 +419,8 @@ def _samples_from_split(preset: DatasetPreset, root: Path, split: Path) -> list[
         fields = line.split()
         if not fields:
             continue
+        if len(fields) < 2 and preset.gt_from_rgb is not None:  # DSINE: the RGB path only
+            fields.append(preset.gt_from_rgb(fields[0]))
         if len(fields) < 2:
             raise DatasetError(f"{split}:{number}: expected 'RGB_PATH GT_PATH [EXTRA...]', "
                                f"got {line!r}")
@@ -550,7 +569,7 @@ def _fixture_sample(preset: DatasetPreset, i: int, h: int, w: int, rng):
         raw[~valid] = 0
         valid = raw.sum(-1) > 0
         stored = raw.astype(np.float32) / 255 * 2 - 1
-        rel = f"{preset.name.split('-')[0]}/test/{i:06d}"
+        rel = f"test/{i:06d}" if preset.name == "nyuv2-normals" else f"scene{i:04d}_00/{i:06d}"
         return f"{rel}_img.png", f"{rel}_normal.png", stored, valid, png_bytes(raw)
     if name == "cityscapes":
         ids = rng.choice(np.array([0, 7, 8, 11, 21, 23, 24, 26, 33], np.uint8), size=(h, w))
