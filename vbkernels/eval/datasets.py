@@ -296,7 +296,8 @@ for _name, _glob, _which in (("diode", "**/*_depth.npy", "all"),
         _glob, _Sub(r"_depth\.npy$", ".png"), read_depth_npy_with_mask,
         depth_range=(0.6, 350.0)))
 _add(DatasetPreset(
-    "ibims", "depth", "MoGe (microsoft/MoGe) iBims-1 evaluation; iBims-1 core set layout",
+    "ibims", "depth", "the iBims-1 core release's raw layout (ibims1_core_raw: rgb/, depth/, "
+    "mask_invalid/, mask_transp/; depth = value / 65535 * 50 m)",
     "iBims-1: rgb/N.png, depth/N.png (uint16, 50 m = 65535), mask_invalid/, mask_transp/",
     "**/depth/*.png", _Sub(r"(^|/)depth/", r"\1rgb/"), read_depth_ibims,
     depth_range=(1e-3, 50.0), options={"scale": 65535.0 / 50.0, "unit": "65535 = 50 m"}))
