@@ -157,14 +157,22 @@ def _report(result, o) -> int:
     return 1 if failed else 0
 
 
+_TASK_HELP = {"depth": "depth (walk-painted RGB, or --pred-format npy/png16, or "
+                      "--decoder colormap:NAME)",
+              "normals": "normals (RGB-painted, or --pred-format npy)",
+              "seg": "segmentation (palette-painted, or --pred-format npy label maps)"}
+
+
 def _command(task: str):
-    @eval_group.command(task)
+    @eval_group.command(task, help=(
+        f"Score {_TASK_HELP[task]} predictions PRED... (folders, files, globs) against "
+        "--dataset's ground truth under --gt-root; writes metrics.json, metrics.md, "
+        "per_image.csv and plots/ to -o OUT."),
+        short_help=f"Score {task} predictions against a benchmark.")
     @eval_options
     def command(**options):
         raise SystemExit(_run(task, options))
 
-    command.__doc__ = (f"Score {task} predictions PRED... (folders, files, globs) against "
-                       "--dataset under --gt-root; results in -o OUT.")
     return command
 
 
