@@ -635,3 +635,15 @@ def test_eth3d_marigold_layout_maps_depth_to_rgb():
         == "rgb/office/images/dslr_images/DSC_0219.JPG"
     assert rgb("office/ground_truth_depth/dslr_images/DSC_0219.JPG") \
         == "office/images/dslr_images/DSC_0219.JPG"
+
+
+def test_eval_is_registered_and_a_bad_suite_file_is_named(tmp_path):
+    assert "eval" in CliRunner().invoke(cli.main, ["--help"]).output
+    config = tmp_path / "suite.toml"
+    config.write_text('[[run]]\nname = "x"\ntask = "depth"\ndataset = "nyuv2"\n'
+                      'gt_root = "NYU"\npredictions = ["gen"]\nalign = "median"\ncolour = 1\n')
+    result = invoke("suite", config, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and str(config) in result.output and "colour" in result.output
+    config.write_text("[[run]\n")
+    result = invoke("suite", config, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "cannot read the suite file" in result.output
