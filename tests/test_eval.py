@@ -647,3 +647,29 @@ def test_eval_is_registered_and_a_bad_suite_file_is_named(tmp_path):
     config.write_text("[[run]\n")
     result = invoke("suite", config, "-o", tmp_path / "out")
     assert result.exit_code == 1 and "cannot read the suite file" in result.output
+
+
+def test_normals_generated_at_twice_the_size_are_resized_and_renormalised(tmp_path):
+    fixture = write_fixture("nyuv2-normals", tmp_path / "D", n=1, size=(12, 16))
+    normals = fixture.values[0] * np.array([1, -1, 1], np.float32)  # to OpenGL
+    big = normals.repeat(2, 0).repeat(2, 1)
+    rgb = vbkernels.encode_normals(torch.from_numpy(big)).numpy()
+    write_atomic(tmp_path / "gen" / fixture.samples[0].name, png_bytes(rgb), overwrite=True)
+    result = evaluate("normals", [tmp_path / "gen"], dataset="nyuv2-normals",
+                      gt_root=tmp_path / "D", overrides={"fit": "resize"}, workers=0,
+                      worst_k=0)
+    # bilinear blends of 2x2 blocks: under a degree where neighbours agree, more elsewhere
+    assert result.metrics["median"] < 1.0 and result.count["failed"] == 0
+
+
+def test_center_crop_scores_only_the_region_the_generator_saw(tmp_path):
+    fixture = write_fixture("scannet", tmp_path / "SN", n=1)  # 48 x 64 ground truth
+    depth, valid = fixture.values[0], fixture.valid[0]
+    square = depth[:, 8:56]  # the generator saw the centred 48 x 48
+    write_atomic(tmp_path / "pred" / "scene0000_00/color/000000.npy", npy_bytes(square),
+                 overwrite=True)
+    result = evaluate("depth", [tmp_path / "pred"], dataset="scannet", gt_root=tmp_path / "SN",
+                      pred_format="npy", overrides={"fit": "center-crop"}, workers=0,
+                      worst_k=0)
+    assert result.metrics["valid_pixels"] == int(valid[:, 8:56].sum())
+    assert result.metrics["abs_rel"] == pytest.approx(0, abs=1e-7)
