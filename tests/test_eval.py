@@ -76,7 +76,7 @@ def test_nyuv2_identity_writes_every_output(nyu, tmp_path):
     assert report["settings"]["crop"] == "eigen" and report["settings"]["align"] == "none"
     assert "| nyuv2 |" in (out / "metrics.md").read_text()
     rows = (out / "per_image.csv").read_text().splitlines()
-    assert len(rows) == 4 and rows[0].startswith("name,") and "health" in rows[0]
+    assert len(rows) == 4 and rows[0].startswith("name,") and "off_walk" in rows[0]
     assert {p.name for p in (out / "plots").iterdir()} == {"error_histogram.png", "worst.png"}
 
 
@@ -673,3 +673,14 @@ def test_center_crop_scores_only_the_region_the_generator_saw(tmp_path):
                       worst_k=0)
     assert result.metrics["valid_pixels"] == int(valid[:, 8:56].sum())
     assert result.metrics["abs_rel"] == pytest.approx(0, abs=1e-7)
+
+
+def test_off_walk_share_counts_pixels_far_from_the_walk(tmp_path):
+    fixture = write_fixture("scannet", tmp_path / "SN", n=1)
+    rgb = vbkernels.encode_depth(torch.from_numpy(fixture.values[0])).numpy()
+    rgb[:6] = 128  # mid-grey: far from every edge of the cube walk
+    write_atomic(tmp_path / "gen" / "scene0000_00/color/000000.png", png_bytes(rgb),
+                 overwrite=True)
+    result = evaluate("depth", [tmp_path / "gen"], dataset="scannet", gt_root=tmp_path / "SN",
+                      workers=0, worst_k=0)
+    assert result.per_image[0]["off_walk"] == pytest.approx(6 / 48)

@@ -111,6 +111,12 @@ class Decoder:
     task: object  # a vbkernels.pipeline Task
     logits: bool = False  # seg: return (N, H, W, K) palette logits instead of labels
 
+    @property
+    def health_name(self) -> str:
+        """The per_image.csv column of the health share."""
+        return {"depth": "off_walk", "colormap": "off_colormap", "normals": "off_sphere",
+                "seg": "rejected"}[self.task.name]
+
     def decode(self, rgb: torch.Tensor):
         import vbkernels
 
@@ -247,10 +253,11 @@ class _Scorer:
     Per-image rows come from the accumulator's ``per_image()`` at the end (segmentation:
     a one-shot confusion matrix per image, since its accumulator pools)."""
 
-    def __init__(self, settings: Settings, device):
+    def __init__(self, settings: Settings, device, health_name: str = "health"):
         from vbkernels import metrics
 
         self.s = settings
+        self.health_name = health_name
         self.names: list = []
         self.health: list = []
         self.seg_rows: list = []
@@ -303,7 +310,8 @@ class _Scorer:
         else:
             rows = self.total.per_image()
         rows = [{"name": n, **to_output_units({k: v for k, v in r.items()
-                                               if not isinstance(v, list)}), "health": h}
+                                               if not isinstance(v, list)}),
+                 self.health_name: h}
                 for n, r, h in zip(self.names, rows, self.health)]
         hist = None if self.edges is None else {"edges": self.edges,
                                                 "counts": self.hist.cpu().tolist()}
@@ -364,7 +372,7 @@ def evaluate(task: str, predictions, *, dataset, gt_root, split=None, match: str
         decode = make_decoder(task, backend=backend, decoder=decoder, palette=palette,
                               max_distance=max_distance, vmin=vmin, vmax=vmax,
                               logits=settings.resize == "logits")
-    scorer = _Scorer(settings, dev)
+    scorer = _Scorer(settings, dev, decode.health_name if decode is not None else "health")
     failed = _score_all(pairing.pairs, preset, settings, decode, scorer, dev, batch_size,
                         workers, pred_format, png_scale, errors, progress)
     metrics, rows, confusion, hist = scorer.result()
@@ -514,7 +522,7 @@ def _decode_batch(preds: list, settings, decode, dev):
     if decode is None:
         values = torch.from_numpy(stacked).to(dev)
         values = values.long() if settings.task == "seg" else values.float()
-        return values, [0.0] * len(preds)
+        return values, [math.nan] * len(preds)  # arrays: no colours to check
     if stacked.dtype != np.uint8 or stacked.ndim != 4:
         raise EvalError(f"expected 8-bit RGB predictions, got {stacked.dtype} {stacked.shape[1:]}")
     rgb = torch.from_numpy(stacked)
