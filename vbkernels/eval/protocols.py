@@ -144,6 +144,15 @@ def resolve(task: str, dataset, protocol: str | None = None, **overrides) -> Set
     if settings.crop == "dataset":
         settings = replace(settings, crop=kitti_crop if preset.name == "kitti-eigen" and
                            kitti_crop else preset.crop)
+    settings = apply_overrides(settings, overrides)
+    if settings.crop == "dataset":
+        settings = replace(settings, crop=preset.crop)
+    _check(settings)
+    return settings
+
+
+def apply_overrides(settings: Settings, overrides: dict) -> Settings:
+    """``settings`` with every override that is not None, each checked by name and value."""
     known = {f.name for f in fields(Settings)}
     for key, value in overrides.items():
         if value is None:
@@ -154,8 +163,6 @@ def resolve(task: str, dataset, protocol: str | None = None, **overrides) -> Set
             raise ValueError(f"{key.replace('_', '-')} must be one of "
                              f"{', '.join(_CHOICES[key])}, got {value!r}")
         settings = replace(settings, **{key: value})
-    if settings.crop == "dataset":
-        settings = replace(settings, crop=preset.crop)
     _check(settings)
     return settings
 

@@ -423,18 +423,18 @@ def _worst_images(rows, pairs, k, preset, settings, decode, dev, pred_format, pn
 def _folder_settings(task, preset, protocol, overrides):
     from dataclasses import replace
 
-    from .protocols import PROTOCOLS, default_protocol
+    from .protocols import PROTOCOLS, apply_overrides, default_protocol
 
     name = protocol or default_protocol(task, "folder")
+    if name not in PROTOCOLS or PROTOCOLS[name].task != task:
+        raise EvalError(f"protocol must be one of the {task} protocols "
+                        f"{', '.join(k for k, v in PROTOCOLS.items() if v.task == task)}, "
+                        f"got {name!r}")
     base = Settings(task=task, dataset="folder", protocol=name, source=PROTOCOLS[name].source,
                     min_depth=preset.depth_range[0], max_depth=preset.depth_range[1],
                     num_classes=preset.num_classes, gt_frame=preset.options["frame"])
     choices = {k: v for k, v in PROTOCOLS[name].choices.items() if k not in ("crop", "kitti_crop")}
-    base = replace(base, **choices)
-    for key, value in overrides.items():
-        if value is not None:
-            base = replace(base, **{key: value})
-    return base
+    return apply_overrides(replace(base, **choices), overrides)
 
 
 def _score_all(pairs, preset, settings, decode, scorer, dev, batch_size, workers,
