@@ -499,7 +499,7 @@ def _updates(device):
     labels = torch.randint(0, 5, (2, 8, 9), generator=gen).to(device)
     mask = (torch.rand(2, 8, 9, generator=gen) < 0.9).to(device)
     calls = [
-        (DepthMetrics(alignment=a, reduction=r), pred, target, mask)
+        (DepthMetrics(alignment=a, reduction=r, min_valid_pixels=40), pred, target, mask)
         for a in (
             None,
             "median",
@@ -512,7 +512,11 @@ def _updates(device):
         for r in ("image", "pixel")
     ]
     calls.append((NormalMetrics(), normal_pred, normal_target, mask))
+    image_normals = NormalMetrics(reduction="image", frame="dsine")
+    calls.append((image_normals, normal_pred, normal_target, mask))
     calls.append((SegmentationMetrics(5), labels, labels.flip(-1), mask))
+    categories = {"low": (0, 1), "high": (2, 3, 4)}
+    calls.append((SegmentationMetrics(5, categories=categories), labels, labels.flip(-1), mask))
     return calls
 
 
