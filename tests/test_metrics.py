@@ -111,6 +111,9 @@ def np_depth_metrics(
     reduction,
     thresholds=(1.25, 1.25**2, 1.25**3),
     silog_lambda=0.5,
+    clamp="after",
+    inclusive=False,
+    min_valid_pixels=1,
 ):
     pred = pred.reshape(-1, *pred.shape[-2:]).astype(np.float64)
     target = target.reshape(-1, *target.shape[-2:]).astype(np.float64)
@@ -123,13 +126,20 @@ def np_depth_metrics(
     per_image, pooled_p, pooled_g = [], [], []
     for p, g, m in zip(pred, target, mask):
         with np.errstate(invalid="ignore"):
-            valid = m & np.isfinite(g) & (g > min_depth) & (g < hi) & ~np.isnan(p)
+            if inclusive:
+                in_range = (g >= min_depth) & (g <= hi)
+            else:
+                in_range = (g > min_depth) & (g < hi)
+            valid = m & np.isfinite(g) & in_range & ~np.isnan(p)
         p, g = p[valid], g[valid]
-        if p.size == 0:
+        if p.size < max(min_valid_pixels, 1):
             continue
+        if clamp == "before":
+            p = np.clip(p, min_depth, hi)
         if alignment:
             p = _np_align(p, g, alignment)
-        p = np.clip(p, min_depth, hi)
+        if clamp == "after":
+            p = np.clip(p, min_depth, hi)
         per_image.append(_np_depth_image(p, g, thresholds, silog_lambda))
         pooled_p.append(p)
         pooled_g.append(g)
@@ -190,6 +200,29 @@ def test_depth_matches_numpy(alignment, reduction):
             np.broadcast_to(mask, target.shape) & (target > 0.1) & (target < 70) & ~np.isnan(pred)
         ).sum()
     )
+
+
+@pytest.mark.parametrize("clamp", ["after", "before", None])
+@pytest.mark.parametrize("inclusive", [False, True])
+@pytest.mark.parametrize("alignment", ["median", "lstsq-affine"])
+def test_depth_clamp_range_and_min_pixels_match_numpy(clamp, inclusive, alignment):
+    pred, target = random_depth((4, 9, 10), seed=11)
+    pred = np.abs(pred) + 0.05  # keep the unclamped logs finite
+    target[0, :7] = 0.0  # image 0 keeps few valid pixels and drops out
+    target[1, 0, :3] = 0.1  # on the lower bound: kept only by the inclusive range
+    options = dict(min_depth=0.1, max_depth=70.0, alignment=alignment)
+    for reduction in ("image", "pixel"):
+        got = depth_metrics(
+            pred, target, reduction=reduction, clamp=clamp, min_valid_pixels=40,
+            range="inclusive" if inclusive else "strict", **options,
+        )  # fmt: skip
+        want = np_depth_metrics(
+            pred, target, None, reduction=reduction, clamp=clamp, inclusive=inclusive,
+            min_valid_pixels=40, **options,
+        )  # fmt: skip
+        assert got["images"] == 3
+        for name in DEPTH_NAMES:
+            assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-12), (reduction, name)
 
 
 def test_depth_median_alignment_even_and_odd_counts():
@@ -499,7 +532,7 @@ def _updates(device):
     labels = torch.randint(0, 5, (2, 8, 9), generator=gen).to(device)
     mask = (torch.rand(2, 8, 9, generator=gen) < 0.9).to(device)
     calls = [
-        (DepthMetrics(alignment=a, reduction=r), pred, target, mask)
+        (DepthMetrics(alignment=a, reduction=r, min_valid_pixels=40), pred, target, mask)
         for a in (
             None,
             "median",
@@ -512,7 +545,11 @@ def _updates(device):
         for r in ("image", "pixel")
     ]
     calls.append((NormalMetrics(), normal_pred, normal_target, mask))
+    image_normals = NormalMetrics(reduction="image", frame="dsine")
+    calls.append((image_normals, normal_pred, normal_target, mask))
     calls.append((SegmentationMetrics(5), labels, labels.flip(-1), mask))
+    categories = {"low": (0, 1), "high": (2, 3, 4)}
+    calls.append((SegmentationMetrics(5, categories=categories), labels, labels.flip(-1), mask))
     return calls
 
 

@@ -86,3 +86,20 @@ def test_per_class_accuracy_and_mmseg_names():
     assert math.isnan(got["accuracy"][3])
     assert got["mean_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)  # mmseg mAcc
     assert got["pixel_accuracy"] == pytest.approx(4 / 6)  # mmseg aAcc
+
+
+def test_per_image_scores_by_hand():
+    target = torch.tensor([[[0, 0], [1, 255]], [[2, 2], [2, 2]], [[255, 255], [255, 255]]])
+    pred = torch.tensor([[[0, 1], [1, 0]], [[2, 2], [0, 255]], [[0, 0], [0, 0]]])
+    metric = SegmentationMetrics(3)
+    metric.update(pred[:2], target[:2])
+    metric.update(pred[2:], target[2:])
+    rows = metric.per_image()
+    # Image 0: class 0 IoU 1/2 (TP 1, FN 1), class 1 IoU 1/2 (TP 1, FP 1); accuracy 2/3.
+    assert rows[0]["miou"] == pytest.approx(0.5) and rows[0]["pixel_accuracy"] == pytest.approx(
+        2 / 3
+    )
+    # Image 1: class 2 IoU 2/4, class 0 (predicted, absent) IoU 0: mIoU 1/4; accuracy 1/2.
+    assert rows[1]["miou"] == pytest.approx(0.25) and rows[1]["pixel_accuracy"] == 0.5
+    assert rows[2]["labelled_pixels"] == 0 and math.isnan(rows[2]["miou"])
+    assert [r["labelled_pixels"] for r in rows] == [3, 4, 0]

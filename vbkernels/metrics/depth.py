@@ -34,29 +34,30 @@ metrics inf unless a clamp to ``max_depth`` removes it.
 
 Alignment (per image, fitted on the valid pixels whose prediction is finite):
 
-==================== ================================================================
-``"none"`` / None    metric depth, as predicted
-``"median"``         ``p * median(g) / median(p)`` (mean of the two middle values for an
-                     even count)
-``"lstsq"``          ``s p`` with ``s = argmin sum (s p - g)²``
-``"lstsq-affine"``   ``s p + b`` by least squares in depth space (Marigold's
-                     ``least_square``); the old name ``"lstsq_shift"`` is an alias
+====================== ===============================================================
+``"none"`` / None      metric depth, as predicted
+``"median"``           ``p * median(g) / median(p)`` (mean of the two middle values for an
+                       even count)
+``"lstsq"``            ``s p`` with ``s = argmin sum (s p - g)²``
+``"lstsq-affine"``     ``s p + b`` by least squares in depth space (Marigold's
+                       ``least_square``); the old name ``"lstsq_shift"`` is an alias
 ``"disparity-affine"`` ``1 / (s / p + b)``: ``s, b`` fitted by least squares between
-                     ``1/p`` and ``1/g`` on the fit pixels with ``p > 0`` (Marigold's
-                     ``least_square_disparity``, Depth Anything's relative-depth protocol).
-                     An aligned disparity below ``min_disparity`` (1e-3 1/m by default,
-                     Marigold eval.py's floor), zero and negative ones included, is raised
-                     to it, so the depth is at most ``1 / min_disparity`` (1000 m); a pixel
-                     with ``p <= 0`` has infinite disparity and aligned depth 0. The
-                     reported ``scale``/``shift`` are the disparity-space ``s, b``.
-``"l1-scale"``       ``s p`` with ``s = argmin sum |s p - g| / g`` (MoGe's
-                     ``align_depth_scale`` with weight ``1/g``, moge/test/metrics.py)
-``"l1-affine"``      ``s p + b`` minimising ``sum |s p + b - g| / g`` (MoGe's
-                     ``align_depth_affine``, moge/utils/alignment.py)
-==================== ================================================================
+                       ``1/p`` and ``1/g`` on the fit pixels with ``p > 0`` (Marigold's
+                       ``least_square_disparity``, Depth Anything's relative-depth protocol).
+                       An aligned disparity below ``min_disparity`` (1e-3 1/m by default,
+                       Marigold eval.py's floor), zero and negative ones included, is raised
+                       to it, so the depth is at most ``1 / min_disparity`` (1000 m); a pixel
+                       with ``p <= 0`` has infinite disparity and aligned depth 0. The
+                       reported ``scale``/``shift`` are the disparity-space ``s, b``.
+``"l1-scale"``         ``s p`` with ``s = argmin sum |s p - g| / g`` (MoGe's
+                       ``align_depth_scale`` with weight ``1/g``, moge/test/metrics.py)
+``"l1-affine"``        ``s p + b`` minimising ``sum |s p + b - g| / g`` (MoGe's
+                       ``align_depth_affine``, moge/utils/alignment.py)
+====================== ===============================================================
 
 MoGe fits its L1 alignments on a 64x64 nearest-resized copy of the image; here every fit
-pixel takes part. An image whose fit is degenerate keeps ``s = 1, b = 0``.
+pixel takes part (``"l1-affine"`` sorts each image's pixels 66 times, see ``_align``). An
+image whose fit is degenerate keeps ``s = 1, b = 0``.
 
 Clamp. ``clamp="after"`` (default) aligns the raw prediction, then clamps it to
 ``[min_depth, max_depth]`` (Marigold's eval.py order); ``clamp="before"`` clamps the raw

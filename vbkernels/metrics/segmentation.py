@@ -184,6 +184,8 @@ class SegmentationMetrics:
     def reset(self) -> None:
         self._counts = None  # (C * (C + 1) + 1,) int64; the last bin collects unlabelled pixels
         self._bad_targets = None  # int64 scalar: target labels outside [0, C) and not ignore_index
+        # Per update: (per-image mIoU (N,) float64, pixel accuracy (N,), labelled pixels (N,))
+        self._per_image: list[tuple[torch.Tensor, ...]] = []
 
     def update(self, pred, target, mask=None) -> None:
         pred, target, mask = _check_pair(pred, target, mask)
@@ -207,6 +209,22 @@ class SegmentationMetrics:
             self._bad_targets = torch.zeros((), dtype=torch.int64, device=target.device)
         self._counts.scatter_add_(0, index, torch.ones_like(index))
         self._bad_targets += (~in_range & ~ignored).sum()
+        self._per_image.append(_image_scores(t, column, labelled, target.shape, c))
+
+    def per_image(self) -> list[dict]:
+        """One dict per image passed to ``update`` (in order; an image is one ``(H, W)``
+        slice, leading dims are batch dims): ``miou`` over the classes in that image's
+        truth or prediction, ``pixel_accuracy`` and ``labelled_pixels`` (NaN scores for an
+        image without labelled pixels)."""
+        if not self._per_image:
+            return []
+        miou, accuracy, labelled = (
+            torch.cat(column).cpu().tolist() for column in zip(*self._per_image)
+        )
+        return [
+            {"miou": m, "pixel_accuracy": a, "labelled_pixels": n}
+            for m, a, n in zip(miou, accuracy, labelled)
+        ]
 
     def compute(self) -> dict:
         c = self.num_classes
@@ -245,6 +263,32 @@ def segmentation_metrics(
     metric = SegmentationMetrics(num_classes, ignore_index=ignore_index, categories=categories)
     metric.update(pred, target, mask)
     return metric.compute()
+
+
+def _image_scores(t, column, labelled, shape, c):
+    """Per-image mIoU, pixel accuracy and labelled-pixel count, on the device (no sync)."""
+    hw = shape[-2] * shape[-1] if len(shape) >= 2 else max(math.prod(shape), 1)
+    images = t.numel() // hw
+    image = torch.arange(images, device=t.device).repeat_interleave(hw)
+    bins = images * (c + 1)
+    ones = labelled.to(torch.int64)
+
+    def histogram(classes, weight):
+        counts = torch.zeros(bins, dtype=torch.int64, device=t.device)
+        index = image * (c + 1) + torch.where(labelled, classes, c)
+        return counts.scatter_add_(0, index, weight).view(images, c + 1)[:, :c].double()
+
+    label_area = histogram(t.clamp(0, c), ones)
+    pred_area = histogram(column, ones)
+    hits = histogram(t.clamp(0, c), ones * (column == t))
+    union = label_area + pred_area - hits
+    present = union > 0
+    iou = torch.where(present, hits / union.clamp(min=1), 0.0)
+    classes = present.sum(1)
+    miou = torch.where(classes > 0, iou.sum(1) / classes.clamp(min=1), math.nan)
+    count = label_area.sum(1)
+    accuracy = torch.where(count > 0, hits.sum(1) / count.clamp(min=1), math.nan)
+    return miou, accuracy, count.long()
 
 
 def _scores(counts: torch.Tensor) -> dict:

@@ -11,12 +11,14 @@ Tables are printed as each reference prints its own, by ``format_row(metrics, pr
 from the output-unit dict: which columns, percent or fraction, and how many decimals.
 
 ============= ======================================================================
-marigold      AbsRel and delta1 in percent, 1 decimal (Marigold paper, Table 1)
+marigold      AbsRel and delta1 in percent, 1 decimal (Marigold paper, Table 1; eval.py
+              itself writes raw fractions)
 zoedepth      delta1..3, AbsRel, RMSE, log10 as fractions, 3 decimals (ZoeDepth
               evaluate.py rounds every metric to 3 decimals)
 depth-anything-v2 delta1..3, AbsRel, RMSE, log10 (metric depth) as fractions, 3 decimals
               (metric_depth/train.py logs ``{:8.3f}``)
-moge          Rel and delta1 in percent, 2 decimals (MoGe paper tables)
+moge          Rel and delta1 in percent, 2 decimals (MoGe paper tables print percent;
+              the decimals are our reading; moge's eval script writes raw fractions)
 dsine         mean, median, rmse in degrees and the shares within 5..30 degrees in
               percent, 1 decimal (DSINE paper tables; utils/utils.py reports percent)
 mmseg         aAcc, mIoU, mAcc in percent, 2 decimals (iou_metric.py rounds
