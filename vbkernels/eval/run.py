@@ -250,8 +250,7 @@ def kb_crop(x, name: str):
 
 class _Scorer:
     """One task's accumulator (``vbkernels.metrics``), health shares and error histogram.
-    Per-image rows come from the accumulator's ``per_image()`` at the end (segmentation:
-    a one-shot confusion matrix per image, since its accumulator pools)."""
+    Per-image rows come from the accumulator's ``per_image()`` at the end."""
 
     def __init__(self, settings: Settings, device, health_name: str = "health"):
         from vbkernels import metrics
@@ -260,7 +259,6 @@ class _Scorer:
         self.health_name = health_name
         self.names: list = []
         self.health: list = []
-        self.seg_rows: list = []
         self.hist = torch.zeros(_HIST_BINS, dtype=torch.float64, device=device)
         if settings.task == "depth":
             self.total = metrics.DepthMetrics(**depth_metric_options(settings))
@@ -281,11 +279,7 @@ class _Scorer:
         self.health.append(health)
         task = self.s.task
         if task == "seg":
-            target = torch.where(valid, gt, 255)
-            self.total.update(pred[None], target[None])
-            one = metrics.segmentation_metrics(pred, target, self.s.num_classes)
-            self.seg_rows.append({"miou": one["miou"], "pixel_accuracy": one["pixel_accuracy"],
-                                  "valid_pixels": int(valid.sum())})
+            self.total.update(pred[None], torch.where(valid, gt, 255)[None])
             return
         self.total.update(pred[None], gt[None], valid[None])
         if task == "depth":
@@ -306,9 +300,7 @@ class _Scorer:
         if self.s.task == "seg":
             confusion = out.pop("confusion_matrix").numpy()
             out.pop("unassigned", None)
-            rows = self.seg_rows
-        else:
-            rows = self.total.per_image()
+        rows = self.total.per_image()
         rows = [{"name": n, **to_output_units({k: v for k, v in r.items()
                                                if not isinstance(v, list)}),
                  self.health_name: h}
