@@ -684,3 +684,18 @@ def test_off_walk_share_counts_pixels_far_from_the_walk(tmp_path):
     result = evaluate("depth", [tmp_path / "gen"], dataset="scannet", gt_root=tmp_path / "SN",
                       workers=0, worst_k=0)
     assert result.per_image[0]["off_walk"] == pytest.approx(6 / 48)
+
+
+def test_kitti_predictions_made_from_the_kb_cropped_rgb(kitti, tmp_path):
+    root, fixture = kitti
+    for sample, depth in zip(fixture.samples, fixture.values):
+        h, w = depth.shape
+        cropped = depth[h - 352:, (w - 1216) // 2:(w - 1216) // 2 + 1216]
+        write_atomic(tmp_path / "pred" / Path(sample.name).with_suffix(".npy"),
+                     npy_bytes(np.ascontiguousarray(cropped)), overwrite=True)
+    full = evaluate("depth", [root / "gen"], dataset="kitti-eigen", gt_root=root / "KITTI",
+                    workers=0, worst_k=0)
+    cut = evaluate("depth", [tmp_path / "pred"], dataset="kitti-eigen", gt_root=root / "KITTI",
+                   pred_format="npy", workers=0, worst_k=0)
+    assert cut.count["failed"] == 0 and cut.metrics["abs_rel"] == pytest.approx(0, abs=1e-7)
+    assert cut.metrics["valid_pixels"] == full.metrics["valid_pixels"]

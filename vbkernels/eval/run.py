@@ -236,8 +236,13 @@ def crop_box(crop: str, shape: tuple, name: str) -> tuple | None:
             slice(int(0.0359477 * W), int(0.96405229 * W)))
 
 
+KB_SIZE = (352, 1216)
+
+
 def kb_crop(x, name: str):
-    """KITTI benchmark crop: bottom 352 rows, the centred 1216 columns."""
+    """KITTI benchmark crop: bottom 352 rows, the centred 1216 columns. A prediction of
+    exactly 352 x 1216 is taken as made from the KB-cropped RGB (only the ground truth is
+    cut then)."""
     H, W = x.shape[:2]
     if H < 352 or W < 1216:
         raise EvalError(f"{name}: the KITTI benchmark crop needs at least 352x1216, got {H}x{W}")
@@ -554,11 +559,15 @@ def prepare(pred: torch.Tensor, gt: np.ndarray, valid: np.ndarray, settings: Set
                         f"got shape {tuple(pred.shape)}")
     target = torch.from_numpy(np.ascontiguousarray(gt)).to(dev)
     mask = torch.from_numpy(np.ascontiguousarray(valid)).to(dev)
+    kb = settings.crop.startswith("kb")
+    if kb and tuple(pred.shape[:2]) == KB_SIZE:  # generated from the KB-cropped RGB already
+        target, mask = kb_crop(target, name), kb_crop(mask, name)
+        kb = False
     pred, region = fit_to(pred, tuple(target.shape[:2]), settings, name)
     if logits:
         pred = pred.argmax(-1)
     mask &= region
-    if settings.crop.startswith("kb"):
+    if kb:
         pred, target, mask = (kb_crop(x, name) for x in (pred, target, mask))
     box = crop_box(settings.crop, tuple(target.shape[:2]), name)
     if box is not None:
