@@ -11,10 +11,10 @@ still on the device,
 2. resize the decoded values (never the RGB: blended colours leave the walk and the
    palette) with ``resize``; normals are renormalised after resizing, labels use nearest
    (or ``resize="logits"``: the palette logits are resized and the argmax taken);
-3. KITTI's benchmark crop (``kb``) cuts both to 352 x 1216; the valid mask is the
-   reader's, the crop's and the range's (``strict`` / ``inclusive``); an image with fewer
-   than ``min_valid_pixels`` valid pixels does not count;
-4. ``vbkernels.metrics`` accumulates (alignment, clamping, reduction as the settings say).
+3. KITTI's benchmark crop (``kb``) cuts both to 352 x 1216, and the crop's rectangle is
+   cut out; the valid mask is the reader's (and ``center-crop``'s region);
+4. ``vbkernels.metrics`` accumulates: the depth range (``strict`` / ``inclusive``),
+   ``min_valid_pixels``, alignment, clamping and reduction as the settings say.
 
 Predictions can also be arrays (``pred_format="npy"``: metres / unit normals / labels;
 ``"png16"``: 16-bit depth PNG ``/ png_scale``) or colormap-painted depth
@@ -572,9 +572,9 @@ def prepare(pred: torch.Tensor, gt: np.ndarray, valid: np.ndarray, settings: Set
     box = crop_box(settings.crop, tuple(target.shape[:2]), name)
     if box is not None:
         pred, target, mask = (x[box] for x in (pred, target, mask))
-    # The depth range (strict or inclusive) is DepthMetrics' to apply.
-    if settings.task == "depth":
-        pass
-    elif int(mask.sum()) < settings.min_valid_pixels:  # depth: DepthMetrics applies it
+    # Depth: DepthMetrics applies the range (strict / inclusive) and min_valid_pixels. Here
+    # the count is read back only when a minimum above 1 asks for it (a sync per image).
+    if settings.task != "depth" and settings.min_valid_pixels > 1 and \
+            int(mask.sum()) < settings.min_valid_pixels:
         mask = torch.zeros_like(mask)
     return pred, target, mask
