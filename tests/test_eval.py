@@ -405,9 +405,14 @@ def test_ade20k_label_0_is_ignored_and_1_is_class_0(tmp_path):
 def test_ade20k_identity(tmp_path):
     fixture = write_fixture("ade20k", tmp_path / "ADE", n=2)
     write_label_predictions(fixture, tmp_path / "gen", load_palette("ade20k"))
-    result = evaluate("seg", [tmp_path / "gen"], dataset="ade20k", gt_root=tmp_path / "ADE",
-                      workers=0, worst_k=0)
-    assert result.metrics["miou"] == 1.0 and result.count["found"] == 2
+    out = tmp_path / "out"
+    result = invoke("seg", tmp_path / "gen", "--dataset", "ade20k", "--gt-root",
+                    tmp_path / "ADE", "-o", out, "--quiet", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    report = read_json(out)
+    assert report["metrics"]["miou"] == 1.0 and report["count"]["found"] == 2
+    assert report["settings"]["protocol"] == "mmseg"
+    assert "| ade20k | 100.00 |" in (out / "metrics.md").read_text()  # aAcc in %
 
 
 # ------------------------------------------------------------------------- protocols

@@ -8,15 +8,18 @@ alignment has something to fit; one case decodes walk-painted PNGs instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
 import vbkernels
 from tests import eval_oracles as oracles
+from vbkernels import cli
 from vbkernels.eval import evaluate, write_fixture
 from vbkernels.files import npy_bytes, png_bytes, write_atomic
 
@@ -112,19 +115,23 @@ def test_zoedepth_kitti_kb_and_garg_crop(kitti):
 
 
 def test_zoedepth_nyuv2_on_decoded_walk_images(nyu, tmp_path):
-    """The decode path: walk-painted PNGs, decoded by the pipeline, scored like the oracle
-    scores the same decoded depth."""
+    """The decode path through the command line: walk-painted PNGs decoded by the pipeline;
+    metrics.json holds what the oracle gives on the same decoded depth."""
     root, fixture, preds = nyu
     decoded = []
     for sample, pred in zip(fixture.samples, preds):
         rgb = vbkernels.encode_depth(torch.from_numpy(pred)).numpy()
         write_atomic(tmp_path / "gen" / sample.name, png_bytes(rgb), overwrite=True)
         decoded.append(vbkernels.decode_depth(rgb))
-    ours = evaluate("depth", [tmp_path / "gen"], dataset="nyuv2", gt_root=root / "NYU",
-                    protocol="zoedepth", workers=0, worst_k=0)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.main, [
+        "eval", "depth", str(tmp_path / "gen"), "--dataset", "nyuv2", "--gt-root",
+        str(root / "NYU"), "--protocol", "zoedepth", "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    ours = json.loads((out / "metrics.json").read_text())["metrics"]
     reference = oracles.zoedepth(list(zip(decoded, fixture.values, fixture.valid)),
                                  min_depth=1e-3, max_depth=10.0, crop="eigen-nyu")
-    assert_agrees(ours.metrics, reference)
+    assert_agrees(ours, reference)
 
 
 def test_depth_anything_v2_nyuv2(nyu):
