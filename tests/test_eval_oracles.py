@@ -100,7 +100,8 @@ def test_marigold_kitti_kb_and_eigen_crop(kitti):
     assert ours.settings.crop == "kb+eigen"
     samples = [tuple(oracles.kb_crop(x) for x in s)
                for s in zip(preds, fixture.values, fixture.valid)]
-    reference = oracles.marigold(samples, min_depth=1e-3, max_depth=80.0,
+    assert ours.settings.min_depth == 1e-5  # Marigold's KITTI range
+    reference = oracles.marigold(samples, min_depth=1e-5, max_depth=80.0,
                                  alignment="lstsq-affine", crop="eigen-kitti")
     assert_agrees(ours.metrics, reference)
 
@@ -137,8 +138,9 @@ def test_zoedepth_nyuv2_on_decoded_walk_images(nyu, tmp_path):
 def test_depth_anything_v2_nyuv2(nyu):
     root, fixture, preds = nyu
     ours = run("depth", root, "nyuv2", "NYU", "depth-anything-v2")
+    assert ours.settings.max_depth == 20.0  # the indoor metric models' range
     reference = oracles.depth_anything_v2(list(zip(preds, fixture.values, fixture.valid)),
-                                          min_depth=1e-3, max_depth=10.0)
+                                          min_depth=1e-3, max_depth=20.0)
     assert_agrees(ours.metrics, reference)
 
 

@@ -77,25 +77,37 @@ class Settings:
 
 @dataclass(frozen=True)
 class Protocol:
+    """One reference's choices; ``per_dataset`` holds those it makes per dataset (e.g. the
+    KITTI crop), applied over ``choices``."""
+
     name: str
     task: str
     source: str
     choices: dict = field(default_factory=dict)
+    per_dataset: dict = field(default_factory=dict)
 
+
+_DA2_INDOOR = {"max_depth": 20.0}   # Depth Anything V2's metric models: indoor 20 m,
+_DA2_OUTDOOR = {"max_depth": 80.0}  # outdoor 80 m (metric_depth/train.py --max-depth)
 
 PROTOCOLS = {p.name: p for p in (
     Protocol("marigold", "depth", "prs-eth/Marigold eval.py, src/util/metric.py, "
              "src/util/alignment.py", dict(
                  align="lstsq-affine", clamp="after", range="strict", reduction="image",
-                 resize="bilinear", crop="dataset", kitti_crop="kb+eigen")),
+                 resize="bilinear", crop="dataset"),
+             {"kitti-eigen": {"crop": "kb+eigen", "min_depth": 1e-5}}),
     Protocol("zoedepth", "depth", "isl-org/ZoeDepth zoedepth/utils/misc.py "
              "(compute_metrics)", dict(
                  align="none", clamp="before", range="strict", reduction="image",
-                 resize="bilinear-ac", crop="dataset", kitti_crop="kb+garg")),
+                 resize="bilinear-ac", crop="dataset"),
+             {"kitti-eigen": {"crop": "kb+garg"}}),
     Protocol("depth-anything-v2", "depth", "DepthAnything/Depth-Anything-V2 "
              "metric_depth/util/metric.py, metric_depth/train.py", dict(
                  align="none", clamp="none", range="inclusive", reduction="image",
-                 min_valid_pixels=10, resize="bilinear-ac", crop="none")),
+                 min_valid_pixels=10, resize="bilinear-ac", crop="none"),
+             {"nyuv2": _DA2_INDOOR, "scannet": _DA2_INDOOR, "ibims": _DA2_INDOOR,
+              "diode-indoors": _DA2_INDOOR, "kitti-eigen": _DA2_OUTDOOR,
+              "diode-outdoor": _DA2_OUTDOOR}),
     Protocol("moge", "depth", "microsoft/MoGe moge/test/metrics.py", dict(
                  align="l1-affine", clamp="none", range="strict", min_depth=0.0,
                  max_depth=None, reduction="image", resize="nearest", crop="none")),
@@ -138,12 +150,7 @@ def resolve(task: str, dataset, protocol: str | None = None, **overrides) -> Set
     base = Settings(task=task, dataset=preset.name, protocol=name, source=chosen.source,
                     min_depth=min_depth, max_depth=max_depth, num_classes=preset.num_classes,
                     gt_frame=preset.options.get("frame", "opengl"))
-    choices = dict(chosen.choices)
-    kitti_crop = choices.pop("kitti_crop", None)
-    settings = replace(base, **choices)
-    if settings.crop == "dataset":
-        settings = replace(settings, crop=kitti_crop if preset.name == "kitti-eigen" and
-                           kitti_crop else preset.crop)
+    settings = replace(base, **{**chosen.choices, **chosen.per_dataset.get(preset.name, {})})
     settings = apply_overrides(settings, overrides)
     if settings.crop == "dataset":
         settings = replace(settings, crop=preset.crop)

@@ -430,7 +430,7 @@ def _folder_settings(task, preset, protocol, overrides):
     base = Settings(task=task, dataset="folder", protocol=name, source=PROTOCOLS[name].source,
                     min_depth=preset.depth_range[0], max_depth=preset.depth_range[1],
                     num_classes=preset.num_classes, gt_frame=preset.options["frame"])
-    choices = {k: v for k, v in PROTOCOLS[name].choices.items() if k not in ("crop", "kitti_crop")}
+    choices = {k: v for k, v in PROTOCOLS[name].choices.items() if k != "crop"}
     return apply_overrides(replace(base, **choices), overrides)
 
 
