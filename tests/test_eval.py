@@ -704,3 +704,25 @@ def test_kitti_predictions_made_from_the_kb_cropped_rgb(kitti, tmp_path):
                    pred_format="npy", workers=0, worst_k=0)
     assert cut.count["failed"] == 0 and cut.metrics["abs_rel"] == pytest.approx(0, abs=1e-7)
     assert cut.metrics["valid_pixels"] == full.metrics["valid_pixels"]
+
+
+def test_logits_resize_differs_from_nearest_labels(tmp_path):
+    """Columns alternating red, blue (2x wide) over ground truth of purple, the class half
+    way between: resized logits average red's and blue's and pick purple; nearest labels
+    pick the blue columns."""
+    palette = tmp_path / "rgb3.csv"
+    palette.write_text("# ignore_index: 255\n# ignore_color: 0,255,0\nname,r,g,b\n"
+                       "red,255,0,0\nblue,0,0,255\npurple,128,0,128\n")
+    write_atomic(tmp_path / "gt" / "a.png", png_bytes(np.full((4, 4), 2, np.uint8)),
+                 overwrite=True)
+    rgb = np.zeros((4, 8, 3), np.uint8)
+    rgb[:, 0::2, 0] = 255
+    rgb[:, 1::2, 2] = 255
+    write_atomic(tmp_path / "gen" / "a.png", png_bytes(rgb), overwrite=True)
+    preset = datasets.folder_preset("seg", num_classes=3, palette=str(palette))
+    scores = {}
+    for resize in ("logits", "nearest"):
+        result = evaluate("seg", [tmp_path / "gen"], dataset=preset, gt_root=tmp_path / "gt",
+                          overrides={"fit": "resize", "resize": resize}, workers=0, worst_k=0)
+        scores[resize] = result.metrics["pixel_accuracy"]
+    assert scores == {"logits": 1.0, "nearest": 0.0}

@@ -21,9 +21,10 @@ align       ``none`` (metric), ``median``, ``lstsq``, ``lstsq-affine`` (depth sp
 reduction   ``image`` (per image, then the mean over images) or ``pixel`` (pooled).
 resize      how decoded values reach the ground truth's size: ``bilinear``,
             ``bilinear-ac`` (align_corners=True, as ZoeDepth/Depth Anything), ``nearest``,
-            ``bicubic``, ``logits`` (segmentation: the palette logits ``segmentation_logits``
-            are resized bilinearly and the argmax taken, as MMSegmentation resizes its
-            logits), ``none`` (sizes must match).
+            ``bicubic``, ``logits`` (segmentation: when the sizes differ, the palette
+            logits ``segmentation_logits`` are resized bilinearly and the argmax taken, as
+            MMSegmentation resizes its logits; labels otherwise), ``none`` (sizes must
+            match).
 fit         how the generated frame maps onto the ground truth: ``none`` (default: sizes
             must match, anything else is an error naming the file), ``resize`` (the frame
             is the whole image, stretched), ``letterbox`` (padding bars are cut off
@@ -115,7 +116,7 @@ PROTOCOLS = {p.name: p for p in (
              "(compute_normal_error, compute_normal_metrics)", dict(
                  reduction="pixel", resize="bilinear", gt_frame="dsine")),
     Protocol("mmseg", "seg", "open-mmlab/mmsegmentation mmseg/evaluation/metrics/"
-             "iou_metric.py", dict(reduction="pixel", resize="nearest")),
+             "iou_metric.py", dict(reduction="pixel", resize="logits")),
     Protocol("cityscapes", "seg", "mcordts/cityscapesScripts evaluation/"
              "evalPixelLevelSemanticLabeling.py", dict(
                  reduction="pixel", resize="none", category_iou=True)),

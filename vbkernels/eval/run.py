@@ -10,7 +10,8 @@ still on the device,
    only the centred region of the ground truth with the frame's aspect;
 2. resize the decoded values (never the RGB: blended colours leave the walk and the
    palette) with ``resize``; normals are renormalised after resizing, labels use nearest
-   (or ``resize="logits"``: the palette logits are resized and the argmax taken);
+   (or ``resize="logits"``, MMSegmentation's way: when the sizes differ the frame's palette
+   logits are resized bilinearly and the argmax taken);
 3. KITTI's benchmark crop (``kb``) cuts both to 352 x 1216, and the crop's rectangle is
    cut out; the valid mask is the reader's (and ``center-crop``'s region);
 4. ``vbkernels.metrics`` accumulates: the depth range (``strict`` / ``inclusive``),
@@ -109,7 +110,6 @@ class Decoder:
     rejected by the palette."""
 
     task: object  # a vbkernels.pipeline Task
-    logits: bool = False  # seg: return (N, H, W, K) palette logits instead of labels
 
     @property
     def health_name(self) -> str:
@@ -133,17 +133,19 @@ class Decoder:
             normals, norm = vbkernels.decode_normals(rgb, return_norm=True, backend=t.backend)
             return normals, ((norm - 1).abs() > OFF_SPHERE).flatten(1).float().mean(1)
         labels = t.decode(rgb)["labels"].long()
-        health = (labels == t.palette.ignore_index).flatten(1).float().mean(1)
-        if self.logits:
-            logits = vbkernels.segmentation_logits(rgb, t.palette, layout="hwc",
-                                                   backend="torch")
-            return logits.movedim(1, -1), health
-        return labels, health
+        return labels, (labels == t.palette.ignore_index).flatten(1).float().mean(1)
+
+    def logits(self, rgb: torch.Tensor) -> torch.Tensor:
+        """(H, W, K) palette logits of one (H, W, 3) frame (``resize="logits"``)."""
+        import vbkernels
+
+        logits = vbkernels.segmentation_logits(rgb[None], self.task.palette, layout="hwc",
+                                               backend="torch")
+        return logits[0].movedim(0, -1)
 
 
 def make_decoder(task: str, *, backend="auto", decoder: str | None = None, palette=None,
-                 max_distance=None, vmin=None, vmax=None, lam=None, c=None,
-                 logits: bool = False) -> Decoder:
+                 max_distance=None, vmin=None, vmax=None, lam=None, c=None) -> Decoder:
     """The decoder of ``task`` (``decoder="colormap:NAME"`` for colormap-painted depth)."""
     if decoder and decoder.startswith("colormap:"):
         if task != "depth":
@@ -159,7 +161,7 @@ def make_decoder(task: str, *, backend="auto", decoder: str | None = None, palet
         options.update({k: v for k, v in (("lam", lam), ("c", c)) if v is not None})
     if task == "seg":
         options.update(palette=palette, max_distance=max_distance)
-    return Decoder(build_task(task, **options), logits=logits and task == "seg")
+    return Decoder(build_task(task, **options))
 
 
 # ---------------------------------------------------------------------- geometry steps
@@ -367,8 +369,7 @@ def evaluate(task: str, predictions, *, dataset, gt_root, split=None, match: str
     if pred_format == "image":
         palette = palette or preset.palette
         decode = make_decoder(task, backend=backend, decoder=decoder, palette=palette,
-                              max_distance=max_distance, vmin=vmin, vmax=vmax,
-                              logits=settings.resize == "logits")
+                              max_distance=max_distance, vmin=vmin, vmax=vmax)
     scorer = _Scorer(settings, dev, decode.health_name if decode is not None else "health")
     failed = _score_all(pairing.pairs, preset, settings, decode, scorer, dev, batch_size,
                         workers, pred_format, png_scale, errors, progress)
@@ -406,8 +407,9 @@ def _worst_images(rows, pairs, k, preset, settings, decode, dev, pred_format, pn
                             png_scale)
         if isinstance(loaded[0], str):
             continue
-        values, _ = _decode_batch([loaded[0]], settings, decode, dev)
-        pred, gt, valid = prepare(values[0], loaded[1], loaded[2], settings, sample.name)
+        values, _, rgb = _decode_batch([loaded[0]], settings, decode, dev)
+        pred, gt, valid = prepare(values[0], loaded[1], loaded[2], settings, sample.name,
+                                  _logits_source(decode, rgb, 0))
         if settings.task == "normals":
             from vbkernels.metrics import convert_normals
 
@@ -514,32 +516,35 @@ def _load_gt_only(preset, sample, rgb):
 
 
 def _decode_batch(preds: list, settings, decode, dev):
-    """Same-size predictions -> (values on ``dev``, per-image health list)."""
+    """Same-size predictions -> (values on ``dev``, per-image health list, the RGB batch on
+    ``dev`` or None for arrays)."""
     stacked = np.stack(preds)
     if decode is None:
         values = torch.from_numpy(stacked).to(dev)
         values = values.long() if settings.task == "seg" else values.float()
-        return values, [math.nan] * len(preds)  # arrays: no colours to check
+        return values, [math.nan] * len(preds), None  # arrays: no colours to check
     if stacked.dtype != np.uint8 or stacked.ndim != 4:
         raise EvalError(f"expected 8-bit RGB predictions, got {stacked.dtype} {stacked.shape[1:]}")
     rgb = torch.from_numpy(stacked)
     if dev.type == "cuda":
         rgb = rgb.pin_memory().to(dev, non_blocking=True)
     values, health = decode.decode(rgb)
-    return values, health.cpu().tolist()
+    return values, health.cpu().tolist(), rgb
 
 
 def _score_batch(batch, settings, decode, scorer, dev, errors) -> int:
     """Decode one same-size batch on ``dev`` and score each image; failures counted."""
     try:
-        values, health = _decode_batch([item[1] for item in batch], settings, decode, dev)
+        values, health, rgb = _decode_batch([item[1] for item in batch], settings, decode,
+                                            dev)
     except (EvalError, ValueError, RuntimeError) as exc:
         errors += [(item[0], f"cannot decode: {exc}") for item in batch]
         return len(batch)
     failed = 0
     for i, (name, _, gt, valid) in enumerate(batch):
+        logits = _logits_source(decode, rgb, i)
         try:
-            pred, target, mask = prepare(values[i], gt, valid, settings, name)
+            pred, target, mask = prepare(values[i], gt, valid, settings, name, logits)
         except EvalError as exc:
             errors.append((name, str(exc)))
             failed += 1
@@ -548,12 +553,20 @@ def _score_batch(batch, settings, decode, scorer, dev, errors) -> int:
     return failed
 
 
+def _logits_source(decode, rgb, i):
+    """A function giving frame ``i``'s palette logits (segmentation decoded from RGB)."""
+    if decode is None or rgb is None or decode.task.name != "seg":
+        return None
+    return lambda: decode.logits(rgb[i])
+
+
 def prepare(pred: torch.Tensor, gt: np.ndarray, valid: np.ndarray, settings: Settings,
-            name: str):
-    """One image's prediction, target and valid mask on ``pred``'s device (steps 1-3)."""
+            name: str, logits=None):
+    """One image's prediction, target and valid mask on ``pred``'s device (steps 1-3).
+    ``logits()`` gives the frame's palette logits, used instead of the labels when
+    ``resize="logits"`` and the sizes differ."""
     dev = pred.device
-    logits = settings.task == "seg" and settings.resize == "logits" and pred.dim() == 3
-    expected = {"depth": 2, "normals": 3, "seg": 3 if logits else 2}[settings.task]
+    expected = {"depth": 2, "normals": 3, "seg": 2}[settings.task]
     if pred.dim() != expected:
         raise EvalError(f"{name}: expected a {settings.task} prediction of rank {expected}, "
                         f"got shape {tuple(pred.shape)}")
@@ -563,8 +576,11 @@ def prepare(pred: torch.Tensor, gt: np.ndarray, valid: np.ndarray, settings: Set
     if kb and tuple(pred.shape[:2]) == KB_SIZE:  # generated from the KB-cropped RGB already
         target, mask = kb_crop(target, name), kb_crop(mask, name)
         kb = False
-    pred, region = fit_to(pred, tuple(target.shape[:2]), settings, name)
-    if logits:
+    by_logits = (settings.resize == "logits" and logits is not None and
+                 tuple(pred.shape[:2]) != tuple(target.shape[:2]))
+    pred, region = fit_to(logits() if by_logits else pred, tuple(target.shape[:2]), settings,
+                          name)
+    if by_logits:
         pred = pred.argmax(-1)
     mask &= region
     if kb:
