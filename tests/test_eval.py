@@ -193,6 +193,7 @@ def test_missing_predictions_exit_1_unless_allowed(nyu, tmp_path):
     assert invoke(*args, "-o", tmp_path / "b", "--allow-missing").exit_code == 0
     report = read_json(tmp_path / "a")
     assert report["count"]["missing"] == 1 and report["missing"] == [fixture.samples[1].name]
+    assert report["unused"] == []
     assert report["count"]["found"] == 2
 
 

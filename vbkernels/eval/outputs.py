@@ -38,6 +38,7 @@ def metrics_json(result) -> dict:
         "settings": {**result.settings.to_dict(), **result.inputs},
         "count": result.count,
         "missing": result.missing,
+        "unused": result.unused,  # predictions that paired with no sample
         "errors": [list(e) for e in result.errors],
         "version": _version(),
         "split_sha256": result.split_sha256,
