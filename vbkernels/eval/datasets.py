@@ -6,7 +6,8 @@ mask, and the anchor file whose layout it follows. ``list_samples(preset, root, 
 gives the samples; ``read_ground_truth(preset, sample)`` gives ``(values, valid)`` with
 
 - depth: float32 ``(H, W)`` metres, ``valid`` where the file holds a measurement;
-- normals: float32 ``(H, W, 3)`` unit vectors in the dataset's frame, ``valid`` likewise;
+- normals: float32 ``(H, W, 3)`` in the dataset's frame, as the anchor reads them (DSINE:
+  ``2 c / 255 - 1``, not renormalised), ``valid`` likewise;
 - seg: int64 ``(H, W)`` class ids (ignore 255 already applied), ``valid`` where not ignored.
 
 Split files use the anchors' ``filename_list_*.txt`` format: one sample a line, the RGB path,
@@ -59,7 +60,6 @@ class DatasetPreset:
     reader: Callable                   # (preset, sample) -> (values, valid)
     depth_range: tuple = (1e-3, None)  # valid ground truth range, metres
     crop: str = "none"                 # the crop the dataset is usually scored with
-    shape: tuple | None = None         # (H, W) the crop needs
     num_classes: int | None = None
     palette: str | None = None
     options: dict = field(default_factory=dict)
@@ -263,14 +263,14 @@ _add(DatasetPreset(
     "data_split/nyu/labeled/filename_list_test.txt",
     "NYUv2 labelled test split (654): test/SCENE/rgb_N.png, depth_N.png (uint16 mm)",
     "**/depth_*.png", _Sub(r"(^|/)depth_([^/]*)$", r"\1rgb_\2"), read_depth_png,
-    depth_range=(1e-3, 10.0), crop="eigen", shape=(480, 640),
+    depth_range=(1e-3, 10.0), crop="eigen",
     options={"scale": 1000.0, "unit": "millimetres"}))
 _add(DatasetPreset(
     "kitti-eigen", "depth", "prs-eth/Marigold src/dataset/kitti_dataset.py, "
     "data_split/kitti/eigen_test_files_with_gt.txt",
     "KITTI Eigen test split: DRIVE/proj_depth/groundtruth/image_02/F.png (uint16 / 256)",
     "*/proj_depth/groundtruth/image_0[23]/*.png", _kitti_rgb, read_depth_png,
-    depth_range=(1e-3, 80.0), crop="kb+garg", shape=None,
+    depth_range=(1e-3, 80.0), crop="kb+garg",
     options={"scale": 256.0, "unit": "metres x 256"}))
 _add(DatasetPreset(
     "scannet", "depth", "prs-eth/Marigold src/dataset/scannet_dataset.py, "
