@@ -727,3 +727,13 @@ def test_logits_resize_differs_from_nearest_labels(tmp_path):
                           overrides={"fit": "resize", "resize": resize}, workers=0, worst_k=0)
         scores[resize] = result.metrics["pixel_accuracy"]
     assert scores == {"logits": 1.0, "nearest": 0.0}
+
+
+def test_error_histogram_counts_valid_pixels_in_range(nyu):
+    root, fixture = nyu
+    result = evaluate("depth", [root / "gen11"], dataset="nyuv2", gt_root=root / "NYU",
+                      workers=0, worst_k=0)
+    counts = np.asarray(result.histogram["counts"])
+    assert counts.sum() == sum(int(v[45:471, 41:601].sum()) for v in fixture.valid)
+    peak = (np.argmax(counts) + 0.5) / len(counts) - 0.5  # bin centre, ln(p / g)
+    assert peak == pytest.approx(math.log(1.1), abs=0.01)
