@@ -431,6 +431,10 @@ def test_protocol_settings_and_overrides():
         resolve("depth", "nyuv2", align="mean")
     with pytest.raises(ValueError, match="scores normals"):
         resolve("depth", "nyuv2", "dsine")
+    with pytest.raises(ValueError, match="depth only"):
+        resolve("normals", "nyuv2-normals", align="median")
+    with pytest.raises(ValueError, match="reduction must be pixel"):
+        resolve("seg", "ade20k", reduction="image")
 
 
 # ------------------------------------------------------------------------ micro-cases

@@ -176,6 +176,14 @@ def apply_overrides(settings: Settings, overrides: dict) -> Settings:
 
 
 def _check(settings: Settings) -> None:
+    if settings.task != "depth" and settings.align != "none":
+        raise ValueError(f"align applies to depth only, got align={settings.align} for "
+                         f"{settings.task}")
+    if settings.task == "seg" and settings.reduction != "pixel":
+        raise ValueError("segmentation scores one confusion matrix over the dataset: "
+                         "reduction must be pixel")
+    if settings.task != "seg" and settings.resize == "logits":
+        raise ValueError("resize logits applies to segmentation only")
     if settings.max_depth is not None and settings.max_depth <= settings.min_depth:
         raise ValueError(f"max-depth ({settings.max_depth}) must be above min-depth "
                          f"({settings.min_depth})")
