@@ -42,7 +42,7 @@ def write_depth_predictions(fixture, folder: Path, factor: float = 1.0, suffix="
 @pytest.fixture(scope="module")
 def nyu(tmp_path_factory):
     root = tmp_path_factory.mktemp("nyu")
-    fixture = write_fixture("nyuv2", root / "NYU", n=3)
+    fixture = write_fixture("nyuv2", root / "NYU", n=2)
     write_depth_predictions(fixture, root / "gen")
     write_depth_predictions(fixture, root / "gen11", 1.1)
     return root, fixture
@@ -70,13 +70,13 @@ def test_nyuv2_identity_writes_every_output(nyu, tmp_path):
                     "-o", out, "--quiet")
     assert result.exit_code == 0, result.output
     report = read_json(out)
-    assert report["count"] == {"expected": 3, "found": 3, "missing": 0, "failed": 0}
+    assert report["count"] == {"expected": 2, "found": 2, "missing": 0, "failed": 0}
     assert report["metrics"]["delta1"] == 1.0
     assert 0 < report["metrics"]["abs_rel"] < QUANTISATION
     assert report["settings"]["crop"] == "eigen" and report["settings"]["align"] == "none"
     assert "| nyuv2 |" in (out / "metrics.md").read_text()
     rows = (out / "per_image.csv").read_text().splitlines()
-    assert len(rows) == 4 and rows[0].startswith("name,") and "off_walk" in rows[0]
+    assert len(rows) == 3 and rows[0].startswith("name,") and "off_walk" in rows[0]
     assert {p.name for p in (out / "plots").iterdir()} == {"error_histogram.png", "worst.png"}
 
 
@@ -144,7 +144,7 @@ def test_an_image_under_the_minimum_valid_pixels_does_not_count(nyu):
     least = min(int(v[45:471, 41:601].sum()) for v in fixture.valid)
     result = evaluate("depth", [root / "gen11"], dataset="nyuv2", gt_root=root / "NYU",
                       overrides={"min_valid_pixels": least + 1}, workers=0, worst_k=0)
-    assert result.metrics["images"] == 2
+    assert result.metrics["images"] == 1
     skipped = [r for r in result.per_image if not r["counted"]]
     assert len(skipped) == 1 and skipped[0]["valid_pixels"] == least
 
@@ -194,7 +194,7 @@ def test_missing_predictions_exit_1_unless_allowed(nyu, tmp_path):
     report = read_json(tmp_path / "a")
     assert report["count"]["missing"] == 1 and report["missing"] == [fixture.samples[1].name]
     assert report["unused"] == []
-    assert report["count"]["found"] == 2
+    assert report["count"]["found"] == 1
 
 
 def test_an_unreadable_prediction_is_named_and_the_rest_scored(nyu, tmp_path):
@@ -207,7 +207,7 @@ def test_an_unreadable_prediction_is_named_and_the_rest_scored(nyu, tmp_path):
     assert result.exit_code == 1
     assert fixture.samples[0].name in result.output
     report = read_json(tmp_path / "o")
-    assert report["count"]["failed"] == 1 and report["metrics"]["images"] == 2
+    assert report["count"]["failed"] == 1 and report["metrics"]["images"] == 1
 
 
 def test_match_stem_and_order(nyu, tmp_path):
@@ -217,10 +217,10 @@ def test_match_stem_and_order(nyu, tmp_path):
         write_atomic(tmp_path / "flat" / Path(sample.name).name, png_bytes(rgb), overwrite=True)
         write_atomic(tmp_path / "ordered" / f"frame_{i:03d}.png", png_bytes(rgb), overwrite=True)
     args = dict(dataset="nyuv2", gt_root=root / "NYU", workers=0, worst_k=0)
-    assert evaluate("depth", [tmp_path / "flat"], match="stem", **args).count["found"] == 3
+    assert evaluate("depth", [tmp_path / "flat"], match="stem", **args).count["found"] == 2
     ordered = evaluate("depth", [tmp_path / "ordered"], match="order", split=fixture.split,
                        **args)
-    assert ordered.metrics["delta1"] == 1.0 and ordered.count["found"] == 3
+    assert ordered.metrics["delta1"] == 1.0 and ordered.count["found"] == 2
 
 
 def test_mismatched_size_without_fit_names_the_file(nyu, tmp_path):
@@ -275,7 +275,7 @@ def test_split_line_with_missing_ground_truth_names_the_line(nyu, tmp_path):
     split.write_text(fixture.split.read_text() + "test/x/rgb_9.png test/x/depth_9.png\n")
     result = invoke("depth", root / "gen", "--dataset", "nyuv2", "--gt-root", root / "NYU",
                     "--split", split, "-o", tmp_path / "o")
-    assert result.exit_code == 1 and f"{split}:4" in result.output
+    assert result.exit_code == 1 and f"{split}:3" in result.output
     assert "depth_9.png" in result.output
 
 
