@@ -189,6 +189,9 @@ def _worst_figure(result):
         short = name if len(name) <= 60 else "..." + name[-57:]
         titles = (titles[0], f"{short} (score {score:.4g})\n{titles[1]}", titles[2])
         for axis, image, title, options in zip(row, shown, titles, kw):
+            if "cmap" in options:  # unscored pixels (NaN) in grey, not the colormap's end
+                options = {**options, "cmap": plt.get_cmap(options["cmap"]).with_extremes(
+                    bad="0.75")}
             im = axis.imshow(np.clip(image, 0, 1) if image.ndim == 3 else image, **options)
             axis.set_title(title, fontsize=7)
             axis.axis("off")
