@@ -113,13 +113,14 @@ def _run(task: str, options: dict) -> int:
                      "resize": o["resize"], "fit": o["fit"]}
         bar = None
 
+        stderr = click.get_text_stream("stderr")
+
         def progress(done, total):
             nonlocal bar
-            if o["quiet"]:
+            if o["quiet"] or not stderr.isatty():  # no bar in logs and pipes
                 return
             if bar is None:
-                bar = click.progressbar(length=total, label="images scored",
-                                        file=click.get_text_stream("stderr"))
+                bar = click.progressbar(length=total, label="images scored", file=stderr)
                 bar.__enter__()
             bar.update(done - bar.pos)
 
