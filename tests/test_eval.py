@@ -741,3 +741,15 @@ def test_error_histogram_counts_valid_pixels_in_range(nyu):
     assert counts.sum() == sum(int(v[45:471, 41:601].sum()) for v in fixture.valid)
     peak = (np.argmax(counts) + 0.5) / len(counts) - 0.5  # bin centre, ln(p / g)
     assert peak == pytest.approx(math.log(1.1), abs=0.01)
+
+
+def test_progress_counts_every_paired_image(nyu, tmp_path):
+    root, fixture = nyu
+    gen = tmp_path / "gen"
+    write_depth_predictions(fixture, gen)
+    (gen / fixture.samples[0].name).write_bytes(b"not a png")  # a failed one counts too
+    calls = []
+    evaluate("depth", [gen], dataset="nyuv2", gt_root=root / "NYU", workers=0, worst_k=0,
+             batch_size=1, progress=lambda done, total: calls.append((done, total)))
+    assert calls[0] == (0, 2) and calls[-1] == (2, 2)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
