@@ -115,6 +115,9 @@ class PipelineOptions:
     keep_suffix: bool = False
     gpu_input: bool = True                # nvJPEG / NVDEC on CUDA when installed
     manifest: bool = True
+    # Images with more pixels are refused (a failed input): "pillow" = Pillow's own
+    # decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS), an int, or None (none).
+    max_pixels: int | str | None = "pillow"
 
 
 def default_workers() -> int:
@@ -162,10 +165,11 @@ class DecodeFailedInWorker(Exception):
     """``read_decode_write``'s decode failed: the run stops, as a failed batch stops it."""
 
 
-def read_decode_write(task, path: Path, stem: Path, kinds) -> list[Path]:
+def read_decode_write(task, path: Path, stem: Path, kinds,
+                      max_pixels: int | str | None = "pillow") -> list[Path]:
     """One image's whole chain in this (worker) process, on the CPU: the written paths."""
     try:
-        rgb = read_image(path)
+        rgb = read_image(path, max_pixels)
     except Exception as exc:  # noqa: BLE001 - any reader error is this file's failure
         raise ReadFailed(describe(exc)) from None
     try:
@@ -351,6 +355,9 @@ class LocalPipeline:
             raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        from .png import pixel_limit
+
+        pixel_limit(options.max_pixels)  # a bad value fails here, not once per file
         self.read_ahead = max(2 * self.workers, options.batch_size)
         self.max_writes = max(2 * self.workers, 2)
         self.on_error = on_error or (lambda item, message: None)
@@ -472,7 +479,8 @@ class LocalPipeline:
             stem = output_stem(state.source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
             state.frames_read, state.reading = 1, False
             self._writes.append((pool.submit(read_decode_write, self.task, state.source.path,
-                                             stem, self.kinds), state))
+                                             stem, self.kinds, self.options.max_pixels),
+                                 state))
         while self._writes:
             self._collect(block=True)
 
@@ -527,7 +535,7 @@ class LocalPipeline:
             return None  # read by a thread when its turn comes
         if gpu_input.on_device(source, self.device, self.options.gpu_input):
             return pool.submit(_read_file_bytes, source.path)
-        return pool.submit(read_image, source.path)
+        return pool.submit(read_image, source.path, self.options.max_pixels)
 
     def _image_result(self, future):
         result = future.result()
