@@ -30,7 +30,6 @@ from vbkernels.pipeline import (
     read_manifest,
 )
 from vbkernels.pipeline import local as local_engine
-from vbkernels.pipeline.workers import WorkerDied, WorkerPool
 from vbkernels.scenes import make_scenes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,6 +203,8 @@ def _self_kill(seconds):
 
 
 def test_pool_replaces_a_dead_worker_and_fails_only_its_task():
+    from vbkernels.pipeline.workers import WorkerDied, WorkerPool
+
     pool = WorkerPool(2)
     try:
         slow = [pool.submit(time.sleep, 0.3) for _ in range(3)]
