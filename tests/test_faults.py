@@ -219,6 +219,21 @@ def test_pool_replaces_a_dead_worker_and_fails_only_its_task():
         pool.shutdown()
 
 
+def _exit_at_start():
+    os._exit(3)
+
+
+def test_a_pool_whose_workers_cannot_start_gives_up_instead_of_looping():
+    from vbkernels.pipeline.workers import PoolBroken, WorkerPool
+
+    pool = WorkerPool(1, initializer=_exit_at_start)
+    try:
+        with pytest.raises(PoolBroken, match="keep dying"):
+            pool.submit(os.getpid).result(timeout=60)
+    finally:
+        pool.terminate()
+
+
 def test_a_worker_killed_mid_write_leaves_no_temporary_file(folder, tmp_path, monkeypatch):
     """The pool's workers fork from this process, so the patched writer is theirs: it
     writes half of one output's temporary file and dies as the OOM killer would."""
@@ -442,7 +457,7 @@ def test_an_unwritable_output_directory_is_a_one_line_error(folder, tmp_path):
 
 
 def test_memory_error_has_a_reason(folder, tmp_path, monkeypatch):
-    def no_memory(path):
+    def no_memory(path, max_pixels="pillow"):
         raise MemoryError
 
     monkeypatch.setattr(local_engine, "read_image", no_memory)
@@ -452,6 +467,21 @@ def test_memory_error_has_a_reason(folder, tmp_path, monkeypatch):
     summary = pipeline.run()
     assert summary.failed == {str(folder / "f000.png"): "cannot read: out of memory "
                                                         "(MemoryError)"}
+
+
+def test_max_pixels_on_the_command_line(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from vbkernels.cli import main
+
+    args = ["decode", "depth", str(folder / "f000.png"), "-o", str(tmp_path / "out"),
+            "--workers", "0", "--device", "cpu", "--quiet"]
+    refused = CliRunner().invoke(main, [*args, "--max-pixels", "12287"])
+    assert refused.exit_code == 1
+    assert "128 x 96 = 12288 pixels, over the limit of 12287" in refused.output
+    assert CliRunner().invoke(main, [*args, "--max-pixels", "12288"]).exit_code == 0
+    bad = CliRunner().invoke(main, [*args, "--max-pixels", "lots"])
+    assert bad.exit_code == 2 and "pillow or none" in bad.output
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu", "numpy"])

@@ -108,6 +108,7 @@ def _worker_main(conn, parent: int, initializer, initargs) -> None:
     exit_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)
+    conn.send(None)  # ready: no task is sent before, so a failed start blames none
     while True:
         try:
             item = conn.recv()
@@ -144,6 +145,7 @@ class _Worker:
         finally:
             gc.unfreeze()
         child.close()  # our copy: the worker's end then closes when the worker dies
+        self.ready = False              # its initializer ran (it said so)
         self.task: tuple | None = None  # (future, fn, args) while busy
 
 
@@ -232,12 +234,13 @@ class WorkerPool:
                 with self._lock:
                     if self._closing and not busy and not self._queue:
                         break
-                ready = wait_for([self._wake_r] + [w.conn for w in busy]
+                listening = [w for w in self._workers if w.task is not None or not w.ready]
+                ready = wait_for([self._wake_r] + [w.conn for w in listening]
                                  + [w.process.sentinel for w in self._workers])
                 if self._wake_r in ready:
                     while self._wake_r.poll():
                         self._wake_r.recv_bytes()
-                for worker in busy:
+                for worker in listening:
                     if worker.conn in ready:
                         self._receive(worker)
                 for worker in list(self._workers):
@@ -254,7 +257,7 @@ class WorkerPool:
 
     def _dispatch(self) -> None:
         for worker in self._workers:
-            if worker.task is not None or not worker.process.is_alive():
+            if worker.task is not None or not worker.ready or not worker.process.is_alive():
                 continue
             with self._lock:
                 if not self._queue:
@@ -272,6 +275,13 @@ class WorkerPool:
                 future.set_exception(exc)
 
     def _receive(self, worker: _Worker) -> None:
+        if not worker.ready:
+            try:
+                worker.conn.recv()
+                worker.ready = True
+            except (EOFError, OSError):
+                pass  # died starting: _replace counts it
+            return
         future = worker.task[0]
         try:
             ok, value = worker.conn.recv()
