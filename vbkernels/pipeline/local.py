@@ -22,6 +22,11 @@ travel between the processes pickled through the pool's pipes (a copy each way, 
 by a thread of the main process); handing them over in shared memory would save those
 copies and is the next step for many-core GPU machines.
 
+The workers are a :class:`~.workers.WorkerPool`: a worker that dies (the out-of-memory
+killer) fails only the input it was on and is replaced; none outlives the main process.
+Ctrl-C and SIGTERM stop a run the same way (``run``): queued files are dropped, the files
+in flight finish, and a second signal ends the workers at once.
+
 Memory bound: at most ``read_ahead`` frames read ahead (default ``2 * workers`` or one
 batch, whichever is larger; a video thread holds at most one batch), one batch being
 formed, one batch in flight on the device, and ``2 * workers`` frames' outputs being

@@ -16,6 +16,13 @@ rows) the native route measured 2x Pillow and 1.4x libspng per core.
 The CRC check is ours: libspng as pyspng calls it returns pixels from files with flipped
 bytes in their image data without an error, where Pillow raises.
 
+Memory follows the image, never the file: files are read in 64 KiB pieces (Pillow reads
+the same open file when it decides), the image data is inflated as it streams into a
+buffer of exactly the size IHDR implies, and more data than that is a ``ValueError``
+(corrupt, or a decompression bomb; Pillow ignores such excess). Images over the pixel
+limit (:func:`pixel_limit`: Pillow's own refusal size by default) and 16-bit PNGs
+(Pillow reduces 16-bit RGB and RGBA to their high byte) are refused on every route.
+
 For a GPU, :func:`inflate_png` does only the CPU half of a PNG decode (chunk walk, CRC,
 inflate with ISA-L or zlib) and leaves the per-row filters to the device
 (``vbkernels.triton.png_unfilter``); :func:`unfilter` is the NumPy version of that half.
