@@ -347,6 +347,25 @@ def test_a_truncated_video_fails_and_is_redone(tmp_path):
     complete = decode_files([whole], "depth", tmp_path / "ok", workers=0, device="cpu",
                             kinds="npy")
     assert complete.frames == 30 and not complete.failed
+    damaged = tmp_path / "damaged.mp4"  # whole, but one packet mid-stream is garbage
+    _remux_with_garbage(av, whole, damaged, 15)
+    summary = decode_files([damaged], "depth", tmp_path / "bad", workers=0, device="cpu",
+                           kinds="npy")
+    assert list(summary.failed) == [str(damaged)] and summary.frames < 30
+
+
+def _remux_with_garbage(av, source, target, index):
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for i, packet in enumerate(inp.demux(inp.streams.video[0])):
+            if packet.dts is None:
+                continue
+            if i == index:
+                bad = av.Packet(b"\x00\x00\x00\x01\x65" + bytes(range(256)) * 4)
+                bad.pts, bad.dts, bad.time_base = packet.pts, packet.dts, packet.time_base
+                packet = bad
+            packet.stream = stream
+            out.mux(packet)
 
 
 def test_a_file_name_that_is_not_utf8_is_recorded_losslessly(folder, tmp_path):
@@ -426,6 +445,33 @@ def test_a_full_disk_fails_inputs_and_leaves_only_whole_files(folder, tmp_path):
         assert not text or text.endswith(b"\n")
         for line in text.splitlines():
             json.loads(line)
+    finally:
+        subprocess.run(["umount", str(out)], check=False)
+
+
+def test_a_manifest_on_a_full_disk_does_not_stop_the_run(folder, tmp_path):
+    """Before: the manifest append's ENOSPC escaped as a traceback and ended the run."""
+    out = tmp_path / "full"
+    why = _mount_tmpfs(out, "64k")
+    if why:
+        pytest.skip(why)
+    try:
+        earlier = b"{}" + b" " * 4093 + b"\n"  # one whole page: the next row needs another
+        (out / "manifest.jsonl").write_bytes(earlier)
+        fd = os.open(out / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, bytes(4096)):
+                pass
+        except OSError:
+            pass  # the disk is full
+        finally:
+            os.close(fd)
+        inputs = sorted(folder.glob("*.png"))[:2]
+        summary = decode_files(inputs, "depth", out, workers=0, device="cpu", kinds="npy")
+        assert sorted(summary.failed) == [str(p) for p in inputs]
+        assert summary.not_recorded == 2
+        assert (out / "manifest.jsonl").read_bytes() == earlier
+        assert not _temporaries(out) and not list(out.glob("*.npy"))
     finally:
         subprocess.run(["umount", str(out)], check=False)
 
