@@ -184,6 +184,19 @@ def test_the_pixel_limit_holds_on_both_routes(monkeypatch):
         png.read_image(data, max_pixels=0)
 
 
+def test_the_pixel_limit_holds_for_files_sent_to_nvjpeg(tmp_path):
+    path = tmp_path / "a.jpg"
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(path)
+    png.check_image_size(path, 1200)
+    with pytest.raises(ValueError, match="a.jpg: image is 40 x 30"):
+        png.check_image_size(path, 1199, name=str(path))
+    from vbkernels.pipeline.local import _read_file_bytes
+
+    assert _read_file_bytes(path, 1200) == path.read_bytes()
+    with pytest.raises(ValueError, match="over the limit"):
+        _read_file_bytes(path, 1199)
+
+
 _MEASURE = """
 import json, resource, sys
 from vbkernels.pipeline import png

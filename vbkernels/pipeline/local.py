@@ -158,7 +158,12 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _read_file_bytes(path: Path) -> bytes:
+def _read_file_bytes(path: Path, max_pixels: int | str | None = "pillow") -> bytes:
+    """A JPEG's bytes for nvJPEG, after the pixel limit is checked on its header (Pillow
+    reads only the header to give the size)."""
+    from .png import check_image_size
+
+    check_image_size(path, max_pixels)
     return Path(path).read_bytes()
 
 
@@ -539,7 +544,7 @@ class LocalPipeline:
         if source.kind == "video":
             return None  # read by a thread when its turn comes
         if gpu_input.on_device(source, self.device, self.options.gpu_input):
-            return pool.submit(_read_file_bytes, source.path)
+            return pool.submit(_read_file_bytes, source.path, self.options.max_pixels)
         return pool.submit(read_image, source.path, self.options.max_pixels)
 
     def _image_result(self, future):

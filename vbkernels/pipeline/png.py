@@ -409,6 +409,23 @@ def _check_pixels(width: int, height: int, name: str, limit: int | None) -> None
                          "max_pixels, on the command line --max-pixels)")
 
 
+def check_image_size(path, max_pixels: int | str | None = "pillow", *,
+                     name: str = "") -> None:
+    """``ValueError`` when the image file at ``path`` has more than ``max_pixels`` pixels
+    (see :func:`pixel_limit`), from its header alone; for readers that are not this
+    module's (nvJPEG on the GPU)."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = pixel_limit(max_pixels)
+    if limit is None:
+        return
+    try:
+        with open(path, "rb") as handle, _open_with_limit(Image, handle, None) as img:
+            _check_pixels(*img.size, name, limit)
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        return  # not for this check to say: the reader reports it
+
+
 def _check_ihdr(head: bytes, name: str, limit: int | None) -> None:
     """Refuse, from its IHDR alone, a PNG over the pixel limit or with 16 bits a channel
     (Pillow would give RGB and RGBA ones reduced to their high byte)."""
