@@ -205,6 +205,42 @@ def test_ctrl_c_is_quick_and_a_second_one_still_exits_130(folder, tmp_path):
     assert not _left_alive(workers)
 
 
+_STUCK_WORKER = """
+import ctypes, sys, time
+from vbkernels.pipeline.workers import WorkerPool
+
+def deadlock_holding_the_gil():
+    # As a worker hung in C code does (a fork-inherited lock): a mutex locked twice,
+    # through PyDLL, which keeps the GIL; signals do not interrupt it.
+    libc, mutex = ctypes.PyDLL(None), ctypes.create_string_buffer(64)
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
+
+pool = WorkerPool(1)
+pool.submit(deadlock_holding_the_gil)
+print(pool.pids()[0], flush=True)
+time.sleep(120)
+"""
+
+
+@linux_only
+def test_a_worker_stuck_in_c_code_still_dies_with_its_parent():
+    parent = subprocess.Popen([sys.executable, "-c", _STUCK_WORKER], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(0.5)  # the task has started
+        assert _alive(worker)
+    finally:
+        parent.kill()
+        parent.wait()  # not communicate(): a surviving worker holds the pipe open
+        parent.stdout.close()
+    left = _left_alive([worker], within=3.0)
+    for pid in left:  # the fault: do not leave it running after the test
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
 def _self_kill(seconds):
     time.sleep(seconds)
     os.kill(os.getpid(), signal.SIGKILL)
