@@ -235,3 +235,21 @@ def test_a_sigint_leaves_an_ok_row_for_every_input_it_wrote(tmp_path):
     assert "interrupted: wrote" in stderr and "Traceback" not in stderr
     check_interrupted_run(out, inputs, [".depth.npy", ".depth.png", ".depth.preview.png"],
                           "local")
+
+
+def test_an_address_where_nothing_listens_is_one_clear_line(tmp_path):
+    import socket
+
+    make_pngs(tmp_path / "in", 1)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+
+    result = CliRunner().invoke(main, ["decode", "depth", str(tmp_path / "in"), "-o",
+                                       str(tmp_path / "out"), "--engine", "ray",
+                                       "--ray-address", address, "--quiet"])
+
+    assert result.exit_code == 1, result.output
+    assert f"Error: nothing answers at --ray-address {address}" in result.output
+    assert "--ray-address auto" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
