@@ -369,7 +369,8 @@ def connect(options: RayOptions) -> bool:
             with _loopback_mode() if _is_loopback(address) else contextlib.nullcontext():
                 ray.init(address=options.address, **settings)
         except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
-            raise RayConnectionError(_connection_advice(address, exc)) from None
+            raise RayConnectionError(_connection_advice(
+                address or "the address `ray start` left on this machine", exc)) from None
     _quiet_ray_data(level)
     return True
 
@@ -455,8 +456,9 @@ def _connection_advice(address: str, exc: Exception) -> str:
     return (
         f"cannot join the Ray cluster at {address} ({first}). Something answers there, so "
         f"the cluster most likely refused this client: clusters with token authentication "
-        f"(Ray >= 2.5x turns it on where a token exists) need it on the client too, and "
-        f"Ray does not turn it on for an explicit address. Set RAY_AUTH_MODE=token and the "
+        f"(Ray 2.60 turns it on for a new cluster, and for `ray start` where a token "
+        f"exists) need it on the client too, and Ray does not turn it on for an explicit "
+        f"address. Set RAY_AUTH_MODE=token and the "
         f"cluster's token in RAY_AUTH_TOKEN (or in ~/.ray/auth_token, or a file named by "
         f"RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head node prints it), or run on "
         f"a node of the cluster with --ray-address auto")

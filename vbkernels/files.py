@@ -8,8 +8,11 @@ onto its final name, so an interrupted run never leaves a half-written file; wit
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
+import socket
 import zlib
 from pathlib import Path
 
@@ -20,9 +23,70 @@ class OutputExists(FileExistsError):
     """An output file is already there and the caller did not ask to overwrite it."""
 
 
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+_TMP_PATTERN = re.compile(r"^\..+\.([0-9a-f]{8})\.(\d+)\.tmp$")
+_writing: set[Path] = set()  # this process's temporary files being written now
+
+
+def host_tag() -> str:
+    """8 hex digits naming this machine in temporary file names, so that a run can tell
+    its own machine's dead writers from live writers elsewhere sharing the directory."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def tmp_name(path: Path) -> Path:
-    """The temporary sibling ``write_atomic`` writes first (hidden, per process)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """The temporary sibling ``write_atomic`` writes first: ``.NAME.HOST.PID.tmp`` (hidden,
+    per machine and process; see :func:`host_tag`). When that would be longer than a file
+    name may be, ``NAME`` is shortened and a hash of the whole name keeps it unique, so
+    every legal output name has a legal temporary name."""
+    suffix = f".{host_tag()}.{os.getpid()}.tmp"
+    name = os.fsencode(path.name)
+    if 1 + len(name) + len(suffix) > NAME_MAX:
+        digest = hashlib.sha1(name).hexdigest()[:16].encode()
+        keep = NAME_MAX - 1 - len(suffix) - len(digest) - 1
+        name = name[:keep] + b"~" + digest
+    return path.with_name(os.fsdecode(b"." + name) + suffix)
+
+
+def remove_own_temporaries() -> None:
+    """Remove the temporary files this process is writing (a SIGTERM handler's cleanup;
+    safe to call from a signal handler between two writes)."""
+    for tmp in list(_writing):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def remove_stale_temporaries(outdir: Path) -> list[Path]:
+    """Remove ``write_atomic``'s temporary files under ``outdir`` whose writer is gone:
+    written on this machine by a process that no longer runs (killed before it could
+    clean up). Files of other machines sharing the directory are left to their own runs.
+    Returns what was removed."""
+    removed = []
+    host = host_tag()
+    for folder, _, names in os.walk(outdir):
+        for name in names:
+            match = _TMP_PATTERN.match(name)
+            if match is None or match.group(1) != host or _pid_alive(int(match.group(2))):
+                continue
+            path = Path(folder) / name
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                continue  # another run removed it first
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
@@ -30,11 +94,12 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
 
     Without ``overwrite`` an existing ``path`` raises :class:`OutputExists` and is left
     untouched; the check and the rename are one step (a hard link) where the file system
-    allows it.
+    allows it. A full disk leaves no partial file: the temporary file goes either way.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
+    _writing.add(tmp)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -53,6 +118,7 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+        _writing.discard(tmp)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

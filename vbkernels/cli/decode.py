@@ -41,7 +41,8 @@ kinds not asked for (an old preview). Each run leaves ``OUT/runs/<run>.json`` an
 (``decode``/``skip``/``fail`` lines) and writes nothing. ``-o`` is a local directory (or a
 ``file://`` URI); other ``scheme://`` outputs are refused before any work.
 Exit status: 0 when every input is done or skipped, 1 when any failed (or, with
-``--dry-run``, would fail), 130 after Ctrl-C.
+``--dry-run``, would fail), 130 after Ctrl-C, 143 after SIGTERM (either stops as Ctrl-C
+does: the files in flight finish, then the summary; see the README's Reliability notes).
 """
 
 from __future__ import annotations
@@ -63,6 +64,26 @@ from vbkernels.pipeline.outputs import check_output
 
 BACKEND_CHOICE = click.Choice(["auto", *BACKEND_NAMES])
 _LISTED = 10  # inputs named in the Ctrl-C summary
+
+
+class _MaxPixels(click.ParamType):
+    """``pillow``, ``none`` or a whole number >= 1."""
+
+    name = "N|none"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() in ("pillow", "none"):
+            return None if value.strip().lower() == "none" else "pillow"
+        try:
+            number = int(value.replace("_", ""))
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"expected a whole number >= 1, pillow or none; got {value!r}", param,
+                      ctx)
+        return number
 
 
 def common_options(func):
@@ -93,6 +114,11 @@ def common_options(func):
         click.option("--no-gpu-input", is_flag=True,
                      help="On CUDA, read JPEGs and videos on the CPU even when nvJPEG "
                           "(torchvision) or NVDEC (torchcodec) is installed."),
+        click.option("--max-pixels", default="pillow", show_default=True, metavar="N|none",
+                     type=_MaxPixels(),
+                     help="Refuse (fail) images with more pixels: pillow = Pillow's "
+                          "decompression-bomb limit (178956970 unless PIL.Image."
+                          "MAX_IMAGE_PIXELS is changed), a number, or none."),
         click.option("--quiet", is_flag=True, help="No progress bar or summary."),
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True,
@@ -266,7 +292,16 @@ def instances_command(max_distance, min_pixels, background, merge_distance,
 
 
 def _run(name: str, common: dict, **task_options) -> None:
-    """Build the task and the pipeline from the options, run it, report, exit."""
+    """Build the task and the pipeline from the options, run it, report, exit (130 for a
+    Ctrl-C that comes before or after the run itself, never click's "Aborted!")."""
+    try:
+        _run_local_or_ray(name, common, **task_options)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted before any file was decoded", err=True)
+        raise SystemExit(130) from None
+
+
+def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
     from pathlib import Path
 
     from tqdm import tqdm
@@ -289,7 +324,10 @@ def _run(name: str, common: dict, **task_options) -> None:
     options = PipelineOptions(kinds=kinds, device=device, batch_size=common["batch_size"],
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
-                              gpu_input=not common["no_gpu_input"], dry_run=common["dry_run"])
+                              gpu_input=not common["no_gpu_input"],
+                              max_pixels=common["max_pixels"], dry_run=common["dry_run"])
+    if not common["dry_run"]:
+        _check_outdir(outdir)
     sources, input_errors = expand_inputs(common["inputs"])
     pipeline = LocalPipeline(task, Path(outdir), options,
                              on_error=None if common["dry_run"] else _echo_error)
@@ -314,6 +352,9 @@ def _run_ray(task, kinds, outdir, common: dict) -> None:
 
     from vbkernels.distributed import RayConnectionError, plan_files
 
+    if common["max_pixels"] != "pillow":
+        raise click.UsageError("--max-pixels works with --engine local; the Ray engine's "
+                               "actors refuse images past Pillow's limit")
     dry_run = common["dry_run"]
     pipeline = plan_files(
         common["inputs"], task, outdir, address=common["ray_address"],
@@ -355,6 +396,19 @@ def _print_plan(pipeline) -> None:
                f"failing; nothing was written", err=True)
     if summary.failed:
         raise SystemExit(1)
+def _check_outdir(outdir) -> None:
+    """A one-line error, before any work, when OUTDIR cannot be created or written."""
+    import os
+
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create the output directory {str(outdir)!r}: "
+            f"{exc.strerror or exc}") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise click.ClickException(
+            f"cannot write to the output directory {str(outdir)!r}: permission denied")
 
 
 def _kinds(task, kinds, preview: bool) -> tuple:
@@ -383,14 +437,20 @@ def _echo_error(item: str, message: str) -> None:
 
 
 def _summarise(summary: RunSummary, quiet: bool) -> None:
-    """Say what happened; exit 130 after Ctrl-C, 1 when an input failed."""
+    """Say what happened; exit 130 after Ctrl-C, 143 after SIGTERM, 1 when an input
+    failed or a manifest row could not be recorded."""
+    import signal
+
     if summary.interrupted:
         _report_interrupt(summary)
-        raise SystemExit(130)
+        raise SystemExit(128 + int(getattr(summary, "signal", None) or signal.SIGINT))
     if not quiet:
         click.echo(_summary_line(summary), err=True)
     if summary.failed:
         raise click.ClickException(f"{len(summary.failed)} input(s) failed; see the errors above")
+    if getattr(summary, "not_recorded", 0):
+        raise click.ClickException(f"{summary.not_recorded} manifest row(s) could not be "
+                                   "written; see the error above")
 
 
 def _summary_line(summary: RunSummary) -> str:
@@ -407,6 +467,10 @@ def _summary_line(summary: RunSummary) -> str:
 
 
 def _report_interrupt(summary: RunSummary) -> None:
+    import signal
+
+    if getattr(summary, "signal", None) == signal.SIGTERM:
+        click.echo("\nSIGTERM: stopping as for Ctrl-C", err=True)
     click.echo(f"\ninterrupted: wrote {summary.frames} frame(s); {len(summary.done)} input(s) "
                f"complete, {len(summary.unfinished)} not", err=True)
     for path in summary.unfinished[:_LISTED]:

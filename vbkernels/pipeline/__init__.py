@@ -52,11 +52,12 @@ The local engine
 ----------------
 ``decode_files(inputs, task, output, **options)`` (options: ``PipelineOptions`` fields —
 ``kinds, device, batch_size, workers, overwrite, keep_suffix, gpu_input, manifest,
-dry_run`` —
-plus ``build_task`` options when ``task`` is a name) returns a ``RunSummary``. ``output``
-passes ``outputs.check_output`` first (a local directory or ``file://`` URI; any other
-``scheme://`` is ``UnsupportedOutput``, before any work). See
-``vbkernels.pipeline.local`` for the stages, the memory bound and Ctrl-C behaviour.
+dry_run, max_pixels`` — plus ``build_task`` options when ``task`` is a name) returns a
+``RunSummary``. ``output`` passes ``outputs.check_output`` first (a local directory or
+``file://`` URI; any other ``scheme://`` is ``UnsupportedOutput``, before any work). See
+``vbkernels.pipeline.local`` for the stages, the memory bound and Ctrl-C/SIGTERM
+behaviour, and ``vbkernels.pipeline.workers`` for the worker processes (one task each,
+replaced when one dies, never outliving the command).
 """
 
 from .device import BatchDecoder, PendingBatch, resolve_device
