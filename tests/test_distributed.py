@@ -282,6 +282,7 @@ def test_a_sigint_to_a_driver_that_joined_by_address(ray_cluster, tmp_path):
 
     assert process.returncode == 130, stderr
     assert "interrupted: wrote" in stderr and "Traceback" not in stderr
+    assert " INFO " not in stderr  # Ray logs at warning level without --verbose
     check_interrupted_run(out, inputs, [".depth.npy", ".depth.png", ".depth.preview.png"],
                           "ray")
 
