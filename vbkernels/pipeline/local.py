@@ -388,6 +388,7 @@ class LocalPipeline:
         self._states: list[InputState] = []
         self._manifest: ManifestWriter | None = None
         self._video: _VideoReader | None = None
+        self._stopping = False  # the run is being stopped: workers ended by it are not errors
 
     # -- planning ---------------------------------------------------------------------
 
@@ -514,6 +515,7 @@ class LocalPipeline:
         if completed:
             pool.shutdown(wait=True)
         else:  # Ctrl-C, SIGTERM or an error: stop now, keeping every finished file
+            self._stopping = True
             _stop_pool(pool, [future for future, _ in self._writes])
         self._collect(block=False)  # writes that completed while stopping still count
         self.summary.unfinished = [str(s.source.path) for s in self._states if not s.finished]
@@ -612,6 +614,8 @@ class LocalPipeline:
             if future.cancelled():
                 continue
             exc = future.exception()
+            if isinstance(exc, WorkerDied) and self._stopping:
+                continue  # ended by the stop itself (a second Ctrl-C): unfinished, not failed
             if isinstance(exc, DecodeFailedInWorker):
                 raise DecodeFailed(str(exc))
             if isinstance(exc, PoolBroken):

@@ -37,6 +37,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import wait as wait_for
 
@@ -84,7 +85,7 @@ def _watch_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
             _die()
-        threading.Event().wait(WATCHDOG_S)
+        time.sleep(WATCHDOG_S)
 
 
 def exit_with_parent(parent: int) -> None:
