@@ -22,6 +22,14 @@ The output directory must be one file system every node writes to (NFS, Lustre, 
 mount of a bucket): actors write their files there atomically and the driver appends the
 manifest there. Local input paths must likewise be visible on every node.
 
+Connecting (``connect``): with no address and no ``RAY_ADDRESS`` a new local cluster is
+started bound to 127.0.0.1 (``start_local_ray``); an explicit ``HOST:PORT`` is checked for
+a listener first, and a refused connection (token authentication) is a
+``RayConnectionError`` that says what to set. Ray logs at WARNING unless ``verbose``.
+After Ctrl-C the job is shut down first, then the inputs whose outputs the actors had all
+written get their ``ok`` rows (``LocalPipeline._wrap_up``), so no finished input is left
+for a rerun to call merely ``skipped``.
+
 Ray is imported only inside the functions here, so nothing else in vbkernels pays for it.
 """
 
