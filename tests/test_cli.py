@@ -104,7 +104,7 @@ def test_decode_normals_glob_opencv(tmp_path, encoded):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "img0.normals.npy", "img0.normals.preview.png", "img1.normals.npy",
-        "img1.normals.preview.png", "manifest.jsonl"]
+        "img1.normals.preview.png", "manifest.jsonl", "runs", "summary.json"]
     for i in range(2):
         expected = vbkernels.decode_normals(encoded["normals"][i], convention="opencv")
         assert np.array_equal(np.load(tmp_path / "out" / f"img{i}.normals.npy"), expected)

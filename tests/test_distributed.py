@@ -1,9 +1,15 @@
 """The Ray engine (``--engine ray``, ``vbkernels.distributed``) against the local engine on
-one local Ray cluster shared by this module: the same files, bit for bit, the same
-manifest rows, the skip-on-rerun and the resume-after-a-kill behaviour."""
+one local Ray cluster shared by this module (bound to 127.0.0.1): the same files, bit for
+bit, the same manifest rows, the skip-on-rerun and the resume-after-a-kill behaviour; a
+real SIGINT to a driver that joined the cluster by address; what a failed connection
+says."""
 
+import ipaddress
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,14 @@ from PIL import Image
 
 from vbkernels.cli import main
 
+from .test_manifest_runs import (
+    ROOT,
+    check_interrupted_run,
+    interrupt_after_first_output,
+    make_pngs,
+    start_decode,
+)
+
 FRAME_SHAPES = {"a.png": (32, 48), "sub/b.png": (40, 24), "c.png": (32, 48)}
 GOOD = ["a.png", "c.png", "clip.mp4", "d.jpg", "sub/b.png"]
 
@@ -21,7 +35,9 @@ GOOD = ["a.png", "c.png", "clip.mp4", "d.jpg", "sub/b.png"]
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from vbkernels.distributed import start_local_ray
+
+    start_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -56,7 +72,8 @@ def decode(inputs, out, *args):
 
 def output_files(out: Path) -> dict[str, Path]:
     return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name != "manifest.jsonl"}
+            if p.is_file() and p.name not in ("manifest.jsonl", "summary.json")
+            and p.parent.name != "runs"}
 
 
 def assert_same_outputs(expected: Path, actual: Path) -> None:
@@ -76,7 +93,10 @@ def manifest(out: Path) -> list[dict]:
 
 
 def by_input(rows, inputs: Path) -> dict[str, dict]:
-    return {Path(row["path"]).relative_to(inputs).as_posix(): row for row in rows}
+    """Rows by input name, without the fields that differ from run to run."""
+    return {Path(row["path"]).relative_to(inputs).as_posix():
+            {k: v for k, v in row.items() if k not in ("run", "time", "engine")}
+            for row in rows}
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +125,9 @@ def test_ray_engine_writes_what_the_local_engine_writes(runs):
     local_rows = by_input(manifest(local_out), inputs)
     ray_rows = by_input(manifest(ray_out), inputs)
     assert ray_rows == local_rows
+    assert {row["engine"] for row in manifest(ray_out)} == {"ray"}
+    assert {row["backend"] for row in manifest(ray_out)} == {"cpu"}  # as the actor resolved
+    assert json.loads((ray_out / "summary.json").read_text())["engine"] == "ray"
     assert sorted(ray_rows) == sorted([*GOOD, "broken.png"])
     assert ray_rows["clip.mp4"]["frames"] == 3
     assert all(ray_rows[name]["status"] == "ok" for name in GOOD)
@@ -181,3 +204,118 @@ def test_every_task_matches_the_local_engine(runs, tmp_path, task, options, uri)
     assert sorted(ray_summary.done) == sorted(ray_inputs)
     assert_same_outputs(tmp_path / "local", tmp_path / "ray")
     assert output_files(tmp_path / "ray")
+
+
+# ------------------------------------------------------------ loopback, bar, signals
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _listening_addresses(pids) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The local addresses of TCP sockets in LISTEN state held by ``pids`` (Linux /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        inodes |= {int(link[8:-1]) for link in links if link.startswith("socket:[")}
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or int(fields[9]) not in inodes:
+                continue
+            words = fields[1].split(":")[0]
+            raw = b"".join(bytes.fromhex(words[i:i + 8])[::-1] for i in range(0, len(words), 8))
+            address = ipaddress.ip_address(raw)
+            found.add(getattr(address, "ipv4_mapped", None) or address)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_local_cluster_listens_on_loopback_only(ray_cluster, runs):
+    """After a run (actors and workers started): every socket the cluster's processes
+    listen on is bound to 127.0.0.1, and the node's address is 127.0.0.1."""
+    assert {node["NodeManagerAddress"] for node in ray_cluster.nodes()} == {"127.0.0.1"}
+    addresses = _listening_addresses(_descendants(os.getpid()))
+    assert addresses, "found no listening sockets: the check would prove nothing"
+    assert all(address.is_loopback for address in addresses), addresses
+
+
+def test_the_plan_knows_the_frame_total_before_ray_starts(runs, tmp_path):
+    from vbkernels.distributed import plan_files
+
+    pipeline = plan_files([str(runs[0])], "depth", tmp_path / "out", workers=1)
+    assert pipeline.total_frames() == len(GOOD) - 1 + 3 + 1  # clip.mp4: 3; broken.png: 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sigint_to_a_driver_that_joined_by_address(ray_cluster, tmp_path):
+    """``timeout -s INT`` on ``--engine ray --ray-address HOST:PORT``: every input whose
+    outputs the actors wrote gets this run's ok row, though its report never reached the
+    driver; the command says what it wrote and exits 130."""
+    inputs = make_pngs(tmp_path / "in", 48, shape=(96, 128))
+    out = tmp_path / "out"
+    address = ray_cluster.get_runtime_context().gcs_address
+    process = start_decode(["depth", str(tmp_path / "in"), "-o", str(out), "--engine", "ray",
+                            "--ray-address", address, "--workers", "1", "--batch-size", "4",
+                            "--preview", "--quiet"], cwd=tmp_path)
+
+    _, stderr = interrupt_after_first_output(process, out, ".depth.preview.png")
+
+    assert process.returncode == 130, stderr
+    assert "interrupted: wrote" in stderr and "Traceback" not in stderr
+    assert " INFO " not in stderr  # Ray logs at warning level without --verbose
+    check_interrupted_run(out, inputs, [".depth.npy", ".depth.png", ".depth.preview.png"],
+                          "ray")
+
+
+_CONNECT = """
+import sys
+from vbkernels.distributed import RayConnectionError, RayOptions, connect
+for address in sys.argv[1:]:
+    try:
+        connect(RayOptions(address=address))
+        print("connected")
+    except RayConnectionError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_a_failed_connection_says_what_to_do(ray_cluster, tmp_path):
+    """Nothing listening: said at once. A token-authenticated cluster joined by address
+    without the token (Ray's InvalidAuthToken): the token variables and ``auto``."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        free = f"127.0.0.1:{probe.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    env["PYTHONPATH"] = str(ROOT)
+    address = ray_cluster.get_runtime_context().gcs_address
+    result = subprocess.run([sys.executable, "-c", _CONNECT, free, address], env=env,
+                            capture_output=True, text=True, timeout=240, cwd=tmp_path)
+
+    first, second = result.stdout.strip().split("\n")
+    assert first.startswith(f"refused: nothing answers at --ray-address {free}")
+    assert second.startswith(f"refused: cannot join the Ray cluster at {address}")
+    assert "RAY_AUTH_MODE=token" in second and "RAY_AUTH_TOKEN" in second
+    assert "--ray-address auto" in second

@@ -22,15 +22,26 @@ The output directory must be one file system every node writes to (NFS, Lustre, 
 mount of a bucket): actors write their files there atomically and the driver appends the
 manifest there. Local input paths must likewise be visible on every node.
 
+Connecting (``connect``): with no address and no ``RAY_ADDRESS`` a new local cluster is
+started bound to 127.0.0.1 (``start_local_ray``); an explicit ``HOST:PORT`` is checked for
+a listener first, and a refused connection (token authentication) is a
+``RayConnectionError`` that says what to set. Ray logs at WARNING unless ``verbose``.
+After Ctrl-C the job is shut down first, then the inputs whose outputs the actors had all
+written get their ``ok`` rows (``LocalPipeline._wrap_up``), so no finished input is left
+for a rerun to call merely ``skipped``.
+
 Ray is imported only inside the functions here, so nothing else in vbkernels pays for it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
+import logging
 import os
+import socket
 import time
 from pathlib import Path, PurePosixPath
 
@@ -59,6 +70,8 @@ from vbkernels.pipeline.gpu_input import (
 )
 from vbkernels.pipeline.local import DecodeFailed, Interrupted, split_options
 from vbkernels.pipeline.manifest import relative_output
+from vbkernels.pipeline.outputs import check_output
+from vbkernels.pipeline.runs import backend_used
 from vbkernels.pipeline.sources import JPEG_SUFFIXES
 
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the frame column of a row that carries bytes
@@ -71,32 +84,56 @@ class RayOptions:
     num_gpus: float | None = None  # per actor; None: 1 where the cluster has GPUs, else 0
     actor_cpus: int | None = None  # per actor, also its output-encoding threads; None:
     #   1 on CPU-only clusters; with GPUs half the CPUs per GPU (the other half read files)
+    verbose: bool = False        # Ray's INFO logging and the actors' output on the driver
 
 
 def decode_files(inputs, task, output, *, address: str | None = None,
                  actors: int | None = None, num_gpus: float | None = None,
-                 actor_cpus: int | None = None, on_error=None, progress=None,
-                 **options) -> RunSummary:
+                 actor_cpus: int | None = None, verbose: bool = False, on_error=None,
+                 progress=None, **options) -> RunSummary:
     """Decode ``inputs`` (paths, directories, globs, or URIs such as ``s3://bucket/dir``)
-    with ``task`` (a ``Task`` or a task name) into ``output`` on a Ray cluster.
+    with ``task`` (a ``Task`` or a task name) into ``output`` (a local directory every
+    node writes, or a ``file://`` URI; other schemes raise ``UnsupportedOutput`` before
+    anything starts) on a Ray cluster.
 
     ``options`` are the local engine's (``PipelineOptions`` fields and, for a task name,
     ``build_task``'s): the same files with the same names come out. ``device`` is each
     actor's device; ``workers`` is the number of actors on a CPU-only cluster. ``address``
-    is ``ray.init``'s (``"auto"`` for a running cluster); an already initialised Ray is
-    used as it is. ``actors``, ``num_gpus`` and ``actor_cpus`` size the actor pool (see
-    ``RayOptions``). Returns the run's summary (``failed`` non-empty: exit 1); Ctrl-C
-    raises ``Interrupted`` carrying it, as the local engine does.
+    is ``ray.init``'s (``"auto"`` for a running cluster; None: ``RAY_ADDRESS``, else the
+    cluster ``ray start`` started on this machine, else a new local cluster bound to
+    127.0.0.1); an already initialised Ray is used as it is. ``actors``, ``num_gpus`` and
+    ``actor_cpus`` size the actor pool (see ``RayOptions``); ``verbose`` keeps Ray's INFO
+    logging. Returns the run's summary (``failed`` non-empty: exit 1); Ctrl-C raises
+    ``Interrupted`` carrying it, as the local engine does; a cluster that cannot be
+    reached raises ``RayConnectionError`` saying what to do.
     """
-    task, pipeline_options = split_options(task, options)
-    sources, errors = expand_any(inputs)
-    pipeline = RayPipeline(task, Path(output), pipeline_options,
-                           RayOptions(address, actors, num_gpus, actor_cpus), on_error, progress)
-    pipeline.plan(sources, errors)
+    pipeline = plan_files(inputs, task, output, address=address, actors=actors,
+                          num_gpus=num_gpus, actor_cpus=actor_cpus, verbose=verbose,
+                          on_error=on_error, progress=progress, **options)
+    if pipeline.options.dry_run:
+        return pipeline.summary
     summary = pipeline.run()
     if summary.interrupted:
         raise Interrupted(summary)
     return summary
+
+
+def plan_files(inputs, task, output, *, address: str | None = None,
+               actors: int | None = None, num_gpus: float | None = None,
+               actor_cpus: int | None = None, verbose: bool = False, on_error=None,
+               progress=None, **options) -> RayPipeline:
+    """``decode_files``' first half: the planned pipeline (inputs listed, names checked,
+    done inputs skipped; Ray not started yet). ``.total_frames()`` sizes a progress bar,
+    ``.run()`` does the rest; with ``dry_run=True`` nothing is written and
+    ``.planned_rows`` holds the rows the plan would record."""
+    outdir = check_output(output)  # before anything is listed or read
+    task, pipeline_options = split_options(task, options)
+    sources, errors = expand_any(inputs)
+    pipeline = RayPipeline(task, outdir, pipeline_options,
+                           RayOptions(address, actors, num_gpus, actor_cpus, verbose),
+                           on_error, progress)
+    pipeline.plan(sources, errors)
+    return pipeline
 
 
 # ------------------------------------------------------------------------- inputs
@@ -189,6 +226,7 @@ class _DecodeActor:
         self.gpu_input = gpu_input and self.device.type == "cuda"
         self.sources = sources  # _row_key(read_binary_files path) -> Source
         self.decoder = BatchDecoder(task, self.device)
+        self.backend = backend_used(task, self.device)
         # Encoding (zlib, np.save) mostly runs outside the GIL: threads overlap it with
         # the next batch's decode.
         self.writer = cf.ThreadPoolExecutor(max(1, write_threads))
@@ -210,7 +248,7 @@ class _DecodeActor:
                 images.append((state, frame))
         images = [(state, frame) for state, frame in images if frame is not None]
         self._images(images)
-        return _columns([state.row(self.outdir) for state in results.values()])
+        return _columns([state.row(self.outdir, self.backend) for state in results.values()])
 
     # -- images: grouped by shape, batches of at most batch_size ------------------------
 
@@ -288,16 +326,17 @@ class _Result:
     outputs: list = dataclasses.field(default_factory=list)
     error: str | None = None
 
-    def row(self, outdir: Path) -> dict:
+    def row(self, outdir: Path, backend: str) -> dict:
         error = self.error or (None if self.frames else "no frames")
         return {"path": str(self.source.path), "frames": self.frames,
                 "outputs": json.dumps(sorted(relative_output(p, outdir) for p in self.outputs)),
-                "status": "failed" if error else "ok", "error": error or ""}
+                "status": "failed" if error else "ok", "error": error or "",
+                "backend": backend}
 
 
 def _columns(rows: list[dict]) -> dict:
     return {key: np.array([row[key] for row in rows])
-            for key in ("path", "frames", "outputs", "status", "error")}
+            for key in ("path", "frames", "outputs", "status", "error", "backend")}
 
 
 # --------------------------------------------------------------------- the driver
@@ -312,6 +351,134 @@ def require_ray():
         raise ImportError(f"the Ray engine needs Ray Data: pip install 'vbkernels[ray]' "
                           f"({exc})") from None
     return ray
+
+
+class RayConnectionError(RuntimeError):
+    """The Ray cluster an address names could not be joined; the message says what to
+    try."""
+
+
+def connect(options: RayOptions) -> bool:
+    """Join or start Ray for one run; True when this call did (the run then disconnects,
+    or shuts its local cluster down, at the end). Ray's logging stays at WARNING and the
+    actors' output off the driver unless ``options.verbose``."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    level = logging.INFO if options.verbose else logging.WARNING
+    settings = {"include_dashboard": False, "logging_level": level,
+                "log_to_driver": options.verbose}
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    if address is None and not _started_by_ray_start():
+        start_local_ray(**settings)
+    else:
+        _check_reachable(address)
+        try:
+            with _loopback_mode() if _is_loopback(address) else contextlib.nullcontext():
+                ray.init(address=options.address, **settings)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+            raise RayConnectionError(_connection_advice(
+                address or "the address `ray start` left on this machine", exc)) from None
+    _quiet_ray_data(level)
+    return True
+
+
+def start_local_ray(**init_options):
+    """``ray.init`` for a new cluster on this machine whose every process listens on
+    127.0.0.1 only, and returns its context (the tests' clusters start here too).
+
+    Left alone, Ray gives a Linux node the address of the machine's first network
+    interface and its servers listen on every interface; Ray's own loopback mode (its
+    default on macOS and Windows) is switched on for the start: the node address is
+    127.0.0.1 and then its gRPC servers bind to loopback only."""
+    ray = require_ray()
+    # Ray turns token authentication on for a new cluster and logs a notice saying so:
+    # right for a cluster nobody else joins, and nothing for the user to act on.
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice_level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        with _loopback_mode():
+            return ray.init(address="local", _node_ip_address="127.0.0.1", **init_options)
+    finally:
+        notice.setLevel(notice_level)
+
+
+@contextlib.contextmanager
+def _loopback_mode():
+    """Ray's loopback mode while a cluster starts or a driver joins one on 127.0.0.1
+    (otherwise Ray rewrites 127.0.0.1 into the machine's network address, where a
+    loopback cluster does not listen)."""
+    from ray._private import ray_constants
+
+    variable = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(variable)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[variable] = "0"  # for the processes a start spawns
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+        if saved[1] is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved[1]
+
+
+def _is_loopback(address: str | None) -> bool:
+    host = (address or "").split("://", 1)[-1].rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _started_by_ray_start() -> bool:
+    """Whether ``ray start`` left a cluster address on this machine (``ray.init()`` with no
+    address joins that cluster rather than starting one)."""
+    try:
+        from ray._private.utils import read_ray_address
+
+        return bool(read_ray_address())
+    except Exception:  # noqa: BLE001 - a private helper; without it, start our own
+        return False
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail at once, with the address, when nothing listens at ``HOST:PORT`` (Ray would
+    retry for about 20 s and then raise with a traceback)."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # not HOST:PORT: Ray reports what it makes of it
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise RayConnectionError(
+            f"nothing answers at --ray-address {address} ({exc}). Check the head node's "
+            f"address and GCS port (`ray status` on the head node prints it, default 6379), "
+            f"or run on a node of the cluster with --ray-address auto") from None
+
+
+def _connection_advice(address: str, exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"cannot join the Ray cluster at {address} ({first}). Something answers there, so "
+        f"the cluster most likely refused this client: clusters with token authentication "
+        f"(Ray 2.60 turns it on for a new cluster, and for `ray start` where a token "
+        f"exists) need it on the client too, and Ray does not turn it on for an explicit "
+        f"address. Set RAY_AUTH_MODE=token and the "
+        f"cluster's token in RAY_AUTH_TOKEN (or in ~/.ray/auth_token, or a file named by "
+        f"RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head node prints it), or run on "
+        f"a node of the cluster with --ray-address auto")
+
+
+def _quiet_ray_data(level: int) -> None:
+    """Ray Data logs each dataset's plan and progress at INFO through its own loggers,
+    and warns that its progress bars are off (the command line draws its own)."""
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger("ray.data._internal.progress").setLevel(
+        level if level < logging.WARNING else logging.ERROR)
 
 
 def _rows(dataset):
@@ -334,6 +501,8 @@ class RayPipeline(LocalPipeline):
     """The local engine's planning (names, clashes, the resume rule, manifest rows) with
     the run handed to Ray Data. The driver itself never decodes a frame."""
 
+    engine = "ray"
+
     def __init__(self, task, outdir: Path, options: PipelineOptions, ray_options: RayOptions,
                  on_error=None, progress=None):
         # Plan on the CPU: the device option is each actor's, resolved on its node.
@@ -343,37 +512,54 @@ class RayPipeline(LocalPipeline):
         self.ray_options = ray_options
         self.workers = options.workers  # None: the actor count follows the cluster
 
+    def _backend(self) -> str:
+        # The driver decodes nothing: its rows (skipped, failed before reading) name the
+        # backend asked for; each actor's rows name the one it resolved on its device.
+        return self.task.backend
+
+    def settings(self) -> dict:
+        ray_options = dataclasses.asdict(self.ray_options)
+        ray_options.pop("verbose")
+        return {**super().settings(), "device": str(self.actor_device),
+                "workers": self.workers, **ray_options}
+
     def run(self) -> RunSummary:
+        """Run the planned inputs on Ray; Ctrl-C (SIGINT) stops the job, and the inputs
+        whose outputs the actors had all written get their ``ok`` rows all the same
+        (checked on disk once the job is gone, ``LocalPipeline._wrap_up``)."""
         start = time.perf_counter()
         reported = set()
         try:
             if self._states:
-                ray = require_ray()
-                started_here = not ray.is_initialized()
-                if started_here:
-                    ray.init(address=self.ray_options.address, include_dashboard=False)
-                try:
-                    for row in _rows(self._dataset()):
-                        reported.add(row["path"])
-                        self._report(row)
-                    for state in self._states:  # deleted between the plan and the read
-                        if str(state.source.path) not in reported:
-                            reported.add(str(state.source.path))
-                            self._report({"path": str(state.source.path), "frames": 0,
-                                          "outputs": "[]", "status": "failed",
-                                          "error": "cannot read: no such file"})
-                finally:
-                    if started_here:
-                        ray.shutdown()
+                self._run_on_ray(reported)
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
-            if self._manifest is not None:
-                self._manifest.close()
             self.summary.seconds = time.perf_counter() - start
             self.summary.unfinished = [str(s.source.path) for s in self._states
                                        if str(s.source.path) not in reported]
+            self._wrap_up()
         return self.summary
+
+    def _run_on_ray(self, reported: set) -> None:
+        ray = require_ray()
+        started_here = connect(self.ray_options)
+        try:
+            for row in _rows(self._dataset()):
+                reported.add(row["path"])
+                self._report(row)
+            for state in self._states:  # deleted between the plan and the read
+                if str(state.source.path) not in reported:
+                    reported.add(str(state.source.path))
+                    self._report({"path": str(state.source.path), "frames": 0,
+                                  "outputs": "[]", "status": "failed",
+                                  "error": "cannot read: no such file", "backend": ""})
+        finally:
+            if started_here:
+                # Also after Ctrl-C: the job's actors end with it, so nothing writes into
+                # OUT after this returns.
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
 
     def _dataset(self):
         ray = require_ray()
@@ -414,7 +600,7 @@ class RayPipeline(LocalPipeline):
     def _report(self, row: dict) -> None:
         error = row["error"] or None
         manifest_row = ManifestRow(row["path"], int(row["frames"]), json.loads(row["outputs"]),
-                                   row["status"], error)
+                                   row["status"], error, backend=row["backend"] or None)
         if error is None:
             self.summary.done.append(row["path"])
         else:

@@ -34,11 +34,15 @@ principal point at the image centre. Points are in OpenCV camera axes (+x right,
 +z forward), metres; invalid depth (NaN, +inf) is left out (docs/format.md, Points).
 
 Reruns resume: an input whose outputs all exist is skipped (``OUT/manifest.jsonl`` records
-every input's outcome); one with only some outputs is redone; ``--overwrite`` redoes
-everything and removes this task's outputs of kinds not asked for (an old preview).
-Exit status: 0 when every input is done or skipped, 1 when any failed, 130 after Ctrl-C,
-143 after SIGTERM (either stops as Ctrl-C does: the files in flight finish, then the
-summary; see the README's Reliability notes).
+every input's outcome, with the run's id, time, engine and backend); one with only some
+outputs is redone; ``--overwrite`` redoes everything and removes this task's outputs of
+kinds not asked for (an old preview). Each run leaves ``OUT/runs/<run>.json`` and
+``OUT/summary.json`` (counts, seconds, frames/s, settings). ``--dry-run`` prints the plan
+(``decode``/``skip``/``fail`` lines) and writes nothing. ``-o`` is a local directory (or a
+``file://`` URI); other ``scheme://`` outputs are refused before any work.
+Exit status: 0 when every input is done or skipped, 1 when any failed (or, with
+``--dry-run``, would fail), 130 after Ctrl-C, 143 after SIGTERM (either stops as Ctrl-C
+does: the files in flight finish, then the summary; see the README's Reliability notes).
 """
 
 from __future__ import annotations
@@ -49,7 +53,6 @@ from vbkernels._dispatch import BACKEND_NAMES
 from vbkernels.colormap import SCALES
 from vbkernels.pipeline import (
     DecodeFailed,
-    Interrupted,
     LocalPipeline,
     PipelineOptions,
     RunSummary,
@@ -57,6 +60,7 @@ from vbkernels.pipeline import (
     expand_inputs,
     resolve_device,
 )
+from vbkernels.pipeline.outputs import check_output
 
 BACKEND_CHOICE = click.Choice(["auto", *BACKEND_NAMES])
 _LISTED = 10  # inputs named in the Ctrl-C summary
@@ -121,8 +125,15 @@ def common_options(func):
                      help="local: this machine's pipeline; ray: a Ray cluster's actors "
                           "(pip install 'vbkernels[ray]'), same files and names."),
         click.option("--ray-address", default=None, metavar="ADDRESS",
-                     help="With --engine ray: the cluster (auto = the running one) "
-                          "[default: RAY_ADDRESS, else a local Ray]."),
+                     help="With --engine ray: the cluster's HOST:PORT (auto = the one running "
+                          "on this node) [default: RAY_ADDRESS, else a local Ray on "
+                          "127.0.0.1]."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print which inputs would be decoded, skipped (outputs exist) or "
+                          "fail, and write nothing."),
+        click.option("--verbose", is_flag=True,
+                     help="With --engine ray: Ray's INFO logging and the actors' output "
+                          "(default: warnings only)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -296,12 +307,16 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
     from tqdm import tqdm
 
     try:
+        outdir = check_output(common["outdir"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
+    try:
         task = build_task(name, backend=common["backend"], **task_options)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     kinds = _kinds(task, common["kinds"], common["preview"])
     if common["engine"] == "ray":
-        return _run_ray(task, kinds, common)
+        return _run_ray(task, kinds, outdir, common)
     try:
         device = resolve_device(common["device"])
     except ValueError as exc:
@@ -310,11 +325,15 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
                               gpu_input=not common["no_gpu_input"],
-                              max_pixels=common["max_pixels"])
-    _check_outdir(Path(common["outdir"]))
+                              max_pixels=common["max_pixels"], dry_run=common["dry_run"])
+    if not common["dry_run"]:
+        _check_outdir(outdir)
     sources, input_errors = expand_inputs(common["inputs"])
-    pipeline = LocalPipeline(task, Path(common["outdir"]), options, on_error=_echo_error)
+    pipeline = LocalPipeline(task, Path(outdir), options,
+                             on_error=None if common["dry_run"] else _echo_error)
     pipeline.plan(sources, input_errors)
+    if common["dry_run"]:
+        return _print_plan(pipeline)
     quiet = common["quiet"]
     with tqdm(total=pipeline.total_frames(), unit="frame", disable=quiet,
               dynamic_ncols=True, desc=f"decode {name}") as progress:
@@ -326,33 +345,57 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
     _summarise(summary, quiet)
 
 
-def _run_ray(task, kinds, common: dict) -> None:
-    """The same run on a Ray cluster (vbkernels.distributed); the device is the actors'."""
+def _run_ray(task, kinds, outdir, common: dict) -> None:
+    """The same run on a Ray cluster (vbkernels.distributed); the device is the actors'.
+    The plan (listing, resume) runs here before Ray starts, so the bar knows its total."""
     from tqdm import tqdm
 
-    from vbkernels.distributed import decode_files
+    from vbkernels.distributed import RayConnectionError, plan_files
 
     if common["max_pixels"] != "pillow":
         raise click.UsageError("--max-pixels works with --engine local; the Ray engine's "
                                "actors refuse images past Pillow's limit")
-    with tqdm(unit="frame", disable=common["quiet"], dynamic_ncols=True,
-              desc=f"decode {task.name} (ray)") as progress:
+    dry_run = common["dry_run"]
+    pipeline = plan_files(
+        common["inputs"], task, outdir, address=common["ray_address"],
+        verbose=common["verbose"], on_error=None if dry_run else _echo_error, kinds=kinds,
+        device=common["device"], batch_size=common["batch_size"], workers=common["workers"],
+        overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
+        gpu_input=not common["no_gpu_input"], dry_run=dry_run)
+    if dry_run:
+        return _print_plan(pipeline)
+    with tqdm(total=pipeline.total_frames(), unit="frame", disable=common["quiet"],
+              dynamic_ncols=True, desc=f"decode {task.name} (ray)") as progress:
+        pipeline.progress = progress
         try:
-            summary = decode_files(
-                common["inputs"], task, common["outdir"], address=common["ray_address"],
-                on_error=_echo_error, progress=progress, kinds=kinds, device=common["device"],
-                batch_size=common["batch_size"], workers=common["workers"],
-                overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
-                gpu_input=not common["no_gpu_input"])
+            summary = pipeline.run()
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
-        except Interrupted as exc:
-            summary = exc.summary
+        except RayConnectionError as exc:
+            raise click.ClickException(str(exc)) from None
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
     _summarise(summary, common["quiet"])
 
 
+def _print_plan(pipeline) -> None:
+    """``--dry-run``: one line per input (``decode``, ``skip`` or ``fail: why``) on
+    stdout, then a count on stderr; exit 1 when an input would fail."""
+    for source in pipeline.pending_sources():
+        click.echo(f"decode  {source.path}")
+    for row in pipeline.planned_rows:
+        if row.status == "skipped":
+            click.echo(f"skip    {row.path}")
+        else:
+            click.echo(f"fail    {row.path}: {row.error}")
+    summary = pipeline.summary
+    frames = pipeline.total_frames()
+    frames = f" ({frames} frame(s))" if frames is not None else ""
+    click.echo(f"dry run: {len(pipeline.pending_sources())} input(s) to decode{frames}, "
+               f"{len(summary.skipped)} to skip (outputs exist), {len(summary.failed)} "
+               f"failing; nothing was written", err=True)
+    if summary.failed:
+        raise SystemExit(1)
 def _check_outdir(outdir) -> None:
     """A one-line error, before any work, when OUTDIR cannot be created or written."""
     import os

@@ -41,7 +41,9 @@ file is a ``failed`` row): the unit of work of a distributed engine (``Source.fr
 name)`` builds the source for a URI whose bytes the engine read).
 
 *Manifest and resume* — ``ManifestWriter(outdir).append(ManifestRow(...))`` appends one
-JSON line per input to ``OUT/manifest.jsonl`` (``path, frames, outputs, status, error``);
+JSON line per input to ``OUT/manifest.jsonl`` (``path, frames, outputs, status, error``,
+and ``run, time, engine, backend``: :mod:`.runs` gives each invocation an id and leaves
+``OUT/runs/<run>.json`` + ``OUT/summary.json``);
 ``is_done(source, suffixes, outdir, keep_suffix=, manifest=read_manifest(outdir))`` is the
 resume rule every engine applies: skip an input iff all its outputs exist (videos: its
 newest ok row lists them all and they exist); anything partial is redone.
@@ -50,10 +52,12 @@ The local engine
 ----------------
 ``decode_files(inputs, task, output, **options)`` (options: ``PipelineOptions`` fields —
 ``kinds, device, batch_size, workers, overwrite, keep_suffix, gpu_input, manifest,
-max_pixels`` — plus ``build_task`` options when ``task`` is a name) returns a
-``RunSummary``. See ``vbkernels.pipeline.local`` for the stages, the memory bound and
-Ctrl-C/SIGTERM behaviour, and ``vbkernels.pipeline.workers`` for the worker processes
-(one task each, replaced when one dies, never outliving the command).
+dry_run, max_pixels`` — plus ``build_task`` options when ``task`` is a name) returns a
+``RunSummary``. ``output`` passes ``outputs.check_output`` first (a local directory or
+``file://`` URI; any other ``scheme://`` is ``UnsupportedOutput``, before any work). See
+``vbkernels.pipeline.local`` for the stages, the memory bound and Ctrl-C/SIGTERM
+behaviour, and ``vbkernels.pipeline.workers`` for the worker processes (one task each,
+replaced when one dies, never outliving the command).
 """
 
 from .device import BatchDecoder, PendingBatch, resolve_device

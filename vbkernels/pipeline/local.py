@@ -37,6 +37,7 @@ written. So RAM holds about ``(read_ahead + 2 * batch_size)`` input frames plus
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import os
 import queue
 import signal
@@ -55,6 +56,8 @@ from vbkernels.files import remove_stale_temporaries, write_atomic
 from . import gpu_input
 from .device import BatchDecoder, resolve_device, same_shape_batches
 from .manifest import ManifestRow, ManifestWriter, is_done, read_manifest, relative_output
+from .outputs import check_output
+from .runs import RunInfo, backend_used, summary_record, write_summary, written_by_run
 from .sources import Source, frame_count, output_stem, read_frames, read_image
 from .workers import PoolBroken, WorkerDied, WorkerPool
 
@@ -119,7 +122,11 @@ class PipelineOptions:
     overwrite: bool = False
     keep_suffix: bool = False
     gpu_input: bool = True                # nvJPEG / NVDEC on CUDA when installed
-    manifest: bool = True
+    manifest: bool = True                 # False: write the outputs only (no manifest, no
+    #                                       run summary)
+    dry_run: bool = False                 # plan only: nothing is read, written or removed;
+    #                                       the rows the plan would record are in
+    #                                       ``LocalPipeline.planned_rows``
     # Images with more pixels are refused (a failed input): "pillow" = Pillow's own
     # decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS), an int, or None (none).
     max_pixels: int | str | None = "pillow"
@@ -351,11 +358,13 @@ class _VideoReader:
 class LocalPipeline:
     """One run of ``task`` over ``sources`` into ``outdir``; see the module docstring."""
 
+    engine = "local"  # the manifest's and the run summary's name for this engine
+
     def __init__(self, task, outdir: Path, options: PipelineOptions,
                  on_error: Callable[[str, str], None] | None = None,
                  progress=None):
         self.task = task
-        self.outdir = Path(outdir)
+        self.outdir = check_output(outdir)
         self.options = options
         self.kinds = task.check_kinds(options.kinds)
         self.suffixes = task.suffixes(self.kinds)
@@ -373,6 +382,8 @@ class LocalPipeline:
         self.on_error = on_error or (lambda item, message: None)
         self.progress = progress  # anything with update(n) (a tqdm bar), or None
         self.summary = RunSummary()
+        self.run_info = RunInfo(self.engine, self._backend())
+        self.planned_rows: list[ManifestRow] = []  # dry run: the rows the plan would write
         self._writes: deque = deque()  # (future, state)
         self._states: list[InputState] = []
         self._manifest: ManifestWriter | None = None
@@ -413,6 +424,8 @@ class LocalPipeline:
 
     def _remove_stale(self, source: Source) -> None:
         """With overwrite: this task's outputs of other kinds (an old preview) go."""
+        if self.options.dry_run:
+            return
         stale = [s for s in self.task.all_suffixes() if s not in self.suffixes]
         stem = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
         if source.kind == "video":
@@ -424,6 +437,10 @@ class LocalPipeline:
                 path.unlink()
 
     # -- running ----------------------------------------------------------------------
+
+    def pending_sources(self) -> list[Source]:
+        """The planned inputs this run decodes (those neither skipped nor failed)."""
+        return [state.source for state in self._states]
 
     def total_frames(self) -> int | None:
         counts = [frame_count(s.source) for s in self._states]
@@ -456,9 +473,8 @@ class LocalPipeline:
                 self.summary.worker_deaths = getattr(pool, "deaths", 0)
             if dead_workers:  # killed mid-write: their temporary files are still there
                 remove_stale_temporaries(self.outdir)
-            if self._manifest is not None:
-                self._manifest.close()
             self.summary.seconds = time.perf_counter() - start
+            self._wrap_up()
         return self.summary
 
     def _run(self, pool) -> None:
@@ -653,6 +669,10 @@ class LocalPipeline:
         """Append ``row`` to the manifest. A row it cannot take (a full disk) is reported
         and counted, and the run goes on: its outputs are whole, and an unrecorded input
         is redone or skipped on the next run by the resume rule."""
+        row = self.run_info.stamp(row)
+        if self.options.dry_run:
+            self.planned_rows.append(row)
+            return
         if not self.options.manifest:
             return
         try:
@@ -664,6 +684,60 @@ class LocalPipeline:
             if self.summary.not_recorded == 1:
                 self.on_error(str(self.outdir / "manifest.jsonl"),
                               f"cannot record rows: {describe(exc)}")
+
+    # -- the end of a run (every engine) ----------------------------------------------
+
+    def _backend(self) -> str:
+        """The backend the manifest names for this run's rows."""
+        return backend_used(self.task, self.device)
+
+    def _wrap_up(self) -> None:
+        """After Ctrl-C, record the inputs whose outputs were all written; close the
+        manifest; leave the run's summary (``vbkernels.pipeline.runs``)."""
+        if self.summary.interrupted:
+            self._record_written_inputs()
+        if self._manifest is not None:
+            self._manifest.close()
+        if self.options.manifest and not self.options.dry_run:
+            record = summary_record(self.run_info, self.summary, task=self.task,
+                                    outdir=self.outdir, settings=self.settings())
+            try:
+                write_summary(record, self.outdir)
+            except OSError as exc:  # a full disk: the outputs and rows stand without it
+                self.on_error(str(self.outdir / "summary.json"),
+                              f"cannot write the run summary: {describe(exc)}")
+
+    def _record_written_inputs(self) -> None:
+        """``ok`` rows for unfinished inputs whose every output this run wrote (a batch
+        written by a worker, or a Ray actor, whose report never arrived): without them the
+        rerun would call those inputs ``skipped`` and no row would say they were done."""
+        unfinished = set(self.summary.unfinished)
+        for state in self._states:
+            path = str(state.source.path)
+            if path not in unfinished or state.error is not None:
+                continue
+            written = written_by_run(state.source, self.outdir, self.suffixes,
+                                     keep_suffix=self.options.keep_suffix,
+                                     since=self.run_info.started_wall)
+            if written is None:
+                continue
+            frames, outputs = written
+            state.finished = True
+            unfinished.discard(path)
+            self.summary.done.append(path)
+            self.summary.frames += max(0, frames - state.frames_written)
+            self._record(ManifestRow(path, frames, outputs, "ok"))
+        self.summary.unfinished = [p for p in self.summary.unfinished if p in unfinished]
+
+    def settings(self) -> dict:
+        """The options a run summary records (besides the task's own)."""
+        options = dataclasses.asdict(self.options)
+        for name in ("manifest", "dry_run"):
+            options.pop(name)
+        options["device"] = str(self.device)
+        options["workers"] = self.workers
+        options["kinds"] = list(self.kinds)
+        return options
 
 
 def _catch_sigterm():
@@ -679,6 +753,7 @@ def _restore_sigterm(previous) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+
 def decode_files(inputs, task, output, *, on_error=None, progress=None,
                  **options) -> RunSummary:
     """Decode ``inputs`` (paths, directories, globs) with ``task`` (a ``Task`` or a task
@@ -687,9 +762,10 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
     :class:`Interrupted` (a ``KeyboardInterrupt`` carrying the summary) after a clean stop."""
     from .sources import expand_inputs
 
+    outdir = check_output(output)  # before anything is listed or read
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_inputs(inputs)
-    pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress)
+    pipeline = LocalPipeline(task, outdir, pipeline_options, on_error, progress)
     pipeline.plan(sources, errors)
     summary = pipeline.run()
     if summary.interrupted:
