@@ -48,13 +48,13 @@ from vbkernels.colormap import SCALES
 from vbkernels.pipeline import (
     DecodeFailed,
     Interrupted,
-    LocalPipeline,
     PipelineOptions,
     RunSummary,
     build_task,
     expand_inputs,
     resolve_device,
 )
+from vbkernels.pipeline.local import make_pipeline
 
 BACKEND_CHOICE = click.Choice(["auto", *BACKEND_NAMES])
 _LISTED = 10  # inputs named in the Ctrl-C summary
@@ -65,8 +65,20 @@ def common_options(func):
     options = [
         click.argument("inputs", nargs=-1, required=True),
         click.option("-o", "--output", "outdir", required=True,
-                     type=click.Path(file_okay=False),
-                     help="Directory for the outputs (created when missing)."),
+                     help="Directory for the outputs (created when missing), or an object "
+                          "store URI (s3://bucket/prefix, gs://..., anything fsspec opens)."),
+        click.option("--format", "output_format", default="files", show_default=True,
+                     type=click.Choice(["files", "webdataset", "parquet"]),
+                     help="files: one file per output per frame; webdataset: tar shards; "
+                          "parquet: Parquet shards (both with commit records shards/*.json)."),
+        click.option("--shard-size", default="512MB", show_default=True, metavar="SIZE",
+                     help="Input bytes per shard for --format webdataset|parquet."),
+        click.option("--dtype", default="float32", show_default=True,
+                     type=click.Choice(["float32", "float16"]),
+                     help="Float type of depth and normals arrays (float16: half the bytes)."),
+        click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                     help="Object-store client option, repeatable (s3: endpoint_url, "
+                          "region_name, ...); credentials come from the usual environment."),
         click.option("--backend", default="auto", show_default=True, type=BACKEND_CHOICE,
                      help="Kernel backend (auto picks the fastest for the device)."),
         click.option("--device", default="auto", show_default=True,
@@ -255,15 +267,17 @@ def instances_command(max_distance, min_pixels, background, merge_distance,
 
 def _run(name: str, common: dict, **task_options) -> None:
     """Build the task and the pipeline from the options, run it, report, exit."""
-    from pathlib import Path
 
     from tqdm import tqdm
 
+    if common["dtype"] != "float32":
+        task_options["dtype"] = common["dtype"]
     try:
         task = build_task(name, backend=common["backend"], **task_options)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     kinds = _kinds(task, common["kinds"], common["preview"])
+    common["storage"] = _storage_options(common)
     if common["engine"] == "ray":
         return _run_ray(task, kinds, common)
     try:
@@ -273,10 +287,17 @@ def _run(name: str, common: dict, **task_options) -> None:
     options = PipelineOptions(kinds=kinds, device=device, batch_size=common["batch_size"],
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
-                              gpu_input=not common["no_gpu_input"])
+                              gpu_input=not common["no_gpu_input"],
+                              format=common["output_format"], shard_size=common["shard_size"],
+                              storage_options=common["storage"])
     sources, input_errors = expand_inputs(common["inputs"])
-    pipeline = LocalPipeline(task, Path(common["outdir"]), options, on_error=_echo_error)
-    pipeline.plan(sources, input_errors)
+    try:
+        pipeline = make_pipeline(task, common["outdir"], options, on_error=_echo_error)
+        pipeline.plan(sources, input_errors)
+    except (ValueError, ImportError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot use {common['outdir']}: {exc}") from None
     quiet = common["quiet"]
     with tqdm(total=pipeline.total_frames(), unit="frame", disable=quiet,
               dynamic_ncols=True, desc=f"decode {name}") as progress:
@@ -302,7 +323,8 @@ def _run_ray(task, kinds, common: dict) -> None:
                 on_error=_echo_error, progress=progress, kinds=kinds, device=common["device"],
                 batch_size=common["batch_size"], workers=common["workers"],
                 overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
-                gpu_input=not common["no_gpu_input"])
+                gpu_input=not common["no_gpu_input"], format=common["output_format"],
+                shard_size=common["shard_size"], storage_options=common["storage"])
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
         except Interrupted as exc:
@@ -310,6 +332,22 @@ def _run_ray(task, kinds, common: dict) -> None:
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
     _summarise(summary, common["quiet"])
+
+
+def _storage_options(common: dict) -> dict | None:
+    """``--storage-option`` pairs as a dict (None when there are none); a bad pair or a
+    bad ``--shard-size`` is a usage error."""
+    from vbkernels.storage import is_remote, parse_storage_options
+    from vbkernels.storage.shards import parse_size
+
+    try:
+        parse_size(common["shard_size"])
+        options = parse_storage_options(common["storage_options"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if options and not is_remote(common["outdir"]):
+        raise click.UsageError("--storage-option is for object-store outputs (-o s3://...)")
+    return options or None
 
 
 def _kinds(task, kinds, preview: bool) -> tuple:

@@ -47,6 +47,7 @@ from pathlib import Path
 import torch
 
 from vbkernels.files import write_atomic
+from vbkernels.storage import PartManifestWriter, is_remote, open_store, read_part_manifest
 
 from . import gpu_input
 from .device import BatchDecoder, resolve_device, same_shape_batches
@@ -107,6 +108,9 @@ class PipelineOptions:
     keep_suffix: bool = False
     gpu_input: bool = True                # nvJPEG / NVDEC on CUDA when installed
     manifest: bool = True
+    format: str = "files"                 # files | webdataset | parquet (vbkernels.storage)
+    shard_size: int | str = "512MB"       # input bytes per shard (sharded formats)
+    storage_options: dict | None = None   # object-store client options (--storage-option)
 
 
 def default_workers() -> int:
@@ -172,7 +176,7 @@ class DecodeFailedInWorker(Exception):
     """``read_decode_write``'s decode failed: the run stops, as a failed batch stops it."""
 
 
-def read_decode_write(task, path: Path, stem: Path, kinds) -> list[Path]:
+def read_decode_write(task, path: Path, stem: Path, kinds, store=None) -> list[Path]:
     """One image's whole chain in this (worker) process, on the CPU: the written paths."""
     try:
         rgb = read_image(path)
@@ -182,18 +186,24 @@ def read_decode_write(task, path: Path, stem: Path, kinds) -> list[Path]:
         outputs = BatchDecoder(task, torch.device("cpu")).submit([rgb]).result()
     except (RuntimeError, ValueError) as exc:
         raise DecodeFailedInWorker(str(exc)) from None
-    return write_frame(task, {name: value[0] for name, value in outputs.items()}, stem, kinds)
+    return write_frame(task, {name: value[0] for name, value in outputs.items()}, stem, kinds,
+                       store)
 
 
-def write_frame(task, arrays: dict, stem: Path, kinds) -> list[Path]:
+def write_frame(task, arrays: dict, stem: Path, kinds, store=None) -> list[Path]:
     """Encode one frame's arrays and write each output atomically; the written paths.
 
+    With an object ``store`` (``vbkernels.storage``), ``stem`` is relative to its root and
+    each output is one whole-object put (nothing is committed if it fails).
     Outputs of an input that is being (re)done replace what is there: the decision to
     redo it was taken before any frame was read (see ``manifest.is_done``)."""
     written = []
     for suffix, data in task.encode(arrays, kinds).items():
         path = stem.with_name(stem.name + suffix)
-        write_atomic(path, data, overwrite=True)
+        if store is None:
+            write_atomic(path, data, overwrite=True)
+        else:
+            store.put(path.as_posix(), data)
         written.append(path)
     return written
 
@@ -299,8 +309,11 @@ class LocalPipeline:
                  on_error: Callable[[str, str], None] | None = None,
                  progress=None):
         self.task = task
-        self.outdir = Path(outdir)
         self.options = options
+        # An object store: outputs are named relative to its root (vbkernels.storage).
+        self.store = (open_store(outdir, options.storage_options) if is_remote(outdir)
+                      else None)
+        self.outdir = Path(outdir) if self.store is None else Path(".")
         self.kinds = task.check_kinds(options.kinds)
         self.suffixes = task.suffixes(self.kinds)
         self.device = resolve_device(options.device)
@@ -318,6 +331,7 @@ class LocalPipeline:
         self._states: list[InputState] = []
         self._manifest: ManifestWriter | None = None
         self._video: _VideoReader | None = None
+        self._existing: dict | None = None  # an object store's listing, made by plan()
 
     # -- planning ---------------------------------------------------------------------
 
@@ -327,7 +341,14 @@ class LocalPipeline:
         self.summary.inputs = len(sources) + len(input_errors)
         for item, message in input_errors:
             self._fail_input(item, message)
-        previous = read_manifest(self.outdir) if not self.options.overwrite else {}
+        existing = None
+        if self.store is not None:  # one listing for the whole resume decision
+            existing = self.store.list() if sources else {}
+            previous = {} if self.options.overwrite else read_part_manifest(self.store,
+                                                                            existing)
+        else:
+            previous = read_manifest(self.outdir) if not self.options.overwrite else {}
+        self._existing = existing
         claimed: dict[Path, Path] = {}
         for source in sources:
             base = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
@@ -340,7 +361,7 @@ class LocalPipeline:
             claimed[base] = source.path
             row = None if self.options.overwrite else is_done(
                 source, self.suffixes, self.outdir, keep_suffix=self.options.keep_suffix,
-                manifest=previous)
+                manifest=previous, existing=None if existing is None else set(existing))
             if row is not None:
                 self.summary.skipped.append(str(source.path))
                 self._record(row)
@@ -354,6 +375,14 @@ class LocalPipeline:
         """With overwrite: this task's outputs of other kinds (an old preview) go."""
         stale = [s for s in self.task.all_suffixes() if s not in self.suffixes]
         stem = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
+        if self.store is not None:
+            folder = stem.parent.as_posix() + "/" if source.kind == "video" else None
+            for key in self._existing or {}:
+                if any(key.endswith(s) for s in stale) and (
+                        key.startswith(folder) if folder else key in
+                        {stem.as_posix() + s for s in stale}):
+                    self.store.delete(key)
+            return
         if source.kind == "video":
             candidates = [p for s in stale for p in stem.parent.glob(f"*{s}")]
         else:
@@ -419,7 +448,7 @@ class LocalPipeline:
             stem = output_stem(state.source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
             state.frames_read, state.reading = 1, False
             self._writes.append((pool.submit(read_decode_write, self.task, state.source.path,
-                                             stem, self.kinds), state))
+                                             stem, self.kinds, self.store), state))
         while self._writes:
             self._collect(block=True)
 
@@ -505,8 +534,8 @@ class LocalPipeline:
             stem = output_stem(state.source, index, self.outdir,
                                keep_suffix=self.options.keep_suffix)
             frame = {name: value[i] for name, value in arrays.items()}
-            self._writes.append((pool.submit(write_frame, self.task, frame, stem, self.kinds),
-                                 state))
+            self._writes.append((pool.submit(write_frame, self.task, frame, stem, self.kinds,
+                                             self.store), state))
 
     def _collect(self, block: bool) -> None:
         """Account for finished writes (all of them that are done; with ``block``, wait
@@ -571,7 +600,8 @@ class LocalPipeline:
         if not self.options.manifest:
             return
         if self._manifest is None:
-            self._manifest = ManifestWriter(self.outdir)
+            self._manifest = (ManifestWriter(self.outdir) if self.store is None
+                              else PartManifestWriter(self.store))
         self._manifest.append(row)
 
 
@@ -585,12 +615,22 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
 
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_inputs(inputs)
-    pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress)
+    pipeline = make_pipeline(task, output, pipeline_options, on_error, progress)
     pipeline.plan(sources, errors)
     summary = pipeline.run()
     if summary.interrupted:
         raise Interrupted(summary)
     return summary
+
+
+def make_pipeline(task, output, options: PipelineOptions, on_error=None, progress=None):
+    """The local engine for ``options.format``: per-frame files (``LocalPipeline``) or
+    shards (``vbkernels.pipeline.sharded.ShardedPipeline``); ``output`` a folder or URI."""
+    if options.format == "files":
+        return LocalPipeline(task, output, options, on_error, progress)
+    from .sharded import ShardedPipeline
+
+    return ShardedPipeline(task, output, options, on_error, progress)
 
 
 def split_options(task, options: dict):
