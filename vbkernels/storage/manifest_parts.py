@@ -15,8 +15,6 @@ import json
 import time
 import uuid
 
-from vbkernels.pipeline.manifest import ManifestRow, input_key
-
 PARTS_PREFIX = "manifest/part-"
 
 
@@ -38,7 +36,8 @@ class PartManifestWriter:
         self._rows: list[str] = []
         self._since = time.monotonic()
 
-    def append(self, row: ManifestRow) -> None:
+    def append(self, row) -> None:
+        """Queue a ``vbkernels.pipeline.ManifestRow`` (skipped rows are dropped)."""
         if row.status == "skipped":
             return
         self._rows.append(row.to_json())
@@ -65,9 +64,13 @@ class PartManifestWriter:
         self.close()
 
 
-def read_part_manifest(store, listing: dict[str, int] | None = None) -> dict[str, ManifestRow]:
-    """The newest ``ok``/``skipped`` row per input key over every part (a listing made
-    already, ``store.list()``, saves listing again); unreadable lines are ignored."""
+def read_part_manifest(store, listing: dict[str, int] | None = None) -> dict:
+    """The newest ``ok``/``skipped`` ``ManifestRow`` per input key over every part (a
+    listing made already, ``store.list()``, saves listing again); unreadable lines are
+    ignored."""
+    # Imported here: vbkernels.pipeline imports this module.
+    from vbkernels.pipeline.manifest import ManifestRow, input_key
+
     listing = store.list(PARTS_PREFIX) if listing is None else listing
     latest: dict[str, ManifestRow] = {}
     for key in sorted(k for k in listing if k.startswith(PARTS_PREFIX)):
