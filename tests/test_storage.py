@@ -73,9 +73,15 @@ def objects(client, prefix: str) -> dict[str, tuple]:
     return found
 
 
+def is_output(key: str) -> bool:
+    """A decoded output, not the run's bookkeeping (manifest, run summaries)."""
+    return not (key in ("manifest.jsonl", "summary.json") or key.startswith(("manifest/",
+                                                                             "runs/")))
+
+
 def local_files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "manifest.jsonl"}
+    return {key: p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and is_output(key := p.relative_to(folder).as_posix())}
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +186,7 @@ def test_files_to_s3_match_the_local_files_and_a_rerun_writes_nothing(s3, inputs
 
     store = open_store("s3://vbk/files")
     written = objects(client, "files/")
-    outputs = {k: v for k, v in written.items() if not k.startswith("manifest/")}
+    outputs = {k: v for k, v in written.items() if is_output(k)}
     assert {k: store.get(k) for k in outputs} == local_files(local_run)
     parts = [k for k in written if k.startswith("manifest/part-")]
     assert len(parts) == 1
@@ -207,7 +213,7 @@ def test_files_resume_redoes_only_inputs_with_missing_outputs(s3, inputs, local_
     assert result.exit_code == 0, result.output
     after = objects(client, "resume/")
     changed = sorted(k for k in after if before.get(k) != after[k])
-    assert [k for k in changed if not k.startswith("manifest/")] == [
+    assert [k for k in changed if is_output(k)] == [
         "b.depth.npy", "b.depth.png", "clip/000000.depth.npy", "clip/000000.depth.png",
         "clip/000001.depth.npy", "clip/000001.depth.png", "clip/000002.depth.npy",
         "clip/000002.depth.png"]

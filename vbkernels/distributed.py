@@ -28,9 +28,12 @@ Ray is imported only inside the functions here, so nothing else in vbkernels pay
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import json
+import logging
 import os
+import socket
 import time
 from pathlib import Path, PurePosixPath
 
@@ -59,6 +62,9 @@ from vbkernels.pipeline.gpu_input import (
 )
 from vbkernels.pipeline.local import DecodeFailed, Interrupted, split_options
 from vbkernels.pipeline.manifest import relative_output
+from vbkernels.pipeline.outputs import check_output
+from vbkernels.pipeline.runs import backend_used
+from vbkernels.pipeline.sharded import ShardedPipeline, write_shard_job
 from vbkernels.pipeline.sources import JPEG_SUFFIXES
 
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the frame column of a row that carries bytes
@@ -71,40 +77,70 @@ class RayOptions:
     num_gpus: float | None = None  # per actor; None: 1 where the cluster has GPUs, else 0
     actor_cpus: int | None = None  # per actor, also its output-encoding threads; None:
     #   1 on CPU-only clusters; with GPUs half the CPUs per GPU (the other half read files)
+    verbose: bool = False        # Ray's INFO logging and the actors' output on the driver
 
 
 def decode_files(inputs, task, output, *, address: str | None = None,
                  actors: int | None = None, num_gpus: float | None = None,
-                 actor_cpus: int | None = None, on_error=None, progress=None,
-                 **options) -> RunSummary:
+                 actor_cpus: int | None = None, verbose: bool = False, on_error=None,
+                 progress=None, **options) -> RunSummary:
     """Decode ``inputs`` (paths, directories, globs, or URIs such as ``s3://bucket/dir``)
-    with ``task`` (a ``Task`` or a task name) into ``output`` on a Ray cluster.
+    with ``task`` (a ``Task`` or a task name) into ``output`` (a local directory every
+    node writes, or a ``file://`` URI; other schemes raise ``UnsupportedOutput`` before
+    anything starts) on a Ray cluster.
 
     ``options`` are the local engine's (``PipelineOptions`` fields and, for a task name,
     ``build_task``'s): the same files with the same names come out. ``device`` is each
     actor's device; ``workers`` is the number of actors on a CPU-only cluster. ``address``
-    is ``ray.init``'s (``"auto"`` for a running cluster); an already initialised Ray is
-    used as it is. ``actors``, ``num_gpus`` and ``actor_cpus`` size the actor pool (see
-    ``RayOptions``). Returns the run's summary (``failed`` non-empty: exit 1); Ctrl-C
-    raises ``Interrupted`` carrying it, as the local engine does.
+    is ``ray.init``'s (``"auto"`` for a running cluster; None: ``RAY_ADDRESS``, else the
+    cluster ``ray start`` started on this machine, else a new local cluster bound to
+    127.0.0.1); an already initialised Ray is used as it is. ``actors``, ``num_gpus`` and
+    ``actor_cpus`` size the actor pool (see ``RayOptions``); ``verbose`` keeps Ray's INFO
+    logging. Returns the run's summary (``failed`` non-empty: exit 1); Ctrl-C raises
+    ``Interrupted`` carrying it, as the local engine does; a cluster that cannot be
+    reached raises ``RayConnectionError`` saying what to do.
     """
-    task, pipeline_options = split_options(task, options)
-    sources, errors = expand_any(inputs)
-    pipeline = RayPipeline(task, Path(output), pipeline_options,
-                           RayOptions(address, actors, num_gpus, actor_cpus), on_error, progress)
-    pipeline.plan(sources, errors)
+    pipeline = plan_files(inputs, task, output, address=address, actors=actors,
+                          num_gpus=num_gpus, actor_cpus=actor_cpus, verbose=verbose,
+                          on_error=on_error, progress=progress, **options)
+    if pipeline.options.dry_run:
+        return pipeline.summary
     summary = pipeline.run()
     if summary.interrupted:
         raise Interrupted(summary)
     return summary
 
 
+def plan_files(inputs, task, output, *, address: str | None = None,
+               actors: int | None = None, num_gpus: float | None = None,
+               actor_cpus: int | None = None, verbose: bool = False, on_error=None,
+               progress=None, **options) -> RayPipeline:
+    """``decode_files``' first half: the planned pipeline (inputs listed, names checked,
+    done inputs skipped; Ray not started yet). ``.total_frames()`` sizes a progress bar,
+    ``.run()`` does the rest; with ``dry_run=True`` nothing is written and
+    ``.planned_rows`` holds the rows the plan would record."""
+    outdir = check_output(output)  # before anything is listed or read
+    task, pipeline_options = split_options(task, options)
+    sizes: dict = {}
+    sources, errors = expand_any(inputs, sizes)
+    ray_options = RayOptions(address, actors, num_gpus, actor_cpus, verbose)
+    if pipeline_options.format != "files":
+        pipeline = RayShardedPipeline(task, outdir, pipeline_options, ray_options, on_error,
+                                      progress)
+        pipeline.plan(sources, errors, sizes)
+        return pipeline
+    pipeline = RayPipeline(task, outdir, pipeline_options, ray_options, on_error, progress)
+    pipeline.plan(sources, errors)
+    return pipeline
+
+
 # ------------------------------------------------------------------------- inputs
 
 
-def expand_any(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
+def expand_any(inputs, sizes: dict | None = None) -> tuple[list[Source], list[tuple[str, str]]]:
     """``expand_inputs`` for local paths; URIs (``scheme://...``) are listed through
-    pyarrow's file systems, with output names relative to the URI given, as for folders."""
+    pyarrow's file systems, with output names relative to the URI given, as for folders
+    (``sizes``, when given, gets each listed URI's size in bytes, for shard planning)."""
     sources, errors = [], []
     for item in inputs:
         if "://" not in str(item):
@@ -113,13 +149,13 @@ def expand_any(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
             errors += failed
             continue
         try:
-            sources += _expand_uri(str(item))
+            sources += _expand_uri(str(item), sizes)
         except Exception as exc:
             errors.append((str(item), f"cannot list: {exc}"))
     return sources, errors
 
 
-def _expand_uri(uri: str) -> list[Source]:
+def _expand_uri(uri: str, sizes: dict | None = None) -> list[Source]:
     """Sources under a URI (a file or a prefix); their ``path`` is the URI."""
     from pyarrow import fs
 
@@ -130,10 +166,14 @@ def _expand_uri(uri: str) -> list[Source]:
         return [Source.from_name(uri)]
     if info.type != fs.FileType.Directory:
         raise FileNotFoundError("no such file or prefix")
-    found = sorted(f.path for f in filesystem.get_file_info(fs.FileSelector(root, recursive=True))
-                   if f.type == fs.FileType.File and source_kind(f.path))
+    listed = {f.path: f.size for f in filesystem.get_file_info(fs.FileSelector(root,
+                                                                                recursive=True))
+              if f.type == fs.FileType.File and source_kind(f.path)}
+    found = sorted(listed)
     if not found:
         raise FileNotFoundError("prefix holds no image or video files")
+    if sizes is not None:
+        sizes.update({f"{scheme}://{path}": size for path, size in listed.items()})
     prefix = root.rstrip("/") + "/"
     return [Source.from_name(f"{scheme}://{path}", PurePosixPath(path[len(prefix):]))
             for path in found]
@@ -179,9 +219,10 @@ class _DecodeActor:
     manifest row per input (path, frames, outputs as JSON, status, error)."""
 
     def __init__(self, task, outdir: str, kinds, keep_suffix: bool, device, batch_size: int,
-                 gpu_input: bool, sources: dict, write_threads: int):
+                 gpu_input: bool, sources: dict, write_threads: int, store=None):
         self.task = task
         self.outdir = Path(outdir)
+        self.store = store  # an object store (vbkernels.storage): outdir is "." then
         self.kinds = kinds
         self.keep_suffix = keep_suffix
         self.device = resolve_device(device)
@@ -189,6 +230,7 @@ class _DecodeActor:
         self.gpu_input = gpu_input and self.device.type == "cuda"
         self.sources = sources  # _row_key(read_binary_files path) -> Source
         self.decoder = BatchDecoder(task, self.device)
+        self.backend = backend_used(task, self.device)
         # Encoding (zlib, np.save) mostly runs outside the GIL: threads overlap it with
         # the next batch's decode.
         self.writer = cf.ThreadPoolExecutor(max(1, write_threads))
@@ -210,7 +252,7 @@ class _DecodeActor:
                 images.append((state, frame))
         images = [(state, frame) for state, frame in images if frame is not None]
         self._images(images)
-        return _columns([state.row(self.outdir) for state in results.values()])
+        return _columns([state.row(self.outdir, self.backend) for state in results.values()])
 
     # -- images: grouped by shape, batches of at most batch_size ------------------------
 
@@ -272,7 +314,7 @@ class _DecodeActor:
             stem = output_stem(state.source, index, self.outdir, keep_suffix=self.keep_suffix)
             frame = {name: value[i] for name, value in arrays.items()}
             futures.append((state, self.writer.submit(write_frame, self.task, frame, stem,
-                                                      self.kinds)))
+                                                      self.kinds, self.store)))
         for state, future in futures:
             try:
                 state.outputs += future.result()
@@ -288,16 +330,17 @@ class _Result:
     outputs: list = dataclasses.field(default_factory=list)
     error: str | None = None
 
-    def row(self, outdir: Path) -> dict:
+    def row(self, outdir: Path, backend: str) -> dict:
         error = self.error or (None if self.frames else "no frames")
         return {"path": str(self.source.path), "frames": self.frames,
                 "outputs": json.dumps(sorted(relative_output(p, outdir) for p in self.outputs)),
-                "status": "failed" if error else "ok", "error": error or ""}
+                "status": "failed" if error else "ok", "error": error or "",
+                "backend": backend}
 
 
 def _columns(rows: list[dict]) -> dict:
     return {key: np.array([row[key] for row in rows])
-            for key in ("path", "frames", "outputs", "status", "error")}
+            for key in ("path", "frames", "outputs", "status", "error", "backend")}
 
 
 # --------------------------------------------------------------------- the driver
@@ -312,6 +355,106 @@ def require_ray():
         raise ImportError(f"the Ray engine needs Ray Data: pip install 'vbkernels[ray]' "
                           f"({exc})") from None
     return ray
+
+
+class RayConnectionError(RuntimeError):
+    """The Ray cluster an address names could not be joined; the message says what to
+    try."""
+
+
+def connect(options: RayOptions) -> bool:
+    """Join or start Ray for one run; True when this call did (the run then disconnects,
+    or shuts its local cluster down, at the end). Ray's logging stays at WARNING and the
+    actors' output off the driver unless ``options.verbose``."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    level = logging.INFO if options.verbose else logging.WARNING
+    settings = {"include_dashboard": False, "logging_level": level,
+                "log_to_driver": options.verbose}
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    if address is None and not _started_by_ray_start():
+        start_local_ray(**settings)
+    else:
+        _check_reachable(address)
+        try:
+            ray.init(address=options.address, **settings)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+            raise RayConnectionError(_connection_advice(address, exc)) from None
+    _quiet_ray_data(level)
+    return True
+
+
+def start_local_ray(**init_options):
+    """``ray.init`` for a new cluster on this machine whose every process listens on
+    127.0.0.1 only, and returns its context (the tests' clusters start here too).
+
+    Left alone, Ray gives a Linux node the address of the machine's first network
+    interface and its servers listen on every interface; Ray's own loopback mode (its
+    default on macOS and Windows) is switched on for the start: the node address is
+    127.0.0.1 and then its gRPC servers bind to loopback only."""
+    ray = require_ray()
+    from ray._private import ray_constants
+
+    variable = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(variable)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[variable] = "0"  # for the processes the start spawns
+    try:
+        return ray.init(_node_ip_address="127.0.0.1", **init_options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+        if saved[1] is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved[1]
+
+
+def _started_by_ray_start() -> bool:
+    """Whether ``ray start`` left a cluster address on this machine (``ray.init()`` with no
+    address joins that cluster rather than starting one)."""
+    try:
+        from ray._private.utils import read_ray_address
+
+        return bool(read_ray_address())
+    except Exception:  # noqa: BLE001 - a private helper; without it, start our own
+        return False
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail at once, with the address, when nothing listens at ``HOST:PORT`` (Ray would
+    retry for about 20 s and then raise with a traceback)."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # not HOST:PORT: Ray reports what it makes of it
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise RayConnectionError(
+            f"nothing answers at --ray-address {address} ({exc}). Check the head node's "
+            f"address and GCS port (`ray status` on the head node prints it, default 6379), "
+            f"or run on a node of the cluster with --ray-address auto") from None
+
+
+def _connection_advice(address: str, exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"cannot join the Ray cluster at {address} ({first}). Something answers there, so "
+        f"the cluster most likely refused this client: clusters with token authentication "
+        f"(Ray >= 2.5x turns it on where a token exists) need it on the client too, and "
+        f"Ray does not turn it on for an explicit address. Set RAY_AUTH_MODE=token and the "
+        f"cluster's token in RAY_AUTH_TOKEN (or in ~/.ray/auth_token, or a file named by "
+        f"RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head node prints it), or run on "
+        f"a node of the cluster with --ray-address auto")
+
+
+def _quiet_ray_data(level: int) -> None:
+    """Ray Data logs each dataset's plan and progress at INFO through its own loggers."""
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(level)
 
 
 def _rows(dataset):
@@ -334,6 +477,8 @@ class RayPipeline(LocalPipeline):
     """The local engine's planning (names, clashes, the resume rule, manifest rows) with
     the run handed to Ray Data. The driver itself never decodes a frame."""
 
+    engine = "ray"
+
     def __init__(self, task, outdir: Path, options: PipelineOptions, ray_options: RayOptions,
                  on_error=None, progress=None):
         # Plan on the CPU: the device option is each actor's, resolved on its node.
@@ -343,37 +488,54 @@ class RayPipeline(LocalPipeline):
         self.ray_options = ray_options
         self.workers = options.workers  # None: the actor count follows the cluster
 
+    def _backend(self) -> str:
+        # The driver decodes nothing: its rows (skipped, failed before reading) name the
+        # backend asked for; each actor's rows name the one it resolved on its device.
+        return self.task.backend
+
+    def settings(self) -> dict:
+        ray_options = dataclasses.asdict(self.ray_options)
+        ray_options.pop("verbose")
+        return {**super().settings(), "device": str(self.actor_device),
+                "workers": self.workers, **ray_options}
+
     def run(self) -> RunSummary:
+        """Run the planned inputs on Ray; Ctrl-C (SIGINT) stops the job, and the inputs
+        whose outputs the actors had all written get their ``ok`` rows all the same
+        (checked on disk once the job is gone, ``LocalPipeline._wrap_up``)."""
         start = time.perf_counter()
         reported = set()
         try:
             if self._states:
-                ray = require_ray()
-                started_here = not ray.is_initialized()
-                if started_here:
-                    ray.init(address=self.ray_options.address, include_dashboard=False)
-                try:
-                    for row in _rows(self._dataset()):
-                        reported.add(row["path"])
-                        self._report(row)
-                    for state in self._states:  # deleted between the plan and the read
-                        if str(state.source.path) not in reported:
-                            reported.add(str(state.source.path))
-                            self._report({"path": str(state.source.path), "frames": 0,
-                                          "outputs": "[]", "status": "failed",
-                                          "error": "cannot read: no such file"})
-                finally:
-                    if started_here:
-                        ray.shutdown()
+                self._run_on_ray(reported)
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
-            if self._manifest is not None:
-                self._manifest.close()
             self.summary.seconds = time.perf_counter() - start
             self.summary.unfinished = [str(s.source.path) for s in self._states
                                        if str(s.source.path) not in reported]
+            self._wrap_up()
         return self.summary
+
+    def _run_on_ray(self, reported: set) -> None:
+        ray = require_ray()
+        started_here = connect(self.ray_options)
+        try:
+            for row in _rows(self._dataset()):
+                reported.add(row["path"])
+                self._report(row)
+            for state in self._states:  # deleted between the plan and the read
+                if str(state.source.path) not in reported:
+                    reported.add(str(state.source.path))
+                    self._report({"path": str(state.source.path), "frames": 0,
+                                  "outputs": "[]", "status": "failed",
+                                  "error": "cannot read: no such file", "backend": ""})
+        finally:
+            if started_here:
+                # Also after Ctrl-C: the job's actors end with it, so nothing writes into
+                # OUT after this returns.
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
 
     def _dataset(self):
         ray = require_ray()
@@ -407,14 +569,14 @@ class RayPipeline(LocalPipeline):
                 "task": self.task, "outdir": str(self.outdir), "kinds": self.kinds,
                 "keep_suffix": self.options.keep_suffix, "device": self.actor_device,
                 "batch_size": self.options.batch_size, "gpu_input": self.options.gpu_input,
-                "sources": sources, "write_threads": cpus},
+                "sources": sources, "write_threads": cpus, "store": self.store},
             batch_size=self.options.batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus)
 
     def _report(self, row: dict) -> None:
         error = row["error"] or None
         manifest_row = ManifestRow(row["path"], int(row["frames"]), json.loads(row["outputs"]),
-                                   row["status"], error)
+                                   row["status"], error, backend=row["backend"] or None)
         if error is None:
             self.summary.done.append(row["path"])
         else:
@@ -424,3 +586,82 @@ class RayPipeline(LocalPipeline):
         if self.progress is not None:
             self.progress.update(manifest_row.frames)
         self._record(manifest_row)
+
+
+# ------------------------------------------------------------- sharded outputs on Ray
+
+
+def _ray_shard_job(*args):
+    """One shard as a Ray task: its manifest rows and the node that wrote it."""
+    import ray
+
+    rows = write_shard_job(*args)
+    return rows, ray.get_runtime_context().get_node_id()
+
+
+class RayShardedPipeline(ShardedPipeline):
+    """``--format webdataset|parquet`` on Ray: the driver plans the shards (listing the
+    commit records once), and each shard is one Ray task (one CPU, or one GPU with
+    ``num_gpus``) that reads its inputs itself (local paths visible on every node, or
+    URIs through pyarrow), decodes, encodes and puts the shard and then its record. Tasks
+    are spread over the nodes; a task lost with its node is retried by Ray and writes the
+    same name with the same bytes. ``nodes`` counts the shards each node wrote."""
+
+    engine = "ray"
+
+    def __init__(self, task, output, options: PipelineOptions, ray_options: RayOptions,
+                 on_error=None, progress=None):
+        super().__init__(task, output, dataclasses.replace(options, device="cpu"), on_error,
+                         progress)
+        self.actor_device = options.device
+        self.ray_options = ray_options
+        self.nodes: dict[str, int] = {}
+
+    def run(self) -> RunSummary:
+        start = time.perf_counter()
+        if self.options.dry_run or not self.plans:
+            return self.summary
+        ray = require_ray()
+        started_here = connect(self.ray_options)
+        try:
+            self._run_tasks(ray)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            if started_here:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+            self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    def _run_tasks(self, ray) -> None:
+        gpus = self.ray_options.num_gpus
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        job = ray.remote(_ray_shard_job).options(
+            num_cpus=self.ray_options.actor_cpus or 1, num_gpus=gpus,
+            scheduling_strategy="SPREAD")
+        plans = {job.remote(*self.job_arguments(plan), self.actor_device,
+                            self.before_commit): plan for plan in self.plans}
+        pending = list(plans)
+        try:
+            while pending:
+                (ready,), pending = ray.wait(pending, num_returns=1)
+                self._collect_task(ray, plans[ready], ready)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            self.summary.unfinished += [str(s.path) for ref in pending
+                                        for s in plans[ref].sources]
+            raise
+
+    def _collect_task(self, ray, plan, ref) -> None:
+        try:
+            rows, node = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - Ray wraps the task's error
+            lines = str(exc).strip().splitlines()
+            self.shard_failed(plan, f"cannot write shard {plan.id}: "
+                                    f"{lines[-1] if lines else type(exc).__name__}")
+            return
+        self.nodes[node] = self.nodes.get(node, 0) + 1
+        self.report(plan, rows)

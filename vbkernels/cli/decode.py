@@ -34,9 +34,14 @@ principal point at the image centre. Points are in OpenCV camera axes (+x right,
 +z forward), metres; invalid depth (NaN, +inf) is left out (docs/format.md, Points).
 
 Reruns resume: an input whose outputs all exist is skipped (``OUT/manifest.jsonl`` records
-every input's outcome); one with only some outputs is redone; ``--overwrite`` redoes
-everything and removes this task's outputs of kinds not asked for (an old preview).
-Exit status: 0 when every input is done or skipped, 1 when any failed, 130 after Ctrl-C.
+every input's outcome, with the run's id, time, engine and backend); one with only some
+outputs is redone; ``--overwrite`` redoes everything and removes this task's outputs of
+kinds not asked for (an old preview). Each run leaves ``OUT/runs/<run>.json`` and
+``OUT/summary.json`` (counts, seconds, frames/s, settings). ``--dry-run`` prints the plan
+(``decode``/``skip``/``fail`` lines) and writes nothing. ``-o`` is a local directory (or a
+``file://`` URI); other ``scheme://`` outputs are refused before any work.
+Exit status: 0 when every input is done or skipped, 1 when any failed (or, with
+``--dry-run``, would fail), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -47,7 +52,6 @@ from vbkernels._dispatch import BACKEND_NAMES
 from vbkernels.colormap import SCALES
 from vbkernels.pipeline import (
     DecodeFailed,
-    Interrupted,
     PipelineOptions,
     RunSummary,
     build_task,
@@ -55,6 +59,7 @@ from vbkernels.pipeline import (
     resolve_device,
 )
 from vbkernels.pipeline.local import make_pipeline
+from vbkernels.pipeline.outputs import check_output
 
 BACKEND_CHOICE = click.Choice(["auto", *BACKEND_NAMES])
 _LISTED = 10  # inputs named in the Ctrl-C summary
@@ -106,8 +111,15 @@ def common_options(func):
                      help="local: this machine's pipeline; ray: a Ray cluster's actors "
                           "(pip install 'vbkernels[ray]'), same files and names."),
         click.option("--ray-address", default=None, metavar="ADDRESS",
-                     help="With --engine ray: the cluster (auto = the running one) "
-                          "[default: RAY_ADDRESS, else a local Ray]."),
+                     help="With --engine ray: the cluster's HOST:PORT (auto = the one running "
+                          "on this node) [default: RAY_ADDRESS, else a local Ray on "
+                          "127.0.0.1]."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print which inputs would be decoded, skipped (outputs exist) or "
+                          "fail, and write nothing."),
+        click.option("--verbose", is_flag=True,
+                     help="With --engine ray: Ray's INFO logging and the actors' output "
+                          "(default: warnings only)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -273,13 +285,17 @@ def _run(name: str, common: dict, **task_options) -> None:
     if common["dtype"] != "float32":
         task_options["dtype"] = common["dtype"]
     try:
+        outdir = check_output(common["outdir"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
+    try:
         task = build_task(name, backend=common["backend"], **task_options)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     kinds = _kinds(task, common["kinds"], common["preview"])
     common["storage"] = _storage_options(common)
     if common["engine"] == "ray":
-        return _run_ray(task, kinds, common)
+        return _run_ray(task, kinds, outdir, common)
     try:
         device = resolve_device(common["device"])
     except ValueError as exc:
@@ -287,17 +303,20 @@ def _run(name: str, common: dict, **task_options) -> None:
     options = PipelineOptions(kinds=kinds, device=device, batch_size=common["batch_size"],
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
-                              gpu_input=not common["no_gpu_input"],
+                              gpu_input=not common["no_gpu_input"], dry_run=common["dry_run"],
                               format=common["output_format"], shard_size=common["shard_size"],
                               storage_options=common["storage"])
     sources, input_errors = expand_inputs(common["inputs"])
     try:
-        pipeline = make_pipeline(task, common["outdir"], options, on_error=_echo_error)
+        pipeline = make_pipeline(task, outdir, options,
+                                 on_error=None if common["dry_run"] else _echo_error)
         pipeline.plan(sources, input_errors)
     except (ValueError, ImportError) as exc:
         raise click.UsageError(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot use {common['outdir']}: {exc}") from None
+    if common["dry_run"]:
+        return _print_plan(pipeline)
     quiet = common["quiet"]
     with tqdm(total=pipeline.total_frames(), unit="frame", disable=quiet,
               dynamic_ncols=True, desc=f"decode {name}") as progress:
@@ -309,26 +328,32 @@ def _run(name: str, common: dict, **task_options) -> None:
     _summarise(summary, quiet)
 
 
-def _run_ray(task, kinds, common: dict) -> None:
-    """The same run on a Ray cluster (vbkernels.distributed); the device is the actors'."""
+def _run_ray(task, kinds, outdir, common: dict) -> None:
+    """The same run on a Ray cluster (vbkernels.distributed); the device is the actors'.
+    The plan (listing, resume) runs here before Ray starts, so the bar knows its total."""
     from tqdm import tqdm
 
-    from vbkernels.distributed import decode_files
+    from vbkernels.distributed import RayConnectionError, plan_files
 
-    with tqdm(unit="frame", disable=common["quiet"], dynamic_ncols=True,
-              desc=f"decode {task.name} (ray)") as progress:
+    dry_run = common["dry_run"]
+    pipeline = plan_files(
+        common["inputs"], task, outdir, address=common["ray_address"],
+        verbose=common["verbose"], on_error=None if dry_run else _echo_error, kinds=kinds,
+        device=common["device"], batch_size=common["batch_size"], workers=common["workers"],
+        overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
+        gpu_input=not common["no_gpu_input"], dry_run=dry_run, format=common["output_format"],
+        shard_size=common["shard_size"], storage_options=common["storage"])
+    if dry_run:
+        return _print_plan(pipeline)
+    with tqdm(total=pipeline.total_frames(), unit="frame", disable=common["quiet"],
+              dynamic_ncols=True, desc=f"decode {task.name} (ray)") as progress:
+        pipeline.progress = progress
         try:
-            summary = decode_files(
-                common["inputs"], task, common["outdir"], address=common["ray_address"],
-                on_error=_echo_error, progress=progress, kinds=kinds, device=common["device"],
-                batch_size=common["batch_size"], workers=common["workers"],
-                overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
-                gpu_input=not common["no_gpu_input"], format=common["output_format"],
-                shard_size=common["shard_size"], storage_options=common["storage"])
+            summary = pipeline.run()
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
-        except Interrupted as exc:
-            summary = exc.summary
+        except RayConnectionError as exc:
+            raise click.ClickException(str(exc)) from None
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
     _summarise(summary, common["quiet"])
@@ -348,6 +373,26 @@ def _storage_options(common: dict) -> dict | None:
     if options and not is_remote(common["outdir"]):
         raise click.UsageError("--storage-option is for object-store outputs (-o s3://...)")
     return options or None
+
+
+def _print_plan(pipeline) -> None:
+    """``--dry-run``: one line per input (``decode``, ``skip`` or ``fail: why``) on
+    stdout, then a count on stderr; exit 1 when an input would fail."""
+    for source in pipeline.pending_sources():
+        click.echo(f"decode  {source.path}")
+    for row in pipeline.planned_rows:
+        if row.status == "skipped":
+            click.echo(f"skip    {row.path}")
+        else:
+            click.echo(f"fail    {row.path}: {row.error}")
+    summary = pipeline.summary
+    frames = pipeline.total_frames()
+    frames = f" ({frames} frame(s))" if frames is not None else ""
+    click.echo(f"dry run: {len(pipeline.pending_sources())} input(s) to decode{frames}, "
+               f"{len(summary.skipped)} to skip (outputs exist), {len(summary.failed)} "
+               f"failing; nothing was written", err=True)
+    if summary.failed:
+        raise SystemExit(1)
 
 
 def _kinds(task, kinds, preview: bool) -> tuple:

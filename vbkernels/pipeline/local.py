@@ -32,6 +32,7 @@ written. So RAM holds about ``(read_ahead + 2 * batch_size)`` input frames plus
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import multiprocessing
 import os
 import queue
@@ -47,11 +48,13 @@ from pathlib import Path
 import torch
 
 from vbkernels.files import write_atomic
-from vbkernels.storage import PartManifestWriter, is_remote, open_store, read_part_manifest
+from vbkernels.storage import PartManifestWriter, open_store, put_summary, read_part_manifest
 
 from . import gpu_input
 from .device import BatchDecoder, resolve_device, same_shape_batches
 from .manifest import ManifestRow, ManifestWriter, is_done, read_manifest, relative_output
+from .outputs import check_output
+from .runs import RunInfo, backend_used, summary_record, write_summary, written_by_run
 from .sources import Source, frame_count, output_stem, read_frames, read_image
 
 _SHUTDOWN_GRACE_S = 10.0  # how long running worker tasks get to finish after Ctrl-C
@@ -107,7 +110,11 @@ class PipelineOptions:
     overwrite: bool = False
     keep_suffix: bool = False
     gpu_input: bool = True                # nvJPEG / NVDEC on CUDA when installed
-    manifest: bool = True
+    manifest: bool = True                 # False: write the outputs only (no manifest, no
+    #                                       run summary)
+    dry_run: bool = False                 # plan only: nothing is read, written or removed;
+    #                                       the rows the plan would record are in
+    #                                       ``LocalPipeline.planned_rows``
     format: str = "files"                 # files | webdataset | parquet (vbkernels.storage)
     shard_size: int | str = "512MB"       # input bytes per shard (sharded formats)
     storage_options: dict | None = None   # object-store client options (--storage-option)
@@ -305,15 +312,18 @@ class _VideoReader:
 class LocalPipeline:
     """One run of ``task`` over ``sources`` into ``outdir``; see the module docstring."""
 
+    engine = "local"  # the manifest's and the run summary's name for this engine
+
     def __init__(self, task, outdir: Path, options: PipelineOptions,
                  on_error: Callable[[str, str], None] | None = None,
                  progress=None):
         self.task = task
         self.options = options
+        target = check_output(outdir)  # a local folder (Path) or an object-store URI (str)
         # An object store: outputs are named relative to its root (vbkernels.storage).
-        self.store = (open_store(outdir, options.storage_options) if is_remote(outdir)
+        self.store = (open_store(target, options.storage_options) if isinstance(target, str)
                       else None)
-        self.outdir = Path(outdir) if self.store is None else Path(".")
+        self.outdir = target if self.store is None else Path(".")
         self.kinds = task.check_kinds(options.kinds)
         self.suffixes = task.suffixes(self.kinds)
         self.device = resolve_device(options.device)
@@ -327,6 +337,8 @@ class LocalPipeline:
         self.on_error = on_error or (lambda item, message: None)
         self.progress = progress  # anything with update(n) (a tqdm bar), or None
         self.summary = RunSummary()
+        self.run_info = RunInfo(self.engine, self._backend())
+        self.planned_rows: list[ManifestRow] = []  # dry run: the rows the plan would write
         self._writes: deque = deque()  # (future, state)
         self._states: list[InputState] = []
         self._manifest: ManifestWriter | None = None
@@ -349,6 +361,7 @@ class LocalPipeline:
         else:
             previous = read_manifest(self.outdir) if not self.options.overwrite else {}
         self._existing = existing
+        names = None if existing is None else set(existing)
         claimed: dict[Path, Path] = {}
         for source in sources:
             base = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
@@ -361,7 +374,7 @@ class LocalPipeline:
             claimed[base] = source.path
             row = None if self.options.overwrite else is_done(
                 source, self.suffixes, self.outdir, keep_suffix=self.options.keep_suffix,
-                manifest=previous, existing=None if existing is None else set(existing))
+                manifest=previous, existing=names)
             if row is not None:
                 self.summary.skipped.append(str(source.path))
                 self._record(row)
@@ -373,6 +386,8 @@ class LocalPipeline:
 
     def _remove_stale(self, source: Source) -> None:
         """With overwrite: this task's outputs of other kinds (an old preview) go."""
+        if self.options.dry_run:
+            return
         stale = [s for s in self.task.all_suffixes() if s not in self.suffixes]
         stem = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
         if self.store is not None:
@@ -392,6 +407,10 @@ class LocalPipeline:
                 path.unlink()
 
     # -- running ----------------------------------------------------------------------
+
+    def pending_sources(self) -> list[Source]:
+        """The planned inputs this run decodes (those neither skipped nor failed)."""
+        return [state.source for state in self._states]
 
     def total_frames(self) -> int | None:
         counts = [frame_count(s.source) for s in self._states]
@@ -414,9 +433,8 @@ class LocalPipeline:
                 self._video.stop()
             if pool is not None:
                 self._finish(pool, completed)
-            if self._manifest is not None:
-                self._manifest.close()
             self.summary.seconds = time.perf_counter() - start
+            self._wrap_up()
         return self.summary
 
     def _run(self, pool) -> None:
@@ -597,12 +615,72 @@ class LocalPipeline:
         self._record(ManifestRow(item, 0, [], "failed", message))
 
     def _record(self, row: ManifestRow) -> None:
+        row = self.run_info.stamp(row)
+        if self.options.dry_run:
+            self.planned_rows.append(row)
+            return
         if not self.options.manifest:
             return
         if self._manifest is None:
             self._manifest = (ManifestWriter(self.outdir) if self.store is None
-                              else PartManifestWriter(self.store))
+                              else PartManifestWriter(self.store, run=self.run_info.run))
         self._manifest.append(row)
+
+    # -- the end of a run (every engine) ----------------------------------------------
+
+    def _backend(self) -> str:
+        """The backend the manifest names for this run's rows."""
+        return backend_used(self.task, self.device)
+
+    def _wrap_up(self) -> None:
+        """After Ctrl-C, record the inputs whose outputs were all written; close the
+        manifest; leave the run's summary (``vbkernels.pipeline.runs``)."""
+        if self.summary.interrupted and self.store is None:  # (needs file times)
+            self._record_written_inputs()
+        if self._manifest is not None:
+            self._manifest.close()
+        if self.options.manifest and not self.options.dry_run:
+            where = self.outdir if self.store is None else self.store.uri
+            record = summary_record(self.run_info, self.summary, task=self.task,
+                                    outdir=where, settings=self.settings())
+            if self.store is None:
+                write_summary(record, self.outdir)
+            elif self.summary.done or self.summary.failed:  # a rerun with nothing to do
+                put_summary(record, self.store)             # writes nothing to the store
+
+    def _record_written_inputs(self) -> None:
+        """``ok`` rows for unfinished inputs whose every output this run wrote (a batch
+        written by a worker, or a Ray actor, whose report never arrived): without them the
+        rerun would call those inputs ``skipped`` and no row would say they were done."""
+        unfinished = set(self.summary.unfinished)
+        for state in self._states:
+            path = str(state.source.path)
+            if path not in unfinished or state.error is not None:
+                continue
+            written = written_by_run(state.source, self.outdir, self.suffixes,
+                                     keep_suffix=self.options.keep_suffix,
+                                     since=self.run_info.started_wall)
+            if written is None:
+                continue
+            frames, outputs = written
+            state.finished = True
+            unfinished.discard(path)
+            self.summary.done.append(path)
+            self.summary.frames += max(0, frames - state.frames_written)
+            self._record(ManifestRow(path, frames, outputs, "ok"))
+        self.summary.unfinished = [p for p in self.summary.unfinished if p in unfinished]
+
+    def settings(self) -> dict:
+        """The options a run summary records (besides the task's own)."""
+        options = dataclasses.asdict(self.options)
+        for name in ("manifest", "dry_run"):
+            options.pop(name)
+        # Option names only: storage options may hold credentials.
+        options["storage_options"] = sorted(options["storage_options"] or ())
+        options["device"] = str(self.device)
+        options["workers"] = self.workers
+        options["kinds"] = list(self.kinds)
+        return options
 
 
 def decode_files(inputs, task, output, *, on_error=None, progress=None,
@@ -613,9 +691,10 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
     :class:`Interrupted` (a ``KeyboardInterrupt`` carrying the summary) after a clean stop."""
     from .sources import expand_inputs
 
+    outdir = check_output(output)  # before anything is listed or read
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_inputs(inputs)
-    pipeline = make_pipeline(task, output, pipeline_options, on_error, progress)
+    pipeline = make_pipeline(task, outdir, pipeline_options, on_error, progress)
     pipeline.plan(sources, errors)
     summary = pipeline.run()
     if summary.interrupted:

@@ -2,8 +2,13 @@
 
 Row fields: ``path`` (the input as given), ``frames`` (frames written), ``outputs`` (every
 output file written for it, relative to OUT, POSIX separators), ``status`` (``ok``,
-``failed`` or ``skipped``) and ``error`` (text, null unless failed). Reruns append: the
-newest row for an input is the one that counts.
+``failed`` or ``skipped``), ``error`` (text, null unless failed), and where the row came
+from: ``run`` (the id of the invocation that wrote it, also the name of its
+``OUT/runs/<run>.json`` summary), ``time`` (when the row was written, ISO 8601 UTC),
+``engine`` (``local`` or ``ray``) and ``backend`` (the kernel backend that decoded it, or
+for a row that decoded nothing the one asked for). Rows of older versions lack the last
+four (read back as null). Reruns append: the newest row for an input is the one that
+counts.
 
 Each row goes to the file in one ``write`` on a descriptor opened with ``O_APPEND`` and is
 on disk (flushed, not fsynced) before the next; on a local POSIX file system the kernel
@@ -25,7 +30,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .sources import Source, output_stem
+from .sources import Source, file_uri_path, output_stem
 
 MANIFEST_NAME = "manifest.jsonl"
 STATUSES = ("ok", "failed", "skipped")
@@ -38,6 +43,10 @@ class ManifestRow:
     outputs: list[str] = field(default_factory=list)
     status: str = "ok"
     error: str | None = None
+    run: str | None = None
+    time: str | None = None
+    engine: str | None = None
+    backend: str | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -92,9 +101,15 @@ def read_manifest(outdir: Path) -> dict[str, ManifestRow]:
 
 
 def input_key(path) -> str:
-    """How rows are matched to inputs: the absolute path for local files, the URI as is
-    for anything with a scheme (``s3://...``)."""
+    """How rows are matched to inputs: the absolute path for local files (``file://``
+    URIs included, so both engines' rows match), the URI as is for anything else with a
+    scheme (``s3://...``)."""
     text = str(path)
+    if text.lower().startswith("file://"):
+        try:
+            return os.path.abspath(file_uri_path(text))
+        except ValueError:
+            return text
     return text if "://" in text else os.path.abspath(text)
 
 

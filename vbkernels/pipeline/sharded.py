@@ -26,7 +26,7 @@ from vbkernels.storage.shards import (
 
 from .device import BatchDecoder, resolve_device
 from .local import PipelineOptions, RunSummary, _stop_pool, default_workers, make_pool
-from .manifest import input_key
+from .manifest import ManifestRow, input_key
 from .sources import frame_count
 
 
@@ -55,6 +55,7 @@ class ShardedPipeline:
         self.progress = progress
         self.summary = RunSummary()
         self.plans: list = []
+        self.planned_rows: list = []  # --dry-run: the inputs skipped (nothing else is known)
         self.before_commit = None  # fault injection for tests: called between the two puts
 
     def plan(self, sources, input_errors=(), sizes: dict | None = None) -> list:
@@ -70,12 +71,18 @@ class ShardedPipeline:
         for source in sources:
             if input_key(source.path) in done:
                 self.summary.skipped.append(str(source.path))
+                self.planned_rows.append(ManifestRow(str(source.path), done[
+                    input_key(source.path)].frames, [], "skipped"))
             else:
                 to_do.append(source)
         sizes = {**input_sizes(to_do), **(sizes or {})}
         self.plans = plan_shards(self.task, self.kinds, self.options.format, to_do, sizes,
                                  self.shard_size)
         return self.plans
+
+    def pending_sources(self) -> list:
+        """The inputs this run decodes, shard by shard."""
+        return [source for plan in self.plans for source in plan.sources]
 
     def total_frames(self) -> int | None:
         counts = [frame_count(s) for plan in self.plans for s in plan.sources]
@@ -87,6 +94,8 @@ class ShardedPipeline:
 
     def run(self) -> RunSummary:
         start = time.perf_counter()
+        if self.options.dry_run:
+            return self.summary
         try:
             if self.device.type == "cpu" and self.workers > 0 and len(self.plans) > 1:
                 self._run_in_pool()

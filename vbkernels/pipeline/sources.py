@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import glob
 import io
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -55,14 +57,40 @@ def source_kind(name: str | PurePath) -> str | None:
     return None
 
 
+def file_uri_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI (``file:///data/a.png`` -> ``/data/a.png``,
+    percent-escapes decoded); ``ValueError`` for a URI that names another host."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme.lower() != "file":
+        raise ValueError(f"not a file:// URI: {uri!r}")
+    if parsed.netloc not in ("", "localhost"):
+        raise ValueError(f"{uri!r} names the host {parsed.netloc!r}; a file:// URI must be a "
+                         f"local path (file:///path)")
+    return Path(urllib.request.url2pathname(parsed.path))
+
+
 def expand_inputs(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
-    """Sources for the given paths, directories and globs, plus (input, error) pairs.
+    """Sources for the given paths, directories, globs and ``file://`` URIs, plus (input,
+    error) pairs.
 
     A directory contributes its image and video files (recursively, sorted) with output
-    names relative to it; a file or glob match contributes its file name.
+    names relative to it; a file or glob match contributes its file name. A ``file://``
+    URI is its local path (as the Ray engine reads it); other URIs (``s3://``) are errors
+    here: only the Ray engine reads them.
     """
     sources, errors = [], []
     for item in inputs:
+        text = str(item)
+        if "://" in text:
+            if not text.lower().startswith("file://"):
+                errors.append((text, f"{text.split('://', 1)[0]}:// inputs are read by the "
+                               "Ray engine only (--engine ray); this engine reads local files"))
+                continue
+            try:
+                item = file_uri_path(text)
+            except ValueError as exc:
+                errors.append((text, str(exc)))
+                continue
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and source_kind(p))

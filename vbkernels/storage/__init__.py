@@ -3,7 +3,7 @@
 and sharded outputs, WebDataset tars and Parquet files with commit records
 (:mod:`.shards`)."""
 
-from .manifest_parts import PartManifestWriter, new_run_id, read_part_manifest
+from .manifest_parts import PartManifestWriter, new_run_id, put_summary, read_part_manifest
 from .stores import (
     FsspecStore,
     LocalStore,
@@ -17,5 +17,6 @@ from .stores import (
 
 __all__ = [
     "FsspecStore", "LocalStore", "PartManifestWriter", "S3Store", "Store", "is_remote",
-    "is_uri", "new_run_id", "open_store", "parse_storage_options", "read_part_manifest",
+    "is_uri", "new_run_id", "open_store", "parse_storage_options", "put_summary",
+    "read_part_manifest",
 ]

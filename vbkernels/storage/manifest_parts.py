@@ -82,3 +82,13 @@ def read_part_manifest(store, listing: dict[str, int] | None = None) -> dict:
             if row.status in ("ok", "skipped"):
                 latest[input_key(row.path)] = row
     return latest
+
+
+def put_summary(record: dict, store) -> str:
+    """A run's summary on an object store: ``runs/<run>.json`` and ``summary.json`` (the
+    latest run), as ``vbkernels.pipeline.runs.write_summary`` writes them to a folder."""
+    data = (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    key = f"runs/{record['run']}.json"
+    store.put(key, data)
+    store.put("summary.json", data)
+    return key
