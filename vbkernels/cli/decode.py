@@ -336,13 +336,19 @@ def _run_ray(task, kinds, outdir, common: dict) -> None:
     from vbkernels.distributed import RayConnectionError, plan_files
 
     dry_run = common["dry_run"]
-    pipeline = plan_files(
-        common["inputs"], task, outdir, address=common["ray_address"],
-        verbose=common["verbose"], on_error=None if dry_run else _echo_error, kinds=kinds,
-        device=common["device"], batch_size=common["batch_size"], workers=common["workers"],
-        overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
-        gpu_input=not common["no_gpu_input"], dry_run=dry_run, format=common["output_format"],
-        shard_size=common["shard_size"], storage_options=common["storage"])
+    try:
+        pipeline = plan_files(
+            common["inputs"], task, outdir, address=common["ray_address"],
+            verbose=common["verbose"], on_error=None if dry_run else _echo_error, kinds=kinds,
+            device=common["device"], batch_size=common["batch_size"],
+            workers=common["workers"], overwrite=common["overwrite"],
+            keep_suffix=common["keep_suffix"], gpu_input=not common["no_gpu_input"],
+            dry_run=dry_run, format=common["output_format"], shard_size=common["shard_size"],
+            storage_options=common["storage"])
+    except (ValueError, ImportError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:  # an object store that cannot be listed (no bucket, no access)
+        raise click.ClickException(f"cannot use {common['outdir']}: {exc}") from None
     if dry_run:
         return _print_plan(pipeline)
     with tqdm(total=pipeline.total_frames(), unit="frame", disable=common["quiet"],

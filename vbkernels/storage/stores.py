@@ -22,6 +22,7 @@ store can be pickled into worker processes and Ray tasks: storage clients are no
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -176,11 +177,27 @@ class S3Store(Store):
 
     def put(self, key, data):
         data = memoryview(data).cast("B")
-        if len(data) > self.multipart_threshold:
-            self._put_multipart(key, data)
-            return
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data),
-                               ContentMD5=_md5(data))
+        with self._errors(key):
+            if len(data) > self.multipart_threshold:
+                self._put_multipart(key, data)
+                return
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data),
+                                   ContentMD5=_md5(data))
+
+    @contextlib.contextmanager
+    def _errors(self, key: str):
+        """The S3 client's errors as ``OSError`` naming the object (NoSuchBucket,
+        AccessDenied, an endpoint that does not answer...)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise OSError(f"s3://{self.bucket}/{self._key(key)}: {error.get('Code')}: "
+                          f"{error.get('Message')}") from None
+        except BotoCoreError as exc:
+            raise OSError(f"s3://{self.bucket}/{self._key(key)}: {exc}") from None
 
     def _put_multipart(self, key, data: memoryview) -> None:
         """Parts of ``part_size``, each with its MD5; any error aborts the upload, so no
@@ -205,19 +222,23 @@ class S3Store(Store):
             raise
 
     def get(self, key):
-        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        with self._errors(key):
+            return self.client.get_object(Bucket=self.bucket,
+                                          Key=self._key(key))["Body"].read()
 
     def list(self, prefix=""):
         found = {}
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self._key(prefix))
-        for page in pages:
-            for item in page.get("Contents", ()):
-                found[item["Key"][len(self.prefix):]] = item["Size"]
+        with self._errors(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix))
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    found[item["Key"][len(self.prefix):]] = item["Size"]
         return found
 
     def delete(self, key):
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
 def _md5(data) -> str:
