@@ -39,9 +39,11 @@ outputs is redone; ``--overwrite`` redoes everything and removes this task's out
 kinds not asked for (an old preview). Each run leaves ``OUT/runs/<run>.json`` and
 ``OUT/summary.json`` (counts, seconds, frames/s, settings). ``--dry-run`` prints the plan
 (``decode``/``skip``/``fail`` lines) and writes nothing. ``-o`` is a local directory (or a
-``file://`` URI); other ``scheme://`` outputs are refused before any work.
+``file://`` URI) or an object store (``s3://bucket/prefix``, see ``vbkernels.storage``);
+``--format webdataset|parquet`` writes shards with commit records instead of files.
 Exit status: 0 when every input is done or skipped, 1 when any failed (or, with
-``--dry-run``, would fail), 130 after Ctrl-C.
+``--dry-run``, would fail), 130 after Ctrl-C, 143 after SIGTERM (either stops as Ctrl-C
+does: the files in flight finish, then the summary; see the README's Reliability notes).
 """
 
 from __future__ import annotations
@@ -278,7 +280,17 @@ def instances_command(max_distance, min_pixels, background, merge_distance,
 
 
 def _run(name: str, common: dict, **task_options) -> None:
-    """Build the task and the pipeline from the options, run it, report, exit."""
+    """Build the task and the pipeline from the options, run it, report, exit (130 for a
+    Ctrl-C that comes before or after the run itself, never click's "Aborted!")."""
+    try:
+        _run_local_or_ray(name, common, **task_options)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted before any file was decoded", err=True)
+        raise SystemExit(130) from None
+
+
+def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
+    from pathlib import Path
 
     from tqdm import tqdm
 
@@ -306,6 +318,8 @@ def _run(name: str, common: dict, **task_options) -> None:
                               gpu_input=not common["no_gpu_input"], dry_run=common["dry_run"],
                               format=common["output_format"], shard_size=common["shard_size"],
                               storage_options=common["storage"])
+    if isinstance(outdir, Path) and not common["dry_run"]:
+        _check_outdir(outdir)
     sources, input_errors = expand_inputs(common["inputs"])
     try:
         pipeline = make_pipeline(task, outdir, options,
@@ -401,6 +415,21 @@ def _print_plan(pipeline) -> None:
         raise SystemExit(1)
 
 
+def _check_outdir(outdir) -> None:
+    """A one-line error, before any work, when OUTDIR cannot be created or written."""
+    import os
+
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create the output directory {str(outdir)!r}: "
+            f"{exc.strerror or exc}") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise click.ClickException(
+            f"cannot write to the output directory {str(outdir)!r}: permission denied")
+
+
 def _kinds(task, kinds, preview: bool) -> tuple:
     try:
         chosen = list(task.check_kinds(kinds))
@@ -427,14 +456,20 @@ def _echo_error(item: str, message: str) -> None:
 
 
 def _summarise(summary: RunSummary, quiet: bool) -> None:
-    """Say what happened; exit 130 after Ctrl-C, 1 when an input failed."""
+    """Say what happened; exit 130 after Ctrl-C, 143 after SIGTERM, 1 when an input
+    failed or a manifest row could not be recorded."""
+    import signal
+
     if summary.interrupted:
         _report_interrupt(summary)
-        raise SystemExit(130)
+        raise SystemExit(128 + int(getattr(summary, "signal", None) or signal.SIGINT))
     if not quiet:
         click.echo(_summary_line(summary), err=True)
     if summary.failed:
         raise click.ClickException(f"{len(summary.failed)} input(s) failed; see the errors above")
+    if getattr(summary, "not_recorded", 0):
+        raise click.ClickException(f"{summary.not_recorded} manifest row(s) could not be "
+                                   "written; see the error above")
 
 
 def _summary_line(summary: RunSummary) -> str:
@@ -451,6 +486,10 @@ def _summary_line(summary: RunSummary) -> str:
 
 
 def _report_interrupt(summary: RunSummary) -> None:
+    import signal
+
+    if getattr(summary, "signal", None) == signal.SIGTERM:
+        click.echo("\nSIGTERM: stopping as for Ctrl-C", err=True)
     click.echo(f"\ninterrupted: wrote {summary.frames} frame(s); {len(summary.done)} input(s) "
                f"complete, {len(summary.unfinished)} not", err=True)
     for path in summary.unfinished[:_LISTED]:
