@@ -7,18 +7,15 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.s3server import make_bucket, s3_server
 from vbkernels.cli import main
 from vbkernels.data import ShardDataset, shard_urls
+from vbkernels.storage.local_s3 import make_bucket, s3_server
 
 IMAGES = 10
 
 
 @pytest.fixture(scope="module")
 def s3():
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with s3_server() as endpoint:
         make_bucket(endpoint, "vbk-data")
         yield endpoint

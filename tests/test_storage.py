@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.s3server import make_bucket, s3_server
 from vbkernels.cli import main
 from vbkernels.storage import (
     LocalStore,
@@ -22,6 +21,7 @@ from vbkernels.storage import (
     parse_storage_options,
     read_part_manifest,
 )
+from vbkernels.storage.local_s3 import make_bucket, s3_server
 from vbkernels.storage.shards import parse_size, plan_shards
 
 NAMES = ["a.png", "b.png", "sub/c.png", "d.png"]
@@ -30,9 +30,6 @@ NAMES = ["a.png", "b.png", "sub/c.png", "d.png"]
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """(endpoint, boto3 client) with the bucket ``vbk`` on a fresh local S3 server."""
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     with s3_server() as endpoint:
         yield endpoint, make_bucket(endpoint, "vbk")
 

@@ -14,9 +14,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.s3server import make_bucket, s3_server
 from vbkernels.cli import main
 from vbkernels.storage import open_store
+from vbkernels.storage.local_s3 import make_bucket, s3_server
 
 BUCKET = "vbk-ray"
 IMAGES = ["a.png", "b.png", "sub/c.png", "d.png", "e.png"]
@@ -45,13 +45,11 @@ def make_inputs(folder):
 def cluster(tmp_path_factory):
     """(local input folder, local engine's output folder, boto3 client): the S3 server
     first, so that every Ray process inherits its AWS_* environment."""
-    import logging
 
     import ray
     from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     root = tmp_path_factory.mktemp("ray-s3")
     inputs = make_inputs(root / "in")
     local = CliRunner().invoke(main, ["decode", "depth", str(inputs), "-o", str(root / "local"),

@@ -1,10 +1,12 @@
-"""A real S3 API on 127.0.0.1 for the storage tests: moto's ThreadedMotoServer, with the
-standard AWS environment variables pointing every client (boto3, pyarrow, Ray's workers
-started afterwards) at it and nowhere else."""
+"""A real S3 API on 127.0.0.1, for the tests and the storage benchmark: moto's
+ThreadedMotoServer (``pip install "moto[server]"``, in the ``test`` extra), with the standard
+AWS environment variables pointing every client (boto3, pyarrow, Ray workers started
+afterwards) at it and nowhere else. ``requests`` counts the HTTP requests it served."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 
@@ -22,11 +24,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class _RequestCounter(logging.Handler):
+    """Counts the server's access-log lines by method (one per HTTP request)."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_method: dict[str, int] = {}
+
+    def emit(self, record):
+        text = record.getMessage()
+        for method in ("PUT", "GET", "POST", "DELETE", "HEAD"):
+            if f'"{method} ' in text:
+                self.by_method[method] = self.by_method.get(method, 0) + 1
+
+
+requests = _RequestCounter()
+
+
 @contextlib.contextmanager
 def s3_server():
-    """Yields the endpoint URL; the environment is restored and the server stopped after."""
+    """Yields the endpoint URL; the environment is restored and the server stopped after.
+    The access log is counted in ``requests`` instead of printed."""
     from moto.server import ThreadedMotoServer
 
+    log = logging.getLogger("werkzeug")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if requests not in log.handlers:
+        log.addHandler(requests)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
