@@ -423,3 +423,21 @@ def test_parquet_row_groups_hold_16_to_64_frames(tmp_path):
               (pq.ParquetFile(data).metadata.row_group(i)
                for i in range(pq.ParquetFile(data).metadata.num_row_groups))]
     assert sum(groups) == 70 and all(16 <= n <= 64 for n in groups[:-1])
+
+
+def test_overwrite_with_other_shards_retires_the_old_ones(inputs, tmp_path):
+    """A rerun with --overwrite and another shard size gives new shard names: the old
+    shards holding the same inputs go, so readers see every frame once."""
+    from vbkernels.data import ShardDataset
+
+    out = tmp_path / "again"
+    assert decode(inputs, out, "--format", "webdataset", "--shard-size", "1").exit_code == 0
+    first = sorted(p.name for p in (out / "shards").iterdir())
+    assert len(first) == 2 * (len(NAMES) + 1)
+    result = decode(inputs, out, "--format", "webdataset", "--overwrite")
+    assert result.exit_code == 0, result.output
+    second = sorted(p.name for p in (out / "shards").iterdir())
+    assert len(second) == 2 * 2
+    assert len(set(first) & set(second)) == 2  # the video's shard: the same inputs, the same name
+    frames = [(s["path"], s["frame"]) for s in ShardDataset(out)]
+    assert len(frames) == len(set(frames)) == len(NAMES) + 3

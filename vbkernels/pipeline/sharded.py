@@ -65,8 +65,8 @@ class ShardedPipeline:
         for item, message in input_errors:
             self.summary.failed.setdefault(item, message)
             self.on_error(item, message)
-        done = {} if self.options.overwrite else committed_rows(
-            read_records(self.store, self.store.list(SHARDS_PREFIX)))
+        records = read_records(self.store, self.store.list(SHARDS_PREFIX))
+        done = {} if self.options.overwrite else committed_rows(records)
         to_do = []
         for source in sources:
             if input_key(source.path) in done:
@@ -78,7 +78,22 @@ class ShardedPipeline:
         sizes = {**input_sizes(to_do), **(sizes or {})}
         self.plans = plan_shards(self.task, self.kinds, self.options.format, to_do, sizes,
                                  self.shard_size)
+        if self.options.overwrite and not self.options.dry_run:
+            self._retire(records, {input_key(s.path) for s in to_do})
         return self.plans
+
+    def _retire(self, records: dict, redone: set) -> None:
+        """With ``overwrite``: committed shards holding an input this run redoes, under
+        another name than the new plan's, are removed (record first, so readers never see
+        a record without its data), or readers would get those frames twice."""
+        keep = {plan.id for plan in self.plans}
+        for shard, record in sorted(records.items()):
+            if shard in keep or not any(input_key(row["path"]) in redone
+                                        for row in record["rows"]):
+                continue
+            self.store.delete(f"{SHARDS_PREFIX}{shard}.json")
+            if record["data"]:
+                self.store.delete(record["data"])
 
     def pending_sources(self) -> list:
         """The inputs this run decodes, shard by shard."""
