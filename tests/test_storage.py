@@ -441,3 +441,17 @@ def test_overwrite_with_other_shards_retires_the_old_ones(inputs, tmp_path):
     assert len(set(first) & set(second)) == 2  # the video's shard: the same inputs, the same name
     frames = [(s["path"], s["frame"]) for s in ShardDataset(out)]
     assert len(frames) == len(set(frames)) == len(NAMES) + 3
+
+
+def test_an_fsspec_store_takes_files_and_shards(inputs, local_run):
+    """memory:// stands for gs://, az://...: the same outputs through fsspec's pipe_file."""
+    assert decode(inputs, "memory://vbk-fsspec/files").exit_code == 0
+    store = open_store("memory://vbk-fsspec/files")
+    assert {k: store.get(k) for k in store.list() if is_output(k)} == local_files(local_run)
+    assert decode(inputs, "memory://vbk-fsspec/wds", "--format", "webdataset").exit_code == 0
+    assert shard_members(open_store("memory://vbk-fsspec/wds")) == local_files(local_run)
+
+
+def test_an_output_scheme_nothing_can_write_is_refused(inputs):
+    result = decode(inputs, "nosuchscheme://bucket/out")
+    assert result.exit_code == 2 and "nosuchscheme://" in result.output

@@ -18,9 +18,16 @@ Inputs whose outputs all exist are dropped before the read (unless ``overwrite``
 resumed job reads only what is left. Inputs are never resized or re-encoded: the frame a
 read task hands over is the file's pixels (``vbkernels.pipeline.frames_from_bytes``).
 
-The output directory must be one file system every node writes to (NFS, Lustre, a FUSE
-mount of a bucket): actors write their files there atomically and the driver appends the
-manifest there. Local input paths must likewise be visible on every node.
+The output is either one file system every node writes to (NFS, Lustre, a FUSE mount of a
+bucket): actors write their files there atomically and the driver appends the manifest
+there; or an object store (``s3://bucket/prefix``, ``vbkernels.storage``): actors put each
+output whole and the driver writes the manifest as part objects. Local input paths must be
+visible on every node.
+
+Sharded outputs (``format="webdataset"|"parquet"``, :class:`RayShardedPipeline`): the
+driver plans the shards and each shard is one Ray task (spread over the nodes) that reads
+its inputs, decodes, and puts the shard and then its commit record
+(``vbkernels.storage.shards``).
 
 Ray is imported only inside the functions here, so nothing else in vbkernels pays for it.
 """
