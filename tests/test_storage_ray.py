@@ -188,4 +188,5 @@ def test_a_bucket_that_does_not_exist_is_a_one_line_error(cluster):
     assert result.exit_code == 1
     assert "cannot use s3://no-such-bucket/out" in result.output
     assert "NoSuchBucket" in result.output and "Traceback" not in result.output
-    assert [b["Name"] for b in client.list_buckets()["Buckets"]] == [BUCKET]
+    # (moto keeps one in-process state: other modules' buckets may be listed too)
+    assert "no-such-bucket" not in [b["Name"] for b in client.list_buckets()["Buckets"]]
