@@ -385,7 +385,8 @@ def connect(options: RayOptions) -> bool:
     else:
         _check_reachable(address)
         try:
-            ray.init(address=options.address, **settings)
+            with _loopback_mode() if _is_loopback(address) else contextlib.nullcontext():
+                ray.init(address=options.address, **settings)
         except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
             raise RayConnectionError(_connection_advice(address, exc)) from None
     _quiet_ray_data(level)
@@ -401,20 +402,42 @@ def start_local_ray(**init_options):
     default on macOS and Windows) is switched on for the start: the node address is
     127.0.0.1 and then its gRPC servers bind to loopback only."""
     ray = require_ray()
+    # Ray turns token authentication on for a new cluster and logs a notice saying so:
+    # right for a cluster nobody else joins, and nothing for the user to act on.
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice_level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        with _loopback_mode():
+            return ray.init(address="local", _node_ip_address="127.0.0.1", **init_options)
+    finally:
+        notice.setLevel(notice_level)
+
+
+@contextlib.contextmanager
+def _loopback_mode():
+    """Ray's loopback mode while a cluster starts or a driver joins one on 127.0.0.1
+    (otherwise Ray rewrites 127.0.0.1 into the machine's network address, where a
+    loopback cluster does not listen)."""
     from ray._private import ray_constants
 
     variable = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
     saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(variable)
     ray_constants.ENABLE_RAY_CLUSTER = False
-    os.environ[variable] = "0"  # for the processes the start spawns
+    os.environ[variable] = "0"  # for the processes a start spawns
     try:
-        return ray.init(_node_ip_address="127.0.0.1", **init_options)
+        yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved[0]
         if saved[1] is None:
             os.environ.pop(variable, None)
         else:
             os.environ[variable] = saved[1]
+
+
+def _is_loopback(address: str | None) -> bool:
+    host = (address or "").split("://", 1)[-1].rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def _started_by_ray_start() -> bool:
@@ -459,9 +482,12 @@ def _connection_advice(address: str, exc: Exception) -> str:
 
 
 def _quiet_ray_data(level: int) -> None:
-    """Ray Data logs each dataset's plan and progress at INFO through its own loggers."""
+    """Ray Data logs each dataset's plan and progress at INFO through its own loggers,
+    and warns that its progress bars are off (the command line draws its own)."""
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(level)
+    logging.getLogger("ray.data._internal.progress").setLevel(
+        level if level < logging.WARNING else logging.ERROR)
 
 
 def _rows(dataset):
