@@ -29,6 +29,8 @@ DEPTH_NAMES = (
     "log10",
     "silog",
     "silog_eigen",
+    "silog_da2",
+    "irmse",
 )
 
 
@@ -39,13 +41,41 @@ def _depth_names(n_thresholds):
 # ----------------------------------------------------------------------------- references
 
 
+def _np_l1_fit(x, y, weight, affine):
+    """argmin sum w |s x (+ b) - y| as a linear programme (scipy HiGHS): an exact optimum
+    found by a method unrelated to the library's weighted medians."""
+    from scipy.optimize import linprog
+
+    n = x.size
+    k = 2 if affine else 1
+    # Variables: s (, b), then e+ and e- >= 0 with s x + b - y = e+ - e-.
+    cost = np.concatenate([np.zeros(k), weight, weight])
+    design = np.stack([x, np.ones(n)], axis=1)[:, :k]
+    equality = np.concatenate([design, -np.eye(n), np.eye(n)], axis=1)
+    bounds = [(None, None)] * k + [(0, None)] * (2 * n)
+    solution = linprog(cost, A_eq=equality, b_eq=y, bounds=bounds, method="highs")
+    assert solution.status == 0, solution.message
+    return solution.x[0], (solution.x[1] if affine else 0.0)
+
+
 def _np_align(p, g, alignment):
+    """Aligned prediction (for the valid pixels given), with the fitted scale and shift."""
     fit = np.isfinite(p)
     p_fit, g_fit = p[fit], g[fit]
     if alignment == "median":
         return p * (np.median(g_fit) / np.median(p_fit))
     if alignment == "lstsq":
         return p * (p_fit @ g_fit / (p_fit @ p_fit))
+    if alignment in ("l1-scale", "l1-affine"):
+        scale, shift = _np_l1_fit(p_fit, g_fit, 1 / g_fit, alignment == "l1-affine")
+        return p * scale + shift
+    if alignment == "disparity-affine":
+        positive = fit & (p > 0)
+        design = np.stack([1 / p[positive], np.ones(positive.sum())], axis=1)
+        (scale, shift), *_ = np.linalg.lstsq(design, 1 / g[positive], rcond=None)
+        with np.errstate(divide="ignore"):
+            disparity = np.where(p > 0, scale / p + shift, np.inf)
+        return 1 / np.maximum(disparity, 1e-3)
     design = np.stack([p_fit, np.ones_like(p_fit)], axis=1)
     (scale, shift), *_ = np.linalg.lstsq(design, g_fit, rcond=None)
     return p * scale + shift
@@ -64,6 +94,8 @@ def _np_depth_image(p, g, thresholds, silog_lambda):
         np.mean(np.abs(np.log10(p) - np.log10(g))),
         100 * np.sqrt(np.var(d)),
         np.mean(d**2) - silog_lambda * np.mean(d) ** 2,
+        np.sqrt(np.mean(d**2) - 0.5 * np.mean(d) ** 2),
+        np.sqrt(np.mean((1 / p - 1 / g) ** 2)),
     ]
     return np.array(values)
 
@@ -79,6 +111,9 @@ def np_depth_metrics(
     reduction,
     thresholds=(1.25, 1.25**2, 1.25**3),
     silog_lambda=0.5,
+    clamp="after",
+    inclusive=False,
+    min_valid_pixels=1,
 ):
     pred = pred.reshape(-1, *pred.shape[-2:]).astype(np.float64)
     target = target.reshape(-1, *target.shape[-2:]).astype(np.float64)
@@ -91,13 +126,20 @@ def np_depth_metrics(
     per_image, pooled_p, pooled_g = [], [], []
     for p, g, m in zip(pred, target, mask):
         with np.errstate(invalid="ignore"):
-            valid = m & np.isfinite(g) & (g > min_depth) & (g < hi) & ~np.isnan(p)
+            if inclusive:
+                in_range = (g >= min_depth) & (g <= hi)
+            else:
+                in_range = (g > min_depth) & (g < hi)
+            valid = m & np.isfinite(g) & in_range & ~np.isnan(p)
         p, g = p[valid], g[valid]
-        if p.size == 0:
+        if p.size < max(min_valid_pixels, 1):
             continue
+        if clamp == "before":
+            p = np.clip(p, min_depth, hi)
         if alignment:
             p = _np_align(p, g, alignment)
-        p = np.clip(p, min_depth, hi)
+        if clamp == "after":
+            p = np.clip(p, min_depth, hi)
         per_image.append(_np_depth_image(p, g, thresholds, silog_lambda))
         pooled_p.append(p)
         pooled_g.append(g)
@@ -136,7 +178,10 @@ def random_depth(shape, seed):
 
 
 @pytest.mark.parametrize("reduction", ["image", "pixel"])
-@pytest.mark.parametrize("alignment", [None, "median", "lstsq", "lstsq_shift"])
+@pytest.mark.parametrize(
+    "alignment",
+    [None, "median", "lstsq", "lstsq_shift", "disparity-affine", "l1-scale", "l1-affine"],
+)
 def test_depth_matches_numpy(alignment, reduction):
     pred, target = random_depth((3, 2, 17, 23), seed=1)
     mask = np.random.default_rng(2).random((17, 23)) < 0.9  # broadcast over the batch dims
@@ -155,6 +200,29 @@ def test_depth_matches_numpy(alignment, reduction):
             np.broadcast_to(mask, target.shape) & (target > 0.1) & (target < 70) & ~np.isnan(pred)
         ).sum()
     )
+
+
+@pytest.mark.parametrize("clamp", ["after", "before", None])
+@pytest.mark.parametrize("inclusive", [False, True])
+@pytest.mark.parametrize("alignment", ["median", "lstsq-affine"])
+def test_depth_clamp_range_and_min_pixels_match_numpy(clamp, inclusive, alignment):
+    pred, target = random_depth((4, 9, 10), seed=11)
+    pred = np.abs(pred) + 0.05  # keep the unclamped logs finite
+    target[0, :7] = 0.0  # image 0 keeps few valid pixels and drops out
+    target[1, 0, :3] = 0.1  # on the lower bound: kept only by the inclusive range
+    options = dict(min_depth=0.1, max_depth=70.0, alignment=alignment)
+    for reduction in ("image", "pixel"):
+        got = depth_metrics(
+            pred, target, reduction=reduction, clamp=clamp, min_valid_pixels=40,
+            range="inclusive" if inclusive else "strict", **options,
+        )  # fmt: skip
+        want = np_depth_metrics(
+            pred, target, None, reduction=reduction, clamp=clamp, inclusive=inclusive,
+            min_valid_pixels=40, **options,
+        )  # fmt: skip
+        assert got["images"] == 3
+        for name in DEPTH_NAMES:
+            assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-12), (reduction, name)
 
 
 def test_depth_median_alignment_even_and_odd_counts():
@@ -464,12 +532,24 @@ def _updates(device):
     labels = torch.randint(0, 5, (2, 8, 9), generator=gen).to(device)
     mask = (torch.rand(2, 8, 9, generator=gen) < 0.9).to(device)
     calls = [
-        (DepthMetrics(alignment=a, reduction=r), pred, target, mask)
-        for a in (None, "median", "lstsq", "lstsq_shift")
+        (DepthMetrics(alignment=a, reduction=r, min_valid_pixels=40), pred, target, mask)
+        for a in (
+            None,
+            "median",
+            "lstsq",
+            "lstsq_shift",
+            "disparity-affine",
+            "l1-scale",
+            "l1-affine",
+        )
         for r in ("image", "pixel")
     ]
     calls.append((NormalMetrics(), normal_pred, normal_target, mask))
+    image_normals = NormalMetrics(reduction="image", frame="dsine")
+    calls.append((image_normals, normal_pred, normal_target, mask))
     calls.append((SegmentationMetrics(5), labels, labels.flip(-1), mask))
+    categories = {"low": (0, 1), "high": (2, 3, 4)}
+    calls.append((SegmentationMetrics(5, categories=categories), labels, labels.flip(-1), mask))
     return calls
 
 

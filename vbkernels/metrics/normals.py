@@ -17,7 +17,28 @@ within_T   percentage of valid pixels with ``theta < T``, T = 5, 7.5, 11.25, 22.
 
 A pixel is valid when ``mask`` (if given) is True, the target is finite with
 ``|g| > eps`` (unlabelled pixels are often stored as zero vectors) and the prediction has no
-NaN. Every statistic pools all valid pixels of all images seen (the NYUv2 protocol).
+NaN. The five thresholds and the metric set are DSINE's (utils/utils.py
+``compute_normal_metrics``: mean, median, rmse, a1..a5 at 5, 7.5, 11.25, 22.5, 30 degrees).
+
+Averaging. ``reduction="pixel"`` (default) pools all valid pixels of all images seen (the
+NYUv2 protocol, and DSINE's, which concatenates every pixel's error before the
+statistics). ``reduction="image"`` computes each statistic per image, then takes the mean
+over the images with at least one valid pixel. An image is one ``(H, W)`` slice of the
+pixel shape (the shape without the channel axis): leading dims are batch dims; a pixel
+shape of fewer than two dims is one image. ``per_image()`` lists every image's statistics.
+
+Frames. Angles do not depend on the frame when prediction and target share one, but a
+ground truth stored in another frame scores an axis flip as error (DSINE#4 got 170 degrees
+that way). ``frame`` names the target's frame and ``pred_frame`` (default: ``frame``) the
+prediction's; the prediction is converted to the target's frame before the angle:
+
+========== ==========================================================================
+opengl     x right, y up, z toward the camera (``decode_normals``' default)
+opencv     x right, y down, z forward (away from the camera)
+dsine      x right, y down, z toward the camera (DSINE's NYUv2/ScanNet ground truth)
+========== ==========================================================================
+
+``convert_normals(n, src, dst)`` does the same conversion for any array.
 
 Exact median: ``update`` appends each batch's angles (float32, NaN for invalid pixels, so no
 host sync is needed to compact them) to a buffer on the tensors' device; ``compute()``
@@ -26,7 +47,8 @@ selection. The median is therefore exact for the float32-rounded angles (relativ
 most 6e-8 against float64). The cost is 4 bytes of memory per pixel passed to ``update``
 (masked pixels included): 1.2 GB for the 654 640x480 NYUv2 test images. Pass
 ``median=False`` to keep nothing and leave ``median`` out of the result; no bounded-memory
-streaming method can give an exact median.
+streaming method can give an exact median. Per-image medians (for ``reduction="image"``
+and ``per_image()``) are taken in ``update`` by a per-row sort, with no host sync.
 
 All other arithmetic is float64 whatever the input dtype.
 """
@@ -35,11 +57,48 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from ._common import check_float, check_mask, check_pair, to_python
+from ._align import masked_median
+from ._common import as_tensor, check_float, check_mask, check_pair, to_python
 
 DEFAULT_THRESHOLDS = (5.0, 7.5, 11.25, 22.5, 30.0)
+REDUCTIONS = ("pixel", "image")
+# Sign of each axis relative to the OpenGL frame (x right, y up, z toward the camera).
+FRAMES = {
+    "opengl": (1.0, 1.0, 1.0),
+    "opencv": (1.0, -1.0, -1.0),
+    "dsine": (1.0, -1.0, 1.0),
+}
+
+
+def _check_frame(frame, name: str) -> str:
+    if frame not in FRAMES:
+        raise ValueError(f"{name} must be one of {tuple(FRAMES)}, got {frame!r}")
+    return frame
+
+
+def convert_normals(normals, src: str, dst: str, *, channel_dim: int = -1):
+    """``normals`` (3 components along ``channel_dim``) from frame ``src`` to frame ``dst``
+    (``"opengl"``, ``"opencv"`` or ``"dsine"``; see the module docstring). Every frame is an
+    axis flip of the others, so this negates the components whose sign differs. NumPy in,
+    NumPy out; torch in, torch out on the same device and dtype."""
+    _check_frame(src, "src")
+    _check_frame(dst, "dst")
+    is_numpy = isinstance(normals, np.ndarray)
+    n = as_tensor(normals, "normals")
+    if n.dim() == 0 or not -n.dim() <= channel_dim < n.dim() or n.shape[channel_dim] != 3:
+        raise ValueError(
+            f"normals must have 3 components along channel_dim={channel_dim}, got shape "
+            f"{tuple(n.shape)}"
+        )
+    flips = [a * b for a, b in zip(FRAMES[src], FRAMES[dst])]
+    shape = [1] * n.dim()
+    shape[channel_dim] = 3
+    signs = torch.tensor(flips, device=n.device).reshape(shape)
+    out = n * signs.to(n.dtype)
+    return out.numpy() if is_numpy else out
 
 
 class NormalMetrics:
@@ -48,7 +107,8 @@ class NormalMetrics:
     ``update(pred, target, mask=None)`` takes normals of shape ``(..., 3)`` (channels last,
     e.g. ``(N, H, W, 3)``; ``channel_dim`` picks another axis), float tensors or NumPy arrays
     on any device; ``mask`` is a bool tensor of the shape without the channel axis. It
-    launches device work only. ``compute()`` returns Python floats; ``reset()`` forgets.
+    launches device work only. ``compute()`` returns Python floats, ``per_image()`` one dict
+    per image; ``reset()`` forgets.
     """
 
     def __init__(
@@ -58,6 +118,9 @@ class NormalMetrics:
         channel_dim: int = -1,
         eps: float = 1e-6,
         median: bool = True,
+        reduction: str = "pixel",
+        frame: str = "opengl",
+        pred_frame: str | None = None,
     ):
         try:
             self.thresholds = tuple(float(t) for t in thresholds)
@@ -76,9 +139,14 @@ class NormalMetrics:
             or eps < 0
         ):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.channel_dim = channel_dim
         self.eps = float(eps)
         self.keep_median = bool(median)
+        self.reduction = reduction
+        self.frame = _check_frame(frame, "frame")
+        self.pred_frame = _check_frame(frame if pred_frame is None else pred_frame, "pred_frame")
         self.reset()
 
     @property
@@ -89,6 +157,8 @@ class NormalMetrics:
     def reset(self) -> None:
         self._sums = None  # (3 + len(thresholds),) float64: count, sum, sum of squares, hits
         self._angles: list[torch.Tensor] = []
+        # Per update: (per-image statistics (N, len(names)) float64, valid counts (N,) int64)
+        self._per_image: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def update(self, pred, target, mask=None) -> None:
         pred, target, mask = self._check(pred, target, mask)
@@ -102,14 +172,32 @@ class NormalMetrics:
             [weight.sum(), angle_or_zero.sum(), (angle_or_zero * angle_or_zero).sum()] + hits
         )
         self._sums = sums if self._sums is None else self._sums + sums
-        if self.keep_median:
+        if self.keep_median and self.reduction == "pixel":
             self._angles.append(torch.where(valid, angle, math.nan).to(torch.float32).reshape(-1))
+        self._per_image.append(self._image_statistics(angle, valid))
+
+    def _image_statistics(self, angle: torch.Tensor, valid: torch.Tensor):
+        """Per-image statistics in ``names`` order (NaN without valid pixels) and counts."""
+        hw = angle.shape[-2] * angle.shape[-1] if angle.dim() >= 2 else angle.numel()
+        angle, valid = angle.reshape(-1, hw), valid.reshape(-1, hw)
+        count = valid.sum(1)
+        n = count.to(torch.float64).clamp(min=1)
+        angle_or_zero = torch.where(valid, angle, 0.0)
+        columns = [angle_or_zero.sum(1) / n]
+        if self.keep_median:
+            columns.append(masked_median(angle, valid))
+        columns.append(((angle_or_zero * angle_or_zero).sum(1) / n).sqrt())
+        columns += [100.0 * ((angle < t) & valid).sum(1) / n for t in self.thresholds]
+        stats = torch.stack(columns, dim=1)
+        return torch.where((count > 0)[:, None], stats, math.nan), count
 
     def compute(self) -> dict[str, float]:
         """The metrics in degrees / percent (NaN when no valid pixel was seen) and
         ``valid_pixels``."""
         if self._sums is None:
-            return dict.fromkeys(self.names, math.nan) | {"valid_pixels": 0}
+            return dict.fromkeys(self.names, math.nan) | {"valid_pixels": 0, "images": 0}
+        if self.reduction == "image":
+            return self._image_mean()
         count, total, squares, *hits = self._sums.cpu().tolist()
         n = max(count, 1.0)
         result = {"mean": total / n if count else math.nan}
@@ -119,6 +207,33 @@ class NormalMetrics:
         for name, hit in zip(self.names[-len(self.thresholds) :], hits):
             result[name] = 100.0 * hit / n if count else math.nan
         result["valid_pixels"] = int(count)
+        result["images"] = self._images_with_pixels()
+        return result
+
+    def per_image(self) -> list[dict]:
+        """One dict per image passed to ``update`` (in order): the statistics of that image
+        alone (NaN without valid pixels) and its ``valid_pixels``."""
+        if not self._per_image:
+            return []
+        stats, counts = (torch.cat(column) for column in zip(*self._per_image))
+        return [
+            dict(zip(self.names, row), valid_pixels=n)
+            for row, n in zip(stats.cpu().tolist(), counts.cpu().tolist())
+        ]
+
+    def _images_with_pixels(self) -> int:
+        counts = torch.cat([counts for _, counts in self._per_image])
+        return int(to_python((counts > 0).sum()))
+
+    def _image_mean(self) -> dict[str, float]:
+        stats, counts = (torch.cat(column) for column in zip(*self._per_image))
+        has_pixels = counts > 0
+        images = has_pixels.sum()
+        means = torch.where(has_pixels[:, None], stats, 0.0).sum(0) / images.clamp(min=1)
+        means = torch.where(images > 0, means, math.nan)
+        result = dict(zip(self.names, means.cpu().tolist()))
+        result["valid_pixels"] = int(to_python(counts.sum()))
+        result["images"] = int(to_python(images))
         return result
 
     def _median(self) -> float:
@@ -134,6 +249,8 @@ class NormalMetrics:
     def _angles_of(self, pred: torch.Tensor, target: torch.Tensor, mask):
         """Angle in degrees (float64) and validity, both of the shape without the channel axis."""
         p = pred.movedim(self.channel_dim, -1).to(torch.float64)
+        if self.pred_frame != self.frame:
+            p = convert_normals(p, self.pred_frame, self.frame)
         g = target.movedim(self.channel_dim, -1).to(torch.float64)
         g_norm = torch.linalg.vector_norm(g, dim=-1)
         valid = torch.isfinite(g).all(-1) & (g_norm > self.eps) & ~torch.isnan(p).any(-1)
