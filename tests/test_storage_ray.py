@@ -118,28 +118,46 @@ def tar_outputs(store) -> dict:
     return found
 
 
+class KilledBeforeCommit(RuntimeError):
+    pass
+
+
+def crash_before_commit(victim: str, plan):
+    """``before_commit`` hook, run inside the Ray task between the shard's put and its
+    record's: the task dies there for the shard ``victim``."""
+    if plan.id == victim:
+        raise KilledBeforeCommit(f"killed after writing {plan.data_key}")
+
+
 def test_webdataset_from_s3_to_s3_resume_and_read_back(cluster):
+    import functools
+
+    from vbkernels.distributed import plan_files
+
     inputs, local, client = cluster
+    # First run: the task of one shard dies between its two puts.
+    pipeline = plan_files([f"s3://{BUCKET}/in"], "depth", f"s3://{BUCKET}/wds",
+                          format="webdataset", shard_size=1)
+    victim = pipeline.plans[2]
+    pipeline.before_commit = functools.partial(crash_before_commit, victim.id)
+    summary = pipeline.run()
+    assert set(summary.failed) == {str(s.path) for s in victim.sources}
+    crashed = objects(client, "wds/")
+    assert f"shards/{victim.id}.tar" in crashed and f"shards/{victim.id}.json" not in crashed
+
+    # The rerun (the command line) redoes that shard, same name and bytes, and nothing else.
     result = decode(f"s3://{BUCKET}/wds", "--format", "webdataset", "--shard-size", "1")
     assert result.exit_code == 0, result.output
+    written = objects(client, "wds/")
+    assert sorted(k for k in written if written[k] != crashed.get(k)) == [
+        f"shards/{victim.id}.json", f"shards/{victim.id}.tar"]
+    assert written[f"shards/{victim.id}.tar"][:2] == crashed[f"shards/{victim.id}.tar"][:2]
     store = open_store(f"s3://{BUCKET}/wds")
     assert tar_outputs(store) == local_files(local)  # byte-identical per member
 
-    written = objects(client, "wds/")
     again = decode(f"s3://{BUCKET}/wds", "--format", "webdataset", "--shard-size", "1")
     assert again.exit_code == 0, again.output
     assert objects(client, "wds/") == written  # a rerun writes nothing
-
-    # A crash between the shard's put and its record's: the record is missing. The rerun
-    # rewrites that shard (same name, same bytes) and its record, and nothing else.
-    record = sorted(k for k in written if k.endswith(".json"))[2]
-    data = json.loads(store.get(record))["data"]
-    store.delete(record)
-    resumed = decode(f"s3://{BUCKET}/wds", "--format", "webdataset", "--shard-size", "1")
-    assert resumed.exit_code == 0, resumed.output
-    after = objects(client, "wds/")
-    assert sorted(k for k in after if after[k] != written.get(k)) == sorted([data, record])
-    assert after[data][:2] == written[data][:2]
 
     # Training reads it back: 2 ranks x 2 DataLoader workers, every frame once.
     from vbkernels.data import ShardDataset
