@@ -46,10 +46,16 @@ JSON line per input to ``OUT/manifest.jsonl`` (``path, frames, outputs, status, 
 resume rule every engine applies: skip an input iff all its outputs exist (videos: its
 newest ok row lists them all and they exist); anything partial is redone.
 
+*Where outputs go* — ``output`` is a folder or an object-store URI (``s3://``,
+fsspec schemes: ``vbkernels.storage``); ``format="webdataset"|"parquet"`` writes shards
+with commit records instead of files (``vbkernels.pipeline.sharded``,
+``vbkernels.storage.shards``).
+
 The local engine
 ----------------
 ``decode_files(inputs, task, output, **options)`` (options: ``PipelineOptions`` fields —
-``kinds, device, batch_size, workers, overwrite, keep_suffix, gpu_input, manifest`` —
+``kinds, device, batch_size, workers, overwrite, keep_suffix, gpu_input, manifest,
+dry_run, format, shard_size, storage_options`` —
 plus ``build_task`` options when ``task`` is a name) returns a ``RunSummary``. See
 ``vbkernels.pipeline.local`` for the stages, the memory bound and Ctrl-C behaviour.
 """
