@@ -455,3 +455,15 @@ def test_an_fsspec_store_takes_files_and_shards(inputs, local_run):
 def test_an_output_scheme_nothing_can_write_is_refused(inputs):
     result = decode(inputs, "nosuchscheme://bucket/out")
     assert result.exit_code == 2 and "nosuchscheme://" in result.output
+
+
+def test_worker_processes_write_to_s3_with_their_own_clients(s3, inputs, local_run):
+    """The store travels to forked workers without its client; each makes its own."""
+    result = decode(inputs, "s3://vbk/forked", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    store = open_store("s3://vbk/forked")
+    assert {k: store.get(k) for k in store.list() if is_output(k)} == local_files(local_run)
+    result = decode(inputs, "s3://vbk/forked-wds", "--workers", "2", "--format", "webdataset",
+                    "--shard-size", "1")
+    assert result.exit_code == 0, result.output
+    assert shard_members(open_store("s3://vbk/forked-wds")) == local_files(local_run)
