@@ -38,6 +38,10 @@ def write_shard_job(task, plan, store, kinds, batch_size: int, keep_suffix: bool
                        keep_suffix=keep_suffix, before_commit=before_commit)
 
 
+def _has_video(plan) -> bool:
+    return any(source.kind == "video" for source in plan.sources)
+
+
 class ShardedPipeline:
     """One sharded run of ``task`` over ``sources`` into ``output`` (a folder or URI)."""
 
@@ -116,13 +120,7 @@ class ShardedPipeline:
                 self._run_in_pool()
             else:
                 for plan in self.plans:
-                    try:
-                        rows = write_shard_job(*self.job_arguments(plan), device=self.device,
-                                               before_commit=self.before_commit)
-                    except Exception as exc:  # noqa: BLE001 - this shard is not written
-                        self.shard_failed(plan, f"cannot write shard {plan.id}: {exc}")
-                        continue
-                    self.report(plan, rows)
+                    self._write_here(plan)
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
@@ -130,18 +128,37 @@ class ShardedPipeline:
         return self.summary
 
     def _run_in_pool(self) -> None:
-        pool = make_pool(min(self.workers, len(self.plans)))
+        """Image shards in the worker processes; video shards in this process meanwhile,
+        as the files layout reads videos: FFmpeg's decoding threads can hang for ever in a
+        forked worker (seen here: a child stuck in its first ``decode``)."""
+        images = [plan for plan in self.plans if not _has_video(plan)]
+        videos = [plan for plan in self.plans if _has_video(plan)]
+        pool = make_pool(min(self.workers, len(images))) if images else None
         futures = {}
         try:
-            for plan in self.plans:
+            for plan in images:
                 futures[pool.submit(write_shard_job, *self.job_arguments(plan), "cpu",
                                     self.before_commit)] = plan
+            for plan in videos:
+                self._write_here(plan)
             for future in cf.as_completed(futures):
                 self._collect(futures[future], future)
         except BaseException:
-            _stop_pool(pool, list(futures))
+            if pool is not None:
+                _stop_pool(pool, list(futures))
             raise
-        pool.shutdown(wait=True)
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _write_here(self, plan) -> None:
+        """One shard in this process, on this run's device."""
+        try:
+            rows = write_shard_job(*self.job_arguments(plan), device=self.device,
+                                   before_commit=self.before_commit)
+        except Exception as exc:  # noqa: BLE001 - this shard is not written
+            self.shard_failed(plan, f"cannot write shard {plan.id}: {exc}")
+            return
+        self.report(plan, rows)
 
     def _collect(self, plan, future) -> None:
         try:
