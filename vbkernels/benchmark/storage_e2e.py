@@ -52,7 +52,7 @@ def run(frames: int = 200, height: int = 128, width: int = 160, shard_size: str 
                   "input_mb": sum(p.stat().st_size for p in paths) / 1e6,
                   "loadavg_before": os.getloadavg(), "rows": {}}
         for fmt in FORMATS:
-            requests.by_method.clear()
+            requests.clear()
             start = time.perf_counter()
             summary = decode_files([str(Path(temp) / "in")], "depth", f"s3://bench/{fmt}",
                                    workers=0, kinds="npy", format=fmt, shard_size=shard_size)

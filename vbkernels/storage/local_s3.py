@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 
 ENVIRONMENT = {
@@ -25,17 +26,30 @@ def free_port() -> int:
 
 
 class _RequestCounter(logging.Handler):
-    """Counts the server's access-log lines by method (one per HTTP request)."""
+    """Counts the server's access-log lines by method (one per HTTP request), and keeps
+    ``(method, path)`` of each in ``log`` (``path`` without the query string)."""
 
     def __init__(self):
         super().__init__()
         self.by_method: dict[str, int] = {}
+        self.log: list[tuple[str, str]] = []
 
     def emit(self, record):
-        text = record.getMessage()
-        for method in ("PUT", "GET", "POST", "DELETE", "HEAD"):
-            if f'"{method} ' in text:
-                self.by_method[method] = self.by_method.get(method, 0) + 1
+        match = re.search(r'"([A-Z]+) (\S+) HTTP/', record.getMessage())
+        if match:
+            method, path = match.group(1), match.group(2).split("?", 1)[0]
+            self.by_method[method] = self.by_method.get(method, 0) + 1
+            self.log.append((method, path))
+
+    def clear(self) -> None:
+        self.by_method.clear()
+        self.log.clear()
+
+    def written(self, bucket: str) -> list[str]:
+        """Keys in ``bucket`` that were PUT (whole objects and multipart parts), sorted."""
+        prefix = f"/{bucket}/"
+        return sorted({path[len(prefix):] for method, path in self.log
+                       if method in ("PUT", "POST") and path.startswith(prefix)})
 
 
 requests = _RequestCounter()
