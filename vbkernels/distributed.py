@@ -18,9 +18,16 @@ Inputs whose outputs all exist are dropped before the read (unless ``overwrite``
 resumed job reads only what is left. Inputs are never resized or re-encoded: the frame a
 read task hands over is the file's pixels (``vbkernels.pipeline.frames_from_bytes``).
 
-The output directory must be one file system every node writes to (NFS, Lustre, a FUSE
-mount of a bucket): actors write their files there atomically and the driver appends the
-manifest there. Local input paths must likewise be visible on every node.
+The output is either one file system every node writes to (NFS, Lustre, a FUSE mount of a
+bucket): actors write their files there atomically and the driver appends the manifest
+there; or an object store (``s3://bucket/prefix``, ``vbkernels.storage``): actors put each
+output whole and the driver writes the manifest as part objects. Local input paths must be
+visible on every node.
+
+Sharded outputs (``format="webdataset"|"parquet"``, :class:`RayShardedPipeline`): the
+driver plans the shards and each shard is one Ray task (spread over the nodes) that reads
+its inputs, decodes, and puts the shard and then its commit record
+(``vbkernels.storage.shards``).
 
 Connecting (``connect``): with no address and no ``RAY_ADDRESS`` a new local cluster is
 started bound to 127.0.0.1 (``start_local_ray``); an explicit ``HOST:PORT`` is checked for
@@ -72,6 +79,7 @@ from vbkernels.pipeline.local import DecodeFailed, Interrupted, split_options
 from vbkernels.pipeline.manifest import relative_output
 from vbkernels.pipeline.outputs import check_output
 from vbkernels.pipeline.runs import backend_used
+from vbkernels.pipeline.sharded import ShardedPipeline, write_shard_job
 from vbkernels.pipeline.sources import JPEG_SUFFIXES
 
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the frame column of a row that carries bytes
@@ -128,10 +136,15 @@ def plan_files(inputs, task, output, *, address: str | None = None,
     ``.planned_rows`` holds the rows the plan would record."""
     outdir = check_output(output)  # before anything is listed or read
     task, pipeline_options = split_options(task, options)
-    sources, errors = expand_any(inputs)
-    pipeline = RayPipeline(task, outdir, pipeline_options,
-                           RayOptions(address, actors, num_gpus, actor_cpus, verbose),
-                           on_error, progress)
+    sizes: dict = {}
+    sources, errors = expand_any(inputs, sizes)
+    ray_options = RayOptions(address, actors, num_gpus, actor_cpus, verbose)
+    if pipeline_options.format != "files":
+        pipeline = RayShardedPipeline(task, outdir, pipeline_options, ray_options, on_error,
+                                      progress)
+        pipeline.plan(sources, errors, sizes)
+        return pipeline
+    pipeline = RayPipeline(task, outdir, pipeline_options, ray_options, on_error, progress)
     pipeline.plan(sources, errors)
     return pipeline
 
@@ -139,9 +152,10 @@ def plan_files(inputs, task, output, *, address: str | None = None,
 # ------------------------------------------------------------------------- inputs
 
 
-def expand_any(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
+def expand_any(inputs, sizes: dict | None = None) -> tuple[list[Source], list[tuple[str, str]]]:
     """``expand_inputs`` for local paths; URIs (``scheme://...``) are listed through
-    pyarrow's file systems, with output names relative to the URI given, as for folders."""
+    pyarrow's file systems, with output names relative to the URI given, as for folders
+    (``sizes``, when given, gets each listed URI's size in bytes, for shard planning)."""
     sources, errors = [], []
     for item in inputs:
         if "://" not in str(item):
@@ -150,13 +164,13 @@ def expand_any(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
             errors += failed
             continue
         try:
-            sources += _expand_uri(str(item))
+            sources += _expand_uri(str(item), sizes)
         except Exception as exc:
             errors.append((str(item), f"cannot list: {exc}"))
     return sources, errors
 
 
-def _expand_uri(uri: str) -> list[Source]:
+def _expand_uri(uri: str, sizes: dict | None = None) -> list[Source]:
     """Sources under a URI (a file or a prefix); their ``path`` is the URI."""
     from pyarrow import fs
 
@@ -167,10 +181,14 @@ def _expand_uri(uri: str) -> list[Source]:
         return [Source.from_name(uri)]
     if info.type != fs.FileType.Directory:
         raise FileNotFoundError("no such file or prefix")
-    found = sorted(f.path for f in filesystem.get_file_info(fs.FileSelector(root, recursive=True))
-                   if f.type == fs.FileType.File and source_kind(f.path))
+    listed = {f.path: f.size for f in filesystem.get_file_info(fs.FileSelector(root,
+                                                                                recursive=True))
+              if f.type == fs.FileType.File and source_kind(f.path)}
+    found = sorted(listed)
     if not found:
         raise FileNotFoundError("prefix holds no image or video files")
+    if sizes is not None:
+        sizes.update({f"{scheme}://{path}": size for path, size in listed.items()})
     prefix = root.rstrip("/") + "/"
     return [Source.from_name(f"{scheme}://{path}", PurePosixPath(path[len(prefix):]))
             for path in found]
@@ -216,9 +234,10 @@ class _DecodeActor:
     manifest row per input (path, frames, outputs as JSON, status, error)."""
 
     def __init__(self, task, outdir: str, kinds, keep_suffix: bool, device, batch_size: int,
-                 gpu_input: bool, sources: dict, write_threads: int):
+                 gpu_input: bool, sources: dict, write_threads: int, store=None):
         self.task = task
         self.outdir = Path(outdir)
+        self.store = store  # an object store (vbkernels.storage): outdir is "." then
         self.kinds = kinds
         self.keep_suffix = keep_suffix
         self.device = resolve_device(device)
@@ -310,7 +329,7 @@ class _DecodeActor:
             stem = output_stem(state.source, index, self.outdir, keep_suffix=self.keep_suffix)
             frame = {name: value[i] for name, value in arrays.items()}
             futures.append((state, self.writer.submit(write_frame, self.task, frame, stem,
-                                                      self.kinds)))
+                                                      self.kinds, self.store)))
         for state, future in futures:
             try:
                 state.outputs += future.result()
@@ -593,7 +612,7 @@ class RayPipeline(LocalPipeline):
                 "task": self.task, "outdir": str(self.outdir), "kinds": self.kinds,
                 "keep_suffix": self.options.keep_suffix, "device": self.actor_device,
                 "batch_size": self.options.batch_size, "gpu_input": self.options.gpu_input,
-                "sources": sources, "write_threads": cpus},
+                "sources": sources, "write_threads": cpus, "store": self.store},
             batch_size=self.options.batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=cpus)
 
@@ -610,3 +629,82 @@ class RayPipeline(LocalPipeline):
         if self.progress is not None:
             self.progress.update(manifest_row.frames)
         self._record(manifest_row)
+
+
+# ------------------------------------------------------------- sharded outputs on Ray
+
+
+def _ray_shard_job(*args):
+    """One shard as a Ray task: its manifest rows and the node that wrote it."""
+    import ray
+
+    rows = write_shard_job(*args)
+    return rows, ray.get_runtime_context().get_node_id()
+
+
+class RayShardedPipeline(ShardedPipeline):
+    """``--format webdataset|parquet`` on Ray: the driver plans the shards (listing the
+    commit records once), and each shard is one Ray task (one CPU, or one GPU with
+    ``num_gpus``) that reads its inputs itself (local paths visible on every node, or
+    URIs through pyarrow), decodes, encodes and puts the shard and then its record. Tasks
+    are spread over the nodes; a task lost with its node is retried by Ray and writes the
+    same name with the same bytes. ``nodes`` counts the shards each node wrote."""
+
+    engine = "ray"
+
+    def __init__(self, task, output, options: PipelineOptions, ray_options: RayOptions,
+                 on_error=None, progress=None):
+        super().__init__(task, output, dataclasses.replace(options, device="cpu"), on_error,
+                         progress)
+        self.actor_device = options.device
+        self.ray_options = ray_options
+        self.nodes: dict[str, int] = {}
+
+    def run(self) -> RunSummary:
+        start = time.perf_counter()
+        if self.options.dry_run or not self.plans:
+            return self.summary
+        ray = require_ray()
+        started_here = connect(self.ray_options)
+        try:
+            self._run_tasks(ray)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            if started_here:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+            self.summary.seconds = time.perf_counter() - start
+        return self.summary
+
+    def _run_tasks(self, ray) -> None:
+        gpus = self.ray_options.num_gpus
+        if gpus is None:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        job = ray.remote(_ray_shard_job).options(
+            num_cpus=self.ray_options.actor_cpus or 1, num_gpus=gpus,
+            scheduling_strategy="SPREAD")
+        plans = {job.remote(*self.job_arguments(plan), self.actor_device,
+                            self.before_commit): plan for plan in self.plans}
+        pending = list(plans)
+        try:
+            while pending:
+                (ready,), pending = ray.wait(pending, num_returns=1)
+                self._collect_task(ray, plans[ready], ready)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            self.summary.unfinished += [str(s.path) for ref in pending
+                                        for s in plans[ref].sources]
+            raise
+
+    def _collect_task(self, ray, plan, ref) -> None:
+        try:
+            rows, node = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - Ray wraps the task's error
+            lines = str(exc).strip().splitlines()
+            self.shard_failed(plan, f"cannot write shard {plan.id}: "
+                                    f"{lines[-1] if lines else type(exc).__name__}")
+            return
+        self.nodes[node] = self.nodes.get(node, 0) + 1
+        self.report(plan, rows)

@@ -292,11 +292,19 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-frames", type=int, default=654,
                         help="frames of the eval row (0 skips it)")
     parser.add_argument("--out", type=Path, help="write e2e.json and e2e.md here")
+    parser.add_argument("--s3-frames", type=int, default=0, metavar="N",
+                        help="also write N small frames to a local S3 server as files, "
+                             "WebDataset and Parquet (vbkernels.benchmark.storage_e2e)")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     result = run(args.frames, height, width, args.folder, rounds=args.rounds,
                  eval_frames=args.eval_frames)
     text = markdown(result)
+    if args.s3_frames:
+        from . import storage_e2e
+
+        result["storage"] = storage_e2e.run(args.s3_frames)
+        text += "\n\n" + storage_e2e.markdown(result["storage"])
     print(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,8 @@ outputs is redone; ``--overwrite`` redoes everything and removes this task's out
 kinds not asked for (an old preview). Each run leaves ``OUT/runs/<run>.json`` and
 ``OUT/summary.json`` (counts, seconds, frames/s, settings). ``--dry-run`` prints the plan
 (``decode``/``skip``/``fail`` lines) and writes nothing. ``-o`` is a local directory (or a
-``file://`` URI); other ``scheme://`` outputs are refused before any work.
+``file://`` URI) or an object store (``s3://bucket/prefix``, see ``vbkernels.storage``);
+``--format webdataset|parquet`` writes shards with commit records instead of files.
 Exit status: 0 when every input is done or skipped, 1 when any failed (or, with
 ``--dry-run``, would fail), 130 after Ctrl-C, 143 after SIGTERM (either stops as Ctrl-C
 does: the files in flight finish, then the summary; see the README's Reliability notes).
@@ -53,13 +54,13 @@ from vbkernels._dispatch import BACKEND_NAMES
 from vbkernels.colormap import SCALES
 from vbkernels.pipeline import (
     DecodeFailed,
-    LocalPipeline,
     PipelineOptions,
     RunSummary,
     build_task,
     expand_inputs,
     resolve_device,
 )
+from vbkernels.pipeline.local import make_pipeline
 from vbkernels.pipeline.outputs import check_output
 
 BACKEND_CHOICE = click.Choice(["auto", *BACKEND_NAMES])
@@ -91,8 +92,20 @@ def common_options(func):
     options = [
         click.argument("inputs", nargs=-1, required=True),
         click.option("-o", "--output", "outdir", required=True,
-                     type=click.Path(file_okay=False),
-                     help="Directory for the outputs (created when missing)."),
+                     help="Directory for the outputs (created when missing), or an object "
+                          "store URI (s3://bucket/prefix, gs://..., anything fsspec opens)."),
+        click.option("--format", "output_format", default="files", show_default=True,
+                     type=click.Choice(["files", "webdataset", "parquet"]),
+                     help="files: one file per output per frame; webdataset: tar shards; "
+                          "parquet: Parquet shards (both with commit records shards/*.json)."),
+        click.option("--shard-size", default="512MB", show_default=True, metavar="SIZE",
+                     help="Input bytes per shard for --format webdataset|parquet."),
+        click.option("--dtype", default="float32", show_default=True,
+                     type=click.Choice(["float32", "float16"]),
+                     help="Float type of depth and normals arrays (float16: half the bytes)."),
+        click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                     help="Object-store client option, repeatable (s3: endpoint_url, "
+                          "region_name, ...); credentials come from the usual environment."),
         click.option("--backend", default="auto", show_default=True, type=BACKEND_CHOICE,
                      help="Kernel backend (auto picks the fastest for the device)."),
         click.option("--device", default="auto", show_default=True,
@@ -306,6 +319,8 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
 
     from tqdm import tqdm
 
+    if common["dtype"] != "float32":
+        task_options["dtype"] = common["dtype"]
     try:
         outdir = check_output(common["outdir"])
     except ValueError as exc:
@@ -315,6 +330,7 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     kinds = _kinds(task, common["kinds"], common["preview"])
+    common["storage"] = _storage_options(common)
     if common["engine"] == "ray":
         return _run_ray(task, kinds, outdir, common)
     try:
@@ -325,13 +341,20 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
                               gpu_input=not common["no_gpu_input"],
-                              max_pixels=common["max_pixels"], dry_run=common["dry_run"])
-    if not common["dry_run"]:
+                              max_pixels=common["max_pixels"], dry_run=common["dry_run"],
+                              format=common["output_format"], shard_size=common["shard_size"],
+                              storage_options=common["storage"])
+    if isinstance(outdir, Path) and not common["dry_run"]:
         _check_outdir(outdir)
     sources, input_errors = expand_inputs(common["inputs"])
-    pipeline = LocalPipeline(task, Path(outdir), options,
-                             on_error=None if common["dry_run"] else _echo_error)
-    pipeline.plan(sources, input_errors)
+    try:
+        pipeline = make_pipeline(task, outdir, options,
+                                 on_error=None if common["dry_run"] else _echo_error)
+        pipeline.plan(sources, input_errors)
+    except (ValueError, ImportError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot use {common['outdir']}: {exc}") from None
     if common["dry_run"]:
         return _print_plan(pipeline)
     quiet = common["quiet"]
@@ -356,12 +379,19 @@ def _run_ray(task, kinds, outdir, common: dict) -> None:
         raise click.UsageError("--max-pixels works with --engine local; the Ray engine's "
                                "actors refuse images past Pillow's limit")
     dry_run = common["dry_run"]
-    pipeline = plan_files(
-        common["inputs"], task, outdir, address=common["ray_address"],
-        verbose=common["verbose"], on_error=None if dry_run else _echo_error, kinds=kinds,
-        device=common["device"], batch_size=common["batch_size"], workers=common["workers"],
-        overwrite=common["overwrite"], keep_suffix=common["keep_suffix"],
-        gpu_input=not common["no_gpu_input"], dry_run=dry_run)
+    try:
+        pipeline = plan_files(
+            common["inputs"], task, outdir, address=common["ray_address"],
+            verbose=common["verbose"], on_error=None if dry_run else _echo_error, kinds=kinds,
+            device=common["device"], batch_size=common["batch_size"],
+            workers=common["workers"], overwrite=common["overwrite"],
+            keep_suffix=common["keep_suffix"], gpu_input=not common["no_gpu_input"],
+            dry_run=dry_run, format=common["output_format"], shard_size=common["shard_size"],
+            storage_options=common["storage"])
+    except (ValueError, ImportError) as exc:
+        raise click.UsageError(str(exc)) from None
+    except OSError as exc:  # an object store that cannot be listed (no bucket, no access)
+        raise click.ClickException(f"cannot use {common['outdir']}: {exc}") from None
     if dry_run:
         return _print_plan(pipeline)
     with tqdm(total=pipeline.total_frames(), unit="frame", disable=common["quiet"],
@@ -376,6 +406,22 @@ def _run_ray(task, kinds, outdir, common: dict) -> None:
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
     _summarise(summary, common["quiet"])
+
+
+def _storage_options(common: dict) -> dict | None:
+    """``--storage-option`` pairs as a dict (None when there are none); a bad pair or a
+    bad ``--shard-size`` is a usage error."""
+    from vbkernels.storage import is_remote, parse_storage_options
+    from vbkernels.storage.shards import parse_size
+
+    try:
+        parse_size(common["shard_size"])
+        options = parse_storage_options(common["storage_options"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if options and not is_remote(common["outdir"]):
+        raise click.UsageError("--storage-option is for object-store outputs (-o s3://...)")
+    return options or None
 
 
 def _print_plan(pipeline) -> None:
@@ -396,6 +442,8 @@ def _print_plan(pipeline) -> None:
                f"failing; nothing was written", err=True)
     if summary.failed:
         raise SystemExit(1)
+
+
 def _check_outdir(outdir) -> None:
     """A one-line error, before any work, when OUTDIR cannot be created or written."""
     import os

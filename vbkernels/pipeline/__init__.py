@@ -48,16 +48,22 @@ and ``run, time, engine, backend``: :mod:`.runs` gives each invocation an id and
 resume rule every engine applies: skip an input iff all its outputs exist (videos: its
 newest ok row lists them all and they exist); anything partial is redone.
 
+*Where outputs go* — ``output`` is a folder or an object-store URI (``s3://``,
+fsspec schemes: ``vbkernels.storage``); ``format="webdataset"|"parquet"`` writes shards
+with commit records instead of files (``vbkernels.pipeline.sharded``,
+``vbkernels.storage.shards``).
+
 The local engine
 ----------------
 ``decode_files(inputs, task, output, **options)`` (options: ``PipelineOptions`` fields —
 ``kinds, device, batch_size, workers, overwrite, keep_suffix, gpu_input, manifest,
-dry_run, max_pixels`` — plus ``build_task`` options when ``task`` is a name) returns a
-``RunSummary``. ``output`` passes ``outputs.check_output`` first (a local directory or
-``file://`` URI; any other ``scheme://`` is ``UnsupportedOutput``, before any work). See
-``vbkernels.pipeline.local`` for the stages, the memory bound and Ctrl-C/SIGTERM
-behaviour, and ``vbkernels.pipeline.workers`` for the worker processes (one task each,
-replaced when one dies, never outliving the command).
+dry_run, max_pixels, format, shard_size, storage_options`` — plus ``build_task`` options
+when ``task`` is a name) returns a ``RunSummary``. ``output`` passes
+``outputs.check_output`` first (a local directory, a ``file://`` URI, or an object-store URI
+that ``vbkernels.storage`` can write; any other ``scheme://`` is ``UnsupportedOutput``,
+before any work). See ``vbkernels.pipeline.local`` for the stages, the memory bound and
+Ctrl-C/SIGTERM behaviour, and ``vbkernels.pipeline.workers`` for the worker processes (one
+task each, replaced when one dies, never outliving the command).
 """
 
 from .device import BatchDecoder, PendingBatch, resolve_device

@@ -52,6 +52,7 @@ from pathlib import Path
 import torch
 
 from vbkernels.files import remove_stale_temporaries, write_atomic
+from vbkernels.storage import PartManifestWriter, open_store, put_summary, read_part_manifest
 
 from . import gpu_input
 from .device import BatchDecoder, resolve_device, same_shape_batches
@@ -130,6 +131,9 @@ class PipelineOptions:
     # Images with more pixels are refused (a failed input): "pillow" = Pillow's own
     # decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS), an int, or None (none).
     max_pixels: int | str | None = "pillow"
+    format: str = "files"                 # files | webdataset | parquet (vbkernels.storage)
+    shard_size: int | str = "512MB"       # input bytes per shard (sharded formats)
+    storage_options: dict | None = None   # object-store client options (--storage-option)
 
 
 def default_workers() -> int:
@@ -182,7 +186,7 @@ class DecodeFailedInWorker(Exception):
     """``read_decode_write``'s decode failed: the run stops, as a failed batch stops it."""
 
 
-def read_decode_write(task, path: Path, stem: Path, kinds,
+def read_decode_write(task, path: Path, stem: Path, kinds, store=None,
                       max_pixels: int | str | None = "pillow") -> list[Path]:
     """One image's whole chain in this (worker) process, on the CPU: the written paths."""
     try:
@@ -193,18 +197,24 @@ def read_decode_write(task, path: Path, stem: Path, kinds,
         outputs = BatchDecoder(task, torch.device("cpu")).submit([rgb]).result()
     except (RuntimeError, ValueError) as exc:
         raise DecodeFailedInWorker(str(exc)) from None
-    return write_frame(task, {name: value[0] for name, value in outputs.items()}, stem, kinds)
+    return write_frame(task, {name: value[0] for name, value in outputs.items()}, stem, kinds,
+                       store)
 
 
-def write_frame(task, arrays: dict, stem: Path, kinds) -> list[Path]:
+def write_frame(task, arrays: dict, stem: Path, kinds, store=None) -> list[Path]:
     """Encode one frame's arrays and write each output atomically; the written paths.
 
+    With an object ``store`` (``vbkernels.storage``), ``stem`` is relative to its root and
+    each output is one whole-object put (nothing is committed if it fails).
     Outputs of an input that is being (re)done replace what is there: the decision to
     redo it was taken before any frame was read (see ``manifest.is_done``)."""
     written = []
     for suffix, data in task.encode(arrays, kinds).items():
         path = stem.with_name(stem.name + suffix)
-        write_atomic(path, data, overwrite=True)
+        if store is None:
+            write_atomic(path, data, overwrite=True)
+        else:
+            store.put(path.as_posix(), data)
         written.append(path)
     return written
 
@@ -364,8 +374,12 @@ class LocalPipeline:
                  on_error: Callable[[str, str], None] | None = None,
                  progress=None):
         self.task = task
-        self.outdir = check_output(outdir)
         self.options = options
+        target = check_output(outdir)  # a local folder (Path) or an object-store URI (str)
+        # An object store: outputs are named relative to its root (vbkernels.storage).
+        self.store = (open_store(target, options.storage_options) if isinstance(target, str)
+                      else None)
+        self.outdir = target if self.store is None else Path(".")
         self.kinds = task.check_kinds(options.kinds)
         self.suffixes = task.suffixes(self.kinds)
         self.device = resolve_device(options.device)
@@ -389,6 +403,7 @@ class LocalPipeline:
         self._manifest: ManifestWriter | None = None
         self._video: _VideoReader | None = None
         self._stopping = False  # the run is being stopped: workers ended by it are not errors
+        self._existing: dict | None = None  # an object store's listing, made by plan()
 
     # -- planning ---------------------------------------------------------------------
 
@@ -398,9 +413,17 @@ class LocalPipeline:
         self.summary.inputs = len(sources) + len(input_errors)
         for item, message in input_errors:
             self._fail_input(item, message)
-        if self.outdir.is_dir():
-            remove_stale_temporaries(self.outdir)  # left by writers killed in earlier runs
-        previous = read_manifest(self.outdir) if not self.options.overwrite else {}
+        existing = None
+        if self.store is not None:  # one listing for the whole resume decision
+            existing = self.store.list() if sources else {}
+            previous = {} if self.options.overwrite else read_part_manifest(self.store,
+                                                                            existing)
+        else:
+            if self.outdir.is_dir():
+                remove_stale_temporaries(self.outdir)  # left by writers killed in earlier runs
+            previous = read_manifest(self.outdir) if not self.options.overwrite else {}
+        self._existing = existing
+        names = None if existing is None else set(existing)
         claims = OutputClaims()
         for source in sources:
             stem = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
@@ -412,7 +435,7 @@ class LocalPipeline:
                 continue
             row = None if self.options.overwrite else is_done(
                 source, self.suffixes, self.outdir, keep_suffix=self.options.keep_suffix,
-                manifest=previous)
+                manifest=previous, existing=names)
             if row is not None:
                 self.summary.skipped.append(str(source.path))
                 self._record(row)
@@ -428,6 +451,14 @@ class LocalPipeline:
             return
         stale = [s for s in self.task.all_suffixes() if s not in self.suffixes]
         stem = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
+        if self.store is not None:
+            folder = stem.parent.as_posix() + "/" if source.kind == "video" else None
+            for key in self._existing or {}:
+                if any(key.endswith(s) for s in stale) and (
+                        key.startswith(folder) if folder else key in
+                        {stem.as_posix() + s for s in stale}):
+                    self.store.delete(key)
+            return
         if source.kind == "video":
             candidates = [p for s in stale for p in stem.parent.glob(f"*{s}")]
         else:
@@ -471,8 +502,8 @@ class LocalPipeline:
             if pool is not None:
                 self._finish(pool, completed)
                 self.summary.worker_deaths = getattr(pool, "deaths", 0)
-            if dead_workers:  # killed mid-write: their temporary files are still there
-                remove_stale_temporaries(self.outdir)
+            if dead_workers and self.store is None:  # killed mid-write: their temporary
+                remove_stale_temporaries(self.outdir)    # files are still there
             self.summary.seconds = time.perf_counter() - start
             self._wrap_up()
         return self.summary
@@ -506,8 +537,8 @@ class LocalPipeline:
             stem = output_stem(state.source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
             state.frames_read, state.reading = 1, False
             self._writes.append((pool.submit(read_decode_write, self.task, state.source.path,
-                                             stem, self.kinds, self.options.max_pixels),
-                                 state))
+                                             stem, self.kinds, self.store,
+                                             self.options.max_pixels), state))
         while self._writes:
             self._collect(block=True)
 
@@ -598,8 +629,8 @@ class LocalPipeline:
             stem = output_stem(state.source, index, self.outdir,
                                keep_suffix=self.options.keep_suffix)
             frame = {name: value[i] for name, value in arrays.items()}
-            self._writes.append((pool.submit(write_frame, self.task, frame, stem, self.kinds),
-                                 state))
+            self._writes.append((pool.submit(write_frame, self.task, frame, stem, self.kinds,
+                                             self.store), state))
 
     def _collect(self, block: bool) -> None:
         """Account for finished writes (all of them that are done; with ``block``, wait
@@ -677,13 +708,15 @@ class LocalPipeline:
             return
         try:
             if self._manifest is None:
-                self._manifest = ManifestWriter(self.outdir)
+                self._manifest = (ManifestWriter(self.outdir) if self.store is None
+                                  else PartManifestWriter(self.store, run=self.run_info.run))
             self._manifest.append(row)
         except OSError as exc:
             self.summary.not_recorded += 1
             if self.summary.not_recorded == 1:
-                self.on_error(str(self.outdir / "manifest.jsonl"),
-                              f"cannot record rows: {describe(exc)}")
+                where = (self.outdir / "manifest.jsonl" if self.store is None
+                         else self.store.url("manifest/"))
+                self.on_error(str(where), f"cannot record rows: {describe(exc)}")
 
     # -- the end of a run (every engine) ----------------------------------------------
 
@@ -694,18 +727,23 @@ class LocalPipeline:
     def _wrap_up(self) -> None:
         """After Ctrl-C, record the inputs whose outputs were all written; close the
         manifest; leave the run's summary (``vbkernels.pipeline.runs``)."""
-        if self.summary.interrupted:
+        if self.summary.interrupted and self.store is None:  # (needs file times)
             self._record_written_inputs()
         if self._manifest is not None:
             self._manifest.close()
         if self.options.manifest and not self.options.dry_run:
+            where = self.outdir if self.store is None else self.store.uri
             record = summary_record(self.run_info, self.summary, task=self.task,
-                                    outdir=self.outdir, settings=self.settings())
+                                    outdir=where, settings=self.settings())
             try:
-                write_summary(record, self.outdir)
+                if self.store is None:
+                    write_summary(record, self.outdir)
+                elif self.summary.done or self.summary.failed:  # a rerun with nothing to do
+                    put_summary(record, self.store)             # writes nothing to the store
             except OSError as exc:  # a full disk: the outputs and rows stand without it
-                self.on_error(str(self.outdir / "summary.json"),
-                              f"cannot write the run summary: {describe(exc)}")
+                where = (self.outdir / "summary.json" if self.store is None
+                         else self.store.url("summary.json"))
+                self.on_error(str(where), f"cannot write the run summary: {describe(exc)}")
 
     def _record_written_inputs(self) -> None:
         """``ok`` rows for unfinished inputs whose every output this run wrote (a batch
@@ -734,6 +772,8 @@ class LocalPipeline:
         options = dataclasses.asdict(self.options)
         for name in ("manifest", "dry_run"):
             options.pop(name)
+        # Option names only: storage options may hold credentials.
+        options["storage_options"] = sorted(options["storage_options"] or ())
         options["device"] = str(self.device)
         options["workers"] = self.workers
         options["kinds"] = list(self.kinds)
@@ -765,12 +805,22 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
     outdir = check_output(output)  # before anything is listed or read
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_inputs(inputs)
-    pipeline = LocalPipeline(task, outdir, pipeline_options, on_error, progress)
+    pipeline = make_pipeline(task, outdir, pipeline_options, on_error, progress)
     pipeline.plan(sources, errors)
     summary = pipeline.run()
     if summary.interrupted:
         raise Interrupted(summary)
     return summary
+
+
+def make_pipeline(task, output, options: PipelineOptions, on_error=None, progress=None):
+    """The local engine for ``options.format``: per-frame files (``LocalPipeline``) or
+    shards (``vbkernels.pipeline.sharded.ShardedPipeline``); ``output`` a folder or URI."""
+    if options.format == "files":
+        return LocalPipeline(task, output, options, on_error, progress)
+    from .sharded import ShardedPipeline
+
+    return ShardedPipeline(task, output, options, on_error, progress)
 
 
 def split_options(task, options: dict):

@@ -170,15 +170,23 @@ def frame_outputs(source: Source, index: int, outdir: Path, suffixes, *,
 
 
 def is_done(source: Source, suffixes, outdir: Path, *, keep_suffix: bool = False,
-            manifest: dict[str, ManifestRow] | None = None) -> ManifestRow | None:
+            manifest: dict[str, ManifestRow] | None = None,
+            existing: set[str] | None = None) -> ManifestRow | None:
     """The row a rerun records for ``source`` when ALL its outputs exist, else None.
 
     ``manifest`` is ``read_manifest(outdir)`` (read once per run); videos need it.
+    ``existing``: the names (relative to ``outdir``) a listing of an object store found,
+    checked instead of the file system (one listing per run, not a request per output).
     """
     outdir = Path(outdir)
+
+    def exists(path: Path) -> bool:
+        if existing is None:
+            return path.exists()
+        return relative_output(path, outdir) in existing
     if source.kind == "image":
         files = frame_outputs(source, 0, outdir, suffixes, keep_suffix=keep_suffix)
-        if not all(f.exists() for f in files):
+        if not all(exists(f) for f in files):
             return None
         return ManifestRow(str(source.path), 1, [relative_output(f, outdir) for f in files],
                            "skipped")
@@ -189,6 +197,6 @@ def is_done(source: Source, suffixes, outdir: Path, *, keep_suffix: bool = False
               for f in frame_outputs(source, i, outdir, suffixes, keep_suffix=keep_suffix)]
     if not set(wanted) <= set(previous.outputs):
         return None
-    if not all((outdir / name).exists() for name in wanted):
+    if not all(exists(outdir / name) for name in wanted):
         return None
     return ManifestRow(str(source.path), previous.frames, wanted, "skipped")

@@ -101,6 +101,7 @@ class DepthTask(Task):
     # degrees for an assumed pinhole camera centred on the image (see camera()).
     intrinsics: tuple | None = None
     fov: float | None = None
+    dtype: str = "float32"  # of the .npy output: float32, or float16 (half the bytes)
 
     @property
     def has_camera(self) -> bool:
@@ -128,7 +129,7 @@ class DepthTask(Task):
     def _encode_one(self, kind, arrays):
         depth = arrays["depth"]
         if kind == "npy":
-            return npy_bytes(depth)
+            return npy_bytes(depth.astype(self.dtype, copy=False))
         if kind == "ply":
             return self._ply(depth, arrays.get("rgb"))
         if kind == "png":  # zlib level 1: depth of generated frames is noise-like (see png_bytes)
@@ -151,6 +152,7 @@ class NormalsTask(Task):
     kinds: ClassVar[dict[str, str]] = {"npy": ".normals.npy", "preview": ".normals.preview.png"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy",)
     convention: str = "opengl"
+    dtype: str = "float32"  # of the .npy output: float32, or float16 (half the bytes)
 
     def decode(self, rgb):
         import vbkernels
@@ -163,7 +165,7 @@ class NormalsTask(Task):
 
         normals = arrays["normals"]
         if kind == "npy":
-            return npy_bytes(normals)
+            return npy_bytes(normals.astype(self.dtype, copy=False))
         colours = vbkernels.encode_normals(torch.from_numpy(normals), convention=self.convention)
         return png_bytes(colours.numpy())
 
@@ -285,10 +287,27 @@ def build_task(name: str, **options) -> Task:
     backend = options.get("backend", "auto")
     if backend not in ("auto", *BACKEND_NAMES):
         raise ValueError(f"backend must be one of {('auto', *BACKEND_NAMES)}, got {backend!r}")
+    options = _dtype_option(name, dict(options))
     checks = {"depth": _depth_options, "seg": _seg_options, "instances": _instance_options,
               "colormap": _colormap_options}
     options = checks.get(name, lambda o: o)(dict(options))
     return TASKS[name](**options)
+
+
+FLOAT_DTYPES = ("float32", "float16")
+
+
+def _dtype_option(name: str, options: dict) -> dict:
+    """``dtype`` of the float outputs: depth and normals only (labels keep theirs)."""
+    dtype = options.pop("dtype", None)
+    dtype = None if dtype is None else str(dtype).removeprefix("torch.")
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
+    if name in ("depth", "normals") and dtype is not None:
+        options["dtype"] = dtype
+    elif dtype not in (None, "float32"):
+        raise ValueError(f"dtype {dtype} is for depth and normals outputs, not {name}")
+    return options
 
 
 def _depth_options(options: dict) -> dict:
