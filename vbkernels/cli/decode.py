@@ -77,8 +77,10 @@ def common_options(func):
                      help="Processes that read and write files [default: one per core; "
                           "0 = all in this process]."),
         click.option("--outputs", "kinds", default=None, metavar="KINDS",
-                     help="Comma list of npy, png (alias png16), preview; colormap: npy, "
-                          "distance, preview [default: npy,png; normals, colormap: npy]."),
+                     help="Comma list of npy, png (alias png16), preview, distance (each "
+                          "pixel's distance to the encoding, NAME.<task>.distance.npy); "
+                          "colormap: npy, distance, preview [default: npy,png; normals, "
+                          "colormap: npy]."),
         click.option("--preview", is_flag=True, help="Also write colourised preview PNGs."),
         click.option("--keep-suffix", is_flag=True,
                      help="Keep the input's suffix in output names (a.png.depth.npy), so "
@@ -275,7 +277,8 @@ def _run(name: str, common: dict, **task_options) -> None:
                               keep_suffix=common["keep_suffix"],
                               gpu_input=not common["no_gpu_input"])
     sources, input_errors = expand_inputs(common["inputs"])
-    pipeline = LocalPipeline(task, Path(common["outdir"]), options, on_error=_echo_error)
+    pipeline = LocalPipeline(task, Path(common["outdir"]), options, on_error=_echo_error,
+                             on_warning=_echo_warning)
     pipeline.plan(sources, input_errors)
     quiet = common["quiet"]
     with tqdm(total=pipeline.total_frames(), unit="frame", disable=quiet,
@@ -335,6 +338,15 @@ def _kinds(task, kinds, preview: bool) -> tuple:
 
 def _echo_error(item: str, message: str) -> None:
     click.echo(f"error: {item}: {message}", err=True)
+
+
+def _echo_warning(item: str, message: str) -> None:
+    """One line on stderr, above the progress bar rather than inside it."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {item}: {message}", file=sys.stderr)
 
 
 def _summarise(summary: RunSummary, quiet: bool) -> None:

@@ -71,6 +71,7 @@ class InputState:
     error: str | None = None
     outputs: list[str] = field(default_factory=list)
     finished: bool = False
+    warned: bool = False  # its one warning (the first frame's that has one) was given
 
     @property
     def complete(self) -> bool:
@@ -185,16 +186,24 @@ def read_decode_write(task, path: Path, stem: Path, kinds) -> list[Path]:
     return write_frame(task, {name: value[0] for name, value in outputs.items()}, stem, kinds)
 
 
-def write_frame(task, arrays: dict, stem: Path, kinds) -> list[Path]:
+class Written(list):
+    """The paths ``write_frame`` wrote, and ``warning``: the task's one-line warning about
+    the frame (``Task.warning``: e.g. most pixels far from the encoding), or None."""
+
+    warning: str | None = None
+
+
+def write_frame(task, arrays: dict, stem: Path, kinds) -> Written:
     """Encode one frame's arrays and write each output atomically; the written paths.
 
     Outputs of an input that is being (re)done replace what is there: the decision to
     redo it was taken before any frame was read (see ``manifest.is_done``)."""
-    written = []
+    written = Written()
     for suffix, data in task.encode(arrays, kinds).items():
         path = stem.with_name(stem.name + suffix)
         write_atomic(path, data, overwrite=True)
         written.append(path)
+    written.warning = task.warning(arrays)
     return written
 
 
@@ -297,11 +306,11 @@ class LocalPipeline:
 
     def __init__(self, task, outdir: Path, options: PipelineOptions,
                  on_error: Callable[[str, str], None] | None = None,
-                 progress=None):
-        self.task = task
+                 progress=None, on_warning: Callable[[str, str], None] | None = None):
         self.outdir = Path(outdir)
         self.options = options
         self.kinds = task.check_kinds(options.kinds)
+        self.task = task.for_kinds(self.kinds)
         self.suffixes = task.suffixes(self.kinds)
         self.device = resolve_device(options.device)
         self.workers = default_workers() if options.workers is None else options.workers
@@ -312,6 +321,7 @@ class LocalPipeline:
         self.read_ahead = max(2 * self.workers, options.batch_size)
         self.max_writes = max(2 * self.workers, 2)
         self.on_error = on_error or (lambda item, message: None)
+        self.on_warning = on_warning or _warn
         self.progress = progress  # anything with update(n) (a tqdm bar), or None
         self.summary = RunSummary()
         self._writes: deque = deque()  # (future, state)
@@ -529,6 +539,7 @@ class LocalPipeline:
             elif exc is None:
                 state.frames_written += 1
                 state.outputs += [relative_output(p, self.outdir) for p in future.result()]
+                self._warn_once(state, getattr(future.result(), "warning", None))
                 self.summary.frames += 1
                 if self.progress is not None:
                     self.progress.update(1)
@@ -554,6 +565,12 @@ class LocalPipeline:
             self._record(ManifestRow(path, state.frames_written, sorted(state.outputs),
                                      "failed", state.error))
 
+    def _warn_once(self, state: InputState, warning: str | None) -> None:
+        """One warning per input: a video's first frame that has one speaks for it."""
+        if warning and not state.warned:
+            state.warned = True
+            self.on_warning(str(state.source.path), warning)
+
     def _fail(self, state: InputState, message: str) -> None:
         """The first error of a planned input (its row is written when it finishes)."""
         if state.error is None:
@@ -575,7 +592,16 @@ class LocalPipeline:
         self._manifest.append(row)
 
 
-def decode_files(inputs, task, output, *, on_error=None, progress=None,
+def _warn(item: str, message: str) -> None:
+    """The default ``on_warning``: a Python warning naming the input, at the caller's line."""
+    import warnings
+
+    from vbkernels._checks import _caller_stacklevel
+
+    warnings.warn(f"{item}: {message}", UserWarning, stacklevel=_caller_stacklevel())
+
+
+def decode_files(inputs, task, output, *, on_error=None, progress=None, on_warning=None,
                  **options) -> RunSummary:
     """Decode ``inputs`` (paths, directories, globs) with ``task`` (a ``Task`` or a task
     name) into ``output`` on this machine; ``options`` are ``PipelineOptions`` fields plus,
@@ -585,7 +611,8 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
 
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_inputs(inputs)
-    pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress)
+    pipeline = LocalPipeline(task, Path(output), pipeline_options, on_error, progress,
+                             on_warning)
     pipeline.plan(sources, errors)
     summary = pipeline.run()
     if summary.interrupted:
@@ -605,4 +632,4 @@ def split_options(task, options: dict):
         task = build_task(task, **task_options)
     elif task_options:
         raise TypeError(f"unknown options {sorted(task_options)} (task already built)")
-    return task, pipeline_options
+    return task.for_kinds(pipeline_options.kinds), pipeline_options

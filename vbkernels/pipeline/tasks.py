@@ -13,6 +13,9 @@ normals    NAME.normals.npy float32 (H,W,3) NAME.normals.preview.png (normals as
 seg        NAME.seg.npy    uint8 (K <= 256) NAME.seg.preview.png (palette colours)
                            else int32
            NAME.seg.png    label PNG: 8-bit when every label fits in uint8, else 16-bit
+depth,     NAME.<task>.distance.npy float32, 0..255 units (the ``distance`` kind, not a
+normals,   default): each pixel's distance to the encoding (the depth walk, the sphere of
+seg        unit normals, the nearest palette colour)
 instances  NAME.instances.npy int32       NAME.instances.preview.png
            NAME.instances.png uint16 (-1 'near no colour' written as 65535)
 colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repainted
@@ -23,6 +26,7 @@ colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -43,15 +47,43 @@ def _previews():
     return previews
 
 
+# The per-input check of how far the pixels are from the encoding (``Task.warning``) reads
+# the distance of every 4th row and column: 1/16 of the pixels, plenty for a median.
+_SAMPLE_STEP = 4
+
+
+def _median_distance(sample: torch.Tensor) -> torch.Tensor:
+    """(N,) median of each frame's (H', W') distances, on their device (no host read)."""
+    if sample[0].numel() == 0:
+        return torch.zeros(sample.shape[0], dtype=torch.float32, device=sample.device)
+    return sample.flatten(1).float().nanmedian(dim=1).values
+
+
 @dataclass(frozen=True)
 class Task:
-    """Base of the four tasks. ``decode`` maps an (N, H, W, 3) uint8 batch on its device to
-    a dict of (N, ...) tensors; ``encode`` turns one frame's arrays into file contents."""
+    """Base of the five tasks. ``decode`` maps an (N, H, W, 3) uint8 batch on its device to
+    a dict of (N, ...) tensors; ``encode`` turns one frame's arrays into file contents;
+    ``warning`` says, from one frame's arrays, when the input looks like something else."""
 
     name: ClassVar[str]
     kinds: ClassVar[dict[str, str]]  # output kind -> file suffix
     default_kinds: ClassVar[tuple[str, ...]]
     backend: str = "auto"
+    # Decode the full per-pixel distance map too (for the "distance" output kind): set by
+    # for_kinds, so a run that does not write it does not compute or copy it.
+    with_distance: bool = False
+
+    def for_kinds(self, kinds=None) -> Task:
+        """This task set up for the output ``kinds`` (the full distance map only when the
+        ``distance`` kind is among them). The engines call it with their kinds."""
+        wanted = "distance" in self.check_kinds(kinds)
+        return self if wanted == self.with_distance else dataclasses.replace(
+            self, with_distance=wanted)
+
+    def warning(self, arrays: dict[str, np.ndarray]) -> str | None:
+        """A one-line warning about one frame's input (e.g. most pixels far from the
+        encoding: the wrong task or palette), or None."""
+        return None
 
     def suffixes(self, kinds=None) -> list[str]:
         """File suffixes (``.depth.npy`` ...) of the chosen output kinds, in a fixed order."""
@@ -85,12 +117,50 @@ class Task:
         raise NotImplementedError
 
 
+class _DistanceCheck:
+    """Depth, normals and seg: a ``distance`` output and the per-input warning when the
+    median pixel is far from the encoding (docs/format.md, Checking inputs).
+
+    ``far`` (0..255 units) comes from measurements (docs/format.md): the median distance of
+    encoded scenes after JPEG q50 or H.264 stays at or under 2 (walk, palette) or 1
+    (sphere), and that of colormap, normal, depth or segmentation images decoded as the
+    wrong task is 24 or more (walk, palette) and 7 or more (sphere), except jet, which
+    runs along the depth walk for half its length."""
+
+    far: ClassVar[float]
+    encoding: ClassVar[str]  # what the distance is measured to, for the message
+    hint: ClassVar[str]
+
+    def _distance_outputs(self, distance: torch.Tensor | None, sample: torch.Tensor) -> dict:
+        outputs = {"median_distance": _median_distance(sample)}
+        if self.with_distance:
+            outputs["distance"] = distance
+        return outputs
+
+    def warning(self, arrays):
+        median = arrays.get("median_distance")
+        if median is None or not float(median) > self.far:
+            return None
+        return (f"median distance {float(median):.0f}/255 from the {self.encoding} "
+                f"(over {self.far:g} means most pixels are not this encoding): {self.hint}")
+
+    def _distance_npy(self, arrays) -> bytes:
+        if "distance" not in arrays:
+            raise ValueError("the distance output needs the task set up for it: "
+                             "task.for_kinds(kinds)")
+        return npy_bytes(arrays["distance"])
+
+
 @dataclass(frozen=True)
-class DepthTask(Task):
+class DepthTask(_DistanceCheck, Task):
     name: ClassVar[str] = "depth"
     kinds: ClassVar[dict[str, str]] = {"npy": ".depth.npy", "png": ".depth.png",
-                                       "preview": ".depth.preview.png", "ply": ".ply"}
+                                       "preview": ".depth.preview.png", "ply": ".ply",
+                                       "distance": ".depth.distance.npy"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    far: ClassVar[float] = 16.0
+    encoding: ClassVar[str] = "depth walk"
+    hint: ClassVar[str] = "is this a colormap image? try `vbkernels decode colormap`"
     lam: float = -3.0
     c: float = 10 / 3
     max_depth: float | None = None
@@ -120,15 +190,28 @@ class DepthTask(Task):
     def decode(self, rgb):
         import vbkernels
 
-        depth = vbkernels.decode_depth(rgb, lam=self.lam, c=self.c, max_depth=self.max_depth,
-                                       backend=self.backend)
-        # The point cloud is coloured by the input frame: keep it only when it can be used.
-        return {"depth": depth, "rgb": rgb} if self.has_camera else {"depth": depth}
+        def decode(image, with_distance):
+            return vbkernels.decode_depth(image, lam=self.lam, c=self.c,
+                                          max_depth=self.max_depth,
+                                          return_distance=with_distance, backend=self.backend)
+
+        if self.with_distance:
+            depth, distance = decode(rgb, True)
+            sample = distance[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP]
+        else:
+            depth, distance = decode(rgb, False), None
+            sample = decode(rgb[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP], True)[1]
+        outputs = {"depth": depth, **self._distance_outputs(distance, sample)}
+        if self.has_camera:  # the point cloud is coloured by the input frame
+            outputs["rgb"] = rgb
+        return outputs
 
     def _encode_one(self, kind, arrays):
         depth = arrays["depth"]
         if kind == "npy":
             return npy_bytes(depth)
+        if kind == "distance":
+            return self._distance_npy(arrays)
         if kind == "ply":
             return self._ply(depth, arrays.get("rgb"))
         if kind == "png":  # zlib level 1: depth of generated frames is noise-like (see png_bytes)
@@ -146,17 +229,30 @@ class DepthTask(Task):
 
 
 @dataclass(frozen=True)
-class NormalsTask(Task):
+class NormalsTask(_DistanceCheck, Task):
     name: ClassVar[str] = "normals"
-    kinds: ClassVar[dict[str, str]] = {"npy": ".normals.npy", "preview": ".normals.preview.png"}
+    kinds: ClassVar[dict[str, str]] = {"npy": ".normals.npy", "preview": ".normals.preview.png",
+                                       "distance": ".normals.distance.npy"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy",)
+    far: ClassVar[float] = 6.0
+    encoding: ClassVar[str] = "sphere of unit normals"
+    hint: ClassVar[str] = ("is this a normal map? (depth, colormap and segmentation images "
+                           "are not)")
     convention: str = "opengl"
 
     def decode(self, rgb):
         import vbkernels
 
-        return {"normals": vbkernels.decode_normals(rgb, convention=self.convention,
-                                                    backend=self.backend)}
+        def decode(image):
+            return vbkernels.decode_normals(image, convention=self.convention, return_norm=True,
+                                            backend=self.backend)
+
+        # A colour's distance from the sphere of radius 127.5 around mid-grey that unit
+        # normals are painted on: |‖p - 127.5‖ - 127.5| = 127.5 |‖n‖ - 1| in 0..255 units.
+        normals, norm = decode(rgb)
+        distance = (norm - 1.0).abs_().mul_(127.5)
+        return {"normals": normals,
+                **self._distance_outputs(distance, distance[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP])}
 
     def _encode_one(self, kind, arrays):
         import vbkernels
@@ -164,16 +260,23 @@ class NormalsTask(Task):
         normals = arrays["normals"]
         if kind == "npy":
             return npy_bytes(normals)
+        if kind == "distance":
+            return self._distance_npy(arrays)
         colours = vbkernels.encode_normals(torch.from_numpy(normals), convention=self.convention)
         return png_bytes(colours.numpy())
 
 
 @dataclass(frozen=True)
-class SegTask(Task):
+class SegTask(_DistanceCheck, Task):
     name: ClassVar[str] = "seg"
     kinds: ClassVar[dict[str, str]] = {"npy": ".seg.npy", "png": ".seg.png",
-                                       "preview": ".seg.preview.png"}
+                                       "preview": ".seg.preview.png",
+                                       "distance": ".seg.distance.npy"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    far: ClassVar[float] = 16.0
+    encoding: ClassVar[str] = "palette's colours"
+    hint: ClassVar[str] = ("painted with another palette (see --palette)? or not a "
+                           "segmentation image?")
     palette: Any = None  # a vbkernels.palettes.Palette
     max_distance: float | None = None
 
@@ -187,15 +290,27 @@ class SegTask(Task):
 
         # The Palette itself, so pixels painted in its ignore colour decode to its ignore
         # index (encode -> decode round-trips every label).
-        labels = vbkernels.decode_segmentation(
-            rgb, self.palette, max_distance=self.max_distance, out_dtype=self.label_dtype,
-            backend=self.backend)
-        return {"labels": labels}
+        def decode(image):
+            return vbkernels.decode_segmentation(
+                image, self.palette, max_distance=self.max_distance,
+                out_dtype=self.label_dtype, return_distance=True, backend=self.backend)
+
+        if self.with_distance:
+            labels, distance = decode(rgb)
+            sample = distance[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP]
+        else:  # the labels without distances, the check's distances on the sample only
+            labels, distance = vbkernels.decode_segmentation(
+                rgb, self.palette, max_distance=self.max_distance,
+                out_dtype=self.label_dtype, backend=self.backend), None
+            sample = decode(rgb[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP])[1]
+        return {"labels": labels, **self._distance_outputs(distance, sample)}
 
     def _encode_one(self, kind, arrays):
         labels = arrays["labels"]
         if kind == "npy":
             return npy_bytes(labels)
+        if kind == "distance":
+            return self._distance_npy(arrays)
         if kind == "png":
             return png_bytes(labels_to_png(labels))
         return _previews().seg_preview_png(labels, self.palette)
