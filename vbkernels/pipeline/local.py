@@ -605,7 +605,9 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None, on_warni
                  **options) -> RunSummary:
     """Decode ``inputs`` (paths, directories, globs) with ``task`` (a ``Task`` or a task
     name) into ``output`` on this machine; ``options`` are ``PipelineOptions`` fields plus,
-    for a task name, ``build_task``'s options. Returns the run's summary; Ctrl-C raises
+    for a task name, ``build_task``'s options. ``on_warning(input, message)`` hears the one
+    warning per input that does not look like the task's encoding (default:
+    ``warnings.warn``). Returns the run's summary; Ctrl-C raises
     :class:`Interrupted` (a ``KeyboardInterrupt`` carrying the summary) after a clean stop."""
     from .sources import expand_inputs
 
