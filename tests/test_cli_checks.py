@@ -91,3 +91,24 @@ def test_the_python_pipeline_warns_through_warnings(tmp_path, images):
         vb.pipeline.build_task("seg").encode({"labels": np.zeros((2, 2), np.uint8)},
                                              ["distance"])
     assert load_palette("cityscapes").name == "cityscapes"
+
+
+def test_colormap_says_its_range_and_warns_when_values_sit_at_the_ends(tmp_path, images):
+    """issue 24, item 7: decode colormap used --vmin 0 --vmax 1 silently."""
+    truth = make_scenes(2, 24, 32, seed=4)
+    clipped = vb.encode_colormap(truth["depth"], "turbo", vmin=0, vmax=5).numpy()  # most > 5 m
+    folder = _save(tmp_path / "in", clipped, stem="clipped")
+    _save(folder, images["turbo"], stem="fine")  # painted over 0..80 m
+    result = _invoke("decode", "colormap", folder, "-o", tmp_path / "out", "--colormap",
+                     "turbo", "--vmax", 80)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if "warning:" in line]
+    assert len(warnings) == 2 and all("clipped" in line and "ends of the colormap" in line
+                                      for line in warnings), result.output
+    assert "vmin=0 .. vmax=80 (linear scale" in result.output
+    default = _invoke("decode", "colormap", folder, "-o", tmp_path / "out2", "--colormap",
+                      "turbo", "--quiet")
+    assert default.exit_code == 0 and "span" not in default.output  # quiet: no summary
+    default = _invoke("decode", "colormap", folder, "-o", tmp_path / "out3", "--colormap",
+                      "turbo")
+    assert "colormap values span vmin=0 .. vmax=1 (linear" in default.output

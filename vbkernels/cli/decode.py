@@ -135,6 +135,53 @@ class _Numbers(click.ParamType):
         return numbers
 
 
+_PLY_OPTIONS = ("intrinsics", "fov", "ply_max_depth", "ply_max_distance", "ply_stride",
+                "ply_voxel")
+
+
+def _point_cloud_options(func):
+    """--ply and its camera and thinning options (decode depth and decode colormap)."""
+    options = [
+        click.option("--ply", is_flag=True,
+                     help="Also write NAME.ply, the decoded depth as a point cloud coloured "
+                          "by the input (needs --intrinsics or --fov)."),
+        click.option("--intrinsics", default=None, metavar="FX,FY,CX,CY", type=_Numbers(4),
+                     help="Camera of the point cloud, in pixels (pixel centres at integers)."),
+        click.option("--fov", default=None, type=float, metavar="DEGREES",
+                     help="Camera of the point cloud: a pinhole with this horizontal field of "
+                          "view, centred on the image."),
+        click.option("--ply-max-depth", default=None, type=float, metavar="DEPTH",
+                     help="Leave out points whose depth is beyond this (the sky)."),
+        click.option("--ply-max-distance", default=None, type=float, metavar="UNITS",
+                     help="Leave out points whose colour is farther than this (0..255 units) "
+                          "from the encoding (the walk, or the colormap)."),
+        click.option("--ply-stride", default=1, show_default=True, type=click.IntRange(min=1),
+                     metavar="N", help="Keep every Nth row and column of points."),
+        click.option("--ply-voxel", default=None, type=float, metavar="SIZE",
+                     help="One point per voxel of this size (the mean of its points and "
+                          "colours), as Open3D's voxel_down_sample."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _ply_choice(task_name: str, common: dict) -> dict:
+    """Pop the point-cloud options from ``common``; add the ply output kind for --ply."""
+    from vbkernels.pipeline.tasks import TASKS
+
+    ply = common.pop("ply")
+    options = {key: common.pop(key) for key in _PLY_OPTIONS}
+    if ply:
+        kinds = common["kinds"] or ",".join(TASKS[task_name].default_kinds)
+        common["kinds"] = kinds + ",ply"
+    thinning = [f"--{key.replace('_', '-')}" for key in _PLY_OPTIONS[2:]
+                if options[key] not in (None, 1)]
+    if thinning and not ply and "ply" not in (common["kinds"] or ""):
+        raise click.UsageError(f"{', '.join(thinning)} shape the point cloud: add --ply")
+    return options
+
+
 @decode.command("depth")
 @common_options
 @click.option("--lam", default=-3.0, show_default=True, type=float,
@@ -150,22 +197,12 @@ class _Numbers(click.ParamType):
 @click.option("--vmax", default=None, type=float,
               help="Preview colour scale end in metres; fix both so a video's previews "
                    "share one scale.")
-@click.option("--ply", is_flag=True,
-              help="Also write NAME.ply, the depth as a point cloud coloured by the input "
-                   "(needs --intrinsics or --fov).")
-@click.option("--intrinsics", default=None, metavar="FX,FY,CX,CY", type=_Numbers(4),
-              help="Camera of the point cloud, in pixels (pixel centres at integers).")
-@click.option("--fov", default=None, type=float, metavar="DEGREES",
-              help="Camera of the point cloud: a pinhole with this horizontal field of view, "
-                   "centred on the image.")
-def depth_command(lam, c, max_depth, png_scale, vmin, vmax, ply, intrinsics, fov, **common):
+@_point_cloud_options
+def depth_command(lam, c, max_depth, png_scale, vmin, vmax, **common):
     """Metric depth (metres) from cube-walk RGB."""
-    if ply:
-        from vbkernels.pipeline.tasks import DepthTask
-
-        common["kinds"] = (common["kinds"] or ",".join(DepthTask.default_kinds)) + ",ply"
+    ply = _ply_choice("depth", common)
     _run("depth", common, lam=lam, c=c, max_depth=max_depth, png_scale=png_scale, vmin=vmin,
-         vmax=vmax, intrinsics=intrinsics, fov=fov)
+         vmax=vmax, **ply)
 
 
 @decode.command("normals")
@@ -206,11 +243,14 @@ def seg_command(palette, max_distance, **common):
                    "(painted in 1/value, as disparity; vmin at the top of the map).")
 @click.option("--max-distance", default=None, type=float,
               help="Pixels farther than this (0..255 units) from the colormap get NaN.")
+@_point_cloud_options
 def colormap_command(colormap, vmin, vmax, scale, max_distance, **common):
     """Values (e.g. depth) from images painted with a colormap, as plt.imsave(..., cmap=)
-    writes them; --outputs npy,distance adds each pixel's distance to the colormap."""
+    writes them; --outputs npy,distance adds each pixel's distance to the colormap, --ply
+    the values as depth of a point cloud."""
+    ply = _ply_choice("colormap", common)
     _run("colormap", common, colormap=colormap, vmin=vmin, vmax=vmax, scale=scale,
-         max_distance=max_distance)
+         max_distance=max_distance, **ply)
 
 
 class _Background(click.ParamType):
@@ -288,7 +328,7 @@ def _run(name: str, common: dict, **task_options) -> None:
             summary = pipeline.run()
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
-    _summarise(summary, quiet)
+    _summarise(summary, quiet, task)
 
 
 def _run_ray(task, kinds, common: dict) -> None:
@@ -312,7 +352,7 @@ def _run_ray(task, kinds, common: dict) -> None:
             summary = exc.summary
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
-    _summarise(summary, common["quiet"])
+    _summarise(summary, common["quiet"], task)
 
 
 def _kinds(task, kinds, preview: bool) -> tuple:
@@ -349,13 +389,15 @@ def _echo_warning(item: str, message: str) -> None:
     tqdm.write(f"warning: {item}: {message}", file=sys.stderr)
 
 
-def _summarise(summary: RunSummary, quiet: bool) -> None:
+def _summarise(summary: RunSummary, quiet: bool, task=None) -> None:
     """Say what happened; exit 130 after Ctrl-C, 1 when an input failed."""
     if summary.interrupted:
         _report_interrupt(summary)
         raise SystemExit(130)
     if not quiet:
         click.echo(_summary_line(summary), err=True)
+        if hasattr(task, "range_note"):  # decode colormap: the range the values were given
+            click.echo(task.range_note(), err=True)
     if summary.failed:
         raise click.ClickException(f"{len(summary.failed)} input(s) failed; see the errors above")
 

@@ -132,8 +132,9 @@ class _DistanceCheck:
     hint: ClassVar[str]
 
     def _distance_outputs(self, distance: torch.Tensor | None, sample: torch.Tensor) -> dict:
+        """The check's per-frame median, and the full map when it was decoded."""
         outputs = {"median_distance": _median_distance(sample)}
-        if self.with_distance:
+        if distance is not None:
             outputs["distance"] = distance
         return outputs
 
@@ -152,25 +153,18 @@ class _DistanceCheck:
 
 
 @dataclass(frozen=True)
-class DepthTask(_DistanceCheck, Task):
-    name: ClassVar[str] = "depth"
-    kinds: ClassVar[dict[str, str]] = {"npy": ".depth.npy", "png": ".depth.png",
-                                       "preview": ".depth.preview.png", "ply": ".ply",
-                                       "distance": ".depth.distance.npy"}
-    default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
-    far: ClassVar[float] = 16.0
-    encoding: ClassVar[str] = "depth walk"
-    hint: ClassVar[str] = "is this a colormap image? try `vbkernels decode colormap`"
-    lam: float = -3.0
-    c: float = 10 / 3
-    max_depth: float | None = None
-    png_scale: float = 1000.0
-    vmin: float | None = None
-    vmax: float | None = None
-    # The camera of the "ply" output: (fx, fy, cx, cy), or a horizontal field of view in
-    # degrees for an assumed pinhole camera centred on the image (see camera()).
+class _PointCloud:
+    """The ``ply`` output of the depth and colormap tasks: the decoded values as z-depth,
+    back-projected with a camera, coloured by the input frame, thinned on request."""
+
+    # The camera: (fx, fy, cx, cy), or a horizontal field of view in degrees for an assumed
+    # pinhole camera centred on the image (see camera()).
     intrinsics: tuple | None = None
     fov: float | None = None
+    ply_max_depth: float | None = None     # drop points whose depth is beyond this
+    ply_max_distance: float | None = None  # drop points whose colour is this far off the encoding
+    ply_stride: int = 1                    # keep every Nth row and column
+    ply_voxel: float | None = None         # one point per voxel of this size (mean)
 
     @property
     def has_camera(self) -> bool:
@@ -187,6 +181,45 @@ class DepthTask(_DistanceCheck, Task):
         f = width / (2.0 * math.tan(math.radians(self.fov) / 2.0))
         return (f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
+    def _ply(self, depth: np.ndarray, rgb, distance) -> bytes:
+        """Back-project the full frame (so the camera is the frame's), then keep what the
+        cut-offs and the stride keep, then voxel-downsample."""
+        from vbkernels.points import depth_to_points, ply_bytes, voxel_downsample
+
+        if rgb is None:
+            raise ValueError("the ply output needs intrinsics or fov")
+        points = depth_to_points(depth, self.camera(*depth.shape))
+        keep = np.isfinite(points).all(axis=-1)
+        with np.errstate(invalid="ignore"):
+            if self.ply_max_depth is not None:
+                keep &= depth <= self.ply_max_depth
+            if self.ply_max_distance is not None:
+                keep &= distance <= self.ply_max_distance
+        step = self.ply_stride
+        keep = keep[::step, ::step]
+        points, colours = points[::step, ::step][keep], np.asarray(rgb)[::step, ::step][keep]
+        if self.ply_voxel is not None:
+            points, colours = voxel_downsample(points, self.ply_voxel, colors=colours)
+        return ply_bytes(points, colors=colours)
+
+
+@dataclass(frozen=True)
+class DepthTask(_DistanceCheck, _PointCloud, Task):
+    name: ClassVar[str] = "depth"
+    kinds: ClassVar[dict[str, str]] = {"npy": ".depth.npy", "png": ".depth.png",
+                                       "preview": ".depth.preview.png", "ply": ".ply",
+                                       "distance": ".depth.distance.npy"}
+    default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    far: ClassVar[float] = 16.0
+    encoding: ClassVar[str] = "depth walk"
+    hint: ClassVar[str] = "is this a colormap image? try `vbkernels decode colormap`"
+    lam: float = -3.0
+    c: float = 10 / 3
+    max_depth: float | None = None
+    png_scale: float = 1000.0
+    vmin: float | None = None
+    vmax: float | None = None
+
     def decode(self, rgb):
         import vbkernels
 
@@ -195,7 +228,8 @@ class DepthTask(_DistanceCheck, Task):
                                           max_depth=self.max_depth,
                                           return_distance=with_distance, backend=self.backend)
 
-        if self.with_distance:
+        # The full distance map for the distance output, and for the point cloud's cut-off.
+        if self.with_distance or (self.has_camera and self.ply_max_distance is not None):
             depth, distance = decode(rgb, True)
             sample = distance[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP]
         else:
@@ -213,19 +247,11 @@ class DepthTask(_DistanceCheck, Task):
         if kind == "distance":
             return self._distance_npy(arrays)
         if kind == "ply":
-            return self._ply(depth, arrays.get("rgb"))
+            return self._ply(depth, arrays.get("rgb"), arrays.get("distance"))
         if kind == "png":  # zlib level 1: depth of generated frames is noise-like (see png_bytes)
             return png_bytes(depth_to_png16(depth, self.png_scale), compress_level=1)
         scale = {k: v for k, v in (("vmin", self.vmin), ("vmax", self.vmax)) if v is not None}
         return _previews().depth_preview_png(depth, **scale)
-
-    def _ply(self, depth, rgb):
-        from vbkernels.points import depth_to_points, ply_bytes
-
-        if rgb is None:
-            raise ValueError("the ply output needs intrinsics or fov")
-        points = depth_to_points(depth, self.camera(*depth.shape))
-        return ply_bytes(points, colors=rgb)
 
 
 @dataclass(frozen=True)
@@ -346,12 +372,18 @@ class InstancesTask(Task):
         return _previews().instance_preview_png(labels)
 
 
+# A decoded colormap position within one colour step of either end of the map: the colour
+# of values at or beyond vmin or vmax when painted (plt.imsave clips them to the ends).
+_END_STEP = 1.0 / 255.0
+_ENDS_SHARE = 0.5  # warn when more than half of a frame's pixels sit at the ends
+
+
 @dataclass(frozen=True)
-class ColormapTask(Task):
+class ColormapTask(_PointCloud, Task):
     name: ClassVar[str] = "colormap"
     kinds: ClassVar[dict[str, str]] = {"npy": ".colormap.npy",
                                        "distance": ".colormap.distance.npy",
-                                       "preview": ".colormap.preview.png"}
+                                       "preview": ".colormap.preview.png", "ply": ".ply"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy",)
     colormap: Any = None  # a vbkernels.colormaps.ColormapTable
     vmin: float = 0.0
@@ -367,15 +399,49 @@ class ColormapTask(Task):
         values, distance = vbkernels.decode_colormap(
             rgb, self.colormap.painted, vmin=self.vmin, vmax=self.vmax, scale=self.scale,
             max_distance=self.max_distance, return_distance=True, backend=self.backend)
-        return {"values": values, "distance": distance}
+        outputs = {"values": values, "distance": distance, "ends": self._ends_share(values)}
+        if self.has_camera:  # the point cloud is coloured by the input frame
+            outputs["rgb"] = rgb
+        return outputs
+
+    def _ends_share(self, values: torch.Tensor) -> torch.Tensor:
+        """(N,) share of each frame's pixels within one colour step of either end of the
+        map, on the device (no host read). NaN (rejected) pixels count as not at an end."""
+        low, high, v = self.vmin, self.vmax, values.double()
+        if self.scale == "log":
+            low, high, v = math.log(low), math.log(high), v.log()
+        elif self.scale == "inverse":
+            low, high, v = 1.0 / low, 1.0 / high, 1.0 / v
+        position = (v - low) / (high - low)
+        ends = (position < _END_STEP) | (position > 1.0 - _END_STEP)
+        if values[0].numel() == 0:
+            return torch.zeros(values.shape[0], dtype=torch.float64, device=values.device)
+        return ends.flatten(1).double().mean(dim=1)
+
+    def warning(self, arrays):
+        share = arrays.get("ends")
+        if share is None or not float(share) > _ENDS_SHARE:
+            return None
+        return (f"{float(share):.0%} of the pixels decode to the ends of the colormap, "
+                f"vmin={self.vmin:g} or vmax={self.vmax:g} ({self.scale}): was it painted "
+                "with a wider range (values beyond vmin/vmax are clipped to the end "
+                "colours)? set --vmin/--vmax to the range it was painted with")
+
+    def range_note(self) -> str:
+        """What the summary says about the value range (the defaults are 0..1)."""
+        return (f"colormap values span vmin={self.vmin:g} .. vmax={self.vmax:g} ({self.scale} "
+                "scale; --vmin/--vmax set the range the images were painted with)")
 
     def _encode_one(self, kind, arrays):
         if kind == "npy":
             return npy_bytes(arrays["values"])
         if kind == "distance":
             return npy_bytes(arrays["distance"])
-        return _previews().colormap_preview_png(arrays["values"], self.colormap, vmin=self.vmin,
-                                                vmax=self.vmax, scale=self.scale)
+        if kind == "ply":
+            return self._ply(arrays["values"], arrays.get("rgb"), arrays["distance"])
+        return _previews().colormap_preview_png(
+            arrays["values"], self.colormap, vmin=self.vmin, vmax=self.vmax, scale=self.scale,
+            label=f"{self.vmin:g}..{self.vmax:g} ({self.scale})")
 
 
 TASKS = {task.name: task for task in (DepthTask, NormalsTask, SegTask, InstancesTask,
@@ -386,8 +452,10 @@ def build_task(name: str, **options) -> Task:
     """The task ``name`` (depth, normals, seg, instances, colormap) with the CLI's options,
     checked.
 
-    Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax,
-    intrinsics`` (fx, fy, cx, cy) ``, fov`` (degrees, in (0, 180));
+    Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax``;
+    depth and colormap, for the ``ply`` output: ``intrinsics`` (fx, fy, cx, cy), ``fov``
+    (degrees, in (0, 180)), ``ply_max_depth``, ``ply_max_distance`` (0..255 units off the
+    walk or colormap), ``ply_stride`` (int >= 1), ``ply_voxel`` (> 0);
     normals ``convention``; seg ``palette`` (a name, file or Palette), ``max_distance``;
     instances ``max_distance, min_pixels, background, merge_distance, split_components``;
     colormap ``colormap`` (see :func:`load_colormap`), ``vmin, vmax, scale, max_distance``.
@@ -422,7 +490,16 @@ def _depth_options(options: dict) -> dict:
 
 
 def _camera_options(options: dict) -> dict:
-    from vbkernels._checks import finite_float
+    from vbkernels._checks import finite_float, optional_positive
+
+    for key in ("ply_max_depth", "ply_max_distance"):
+        options[key] = optional_positive(options.get(key), key)
+    stride = options.get("ply_stride", 1)
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"ply_stride must be an integer >= 1, got {stride!r}")
+    voxel = options.get("ply_voxel")
+    if voxel is not None and not finite_float(voxel, "ply_voxel") > 0:
+        raise ValueError(f"ply_voxel must be > 0, got {voxel!r}")
 
     intrinsics, fov = options.get("intrinsics"), options.get("fov")
     if intrinsics is not None and fov is not None:
@@ -477,7 +554,7 @@ def _colormap_options(options: dict) -> dict:
     options["vmin"], options["vmax"] = _scale_params(
         options.get("vmin", 0.0), options.get("vmax", 1.0), options.get("scale", "linear"))
     options["max_distance"] = _max_distance(options.get("max_distance"))
-    return options
+    return _camera_options(options)
 
 
 def load_colormap(spec) -> Any:
