@@ -339,7 +339,21 @@ def check_out(
             f"{name} must have shape {tuple(shape)}, dtype {dtype} and device {device}; got "
             f"shape {tuple(tensor.shape)}, dtype {tensor.dtype}, device {tensor.device}"
         )
+    if has_internal_overlap(tensor):
+        # torch's own out= refuses this (an expanded tensor); a backend writing through
+        # pointers would store every element to the same few addresses instead.
+        raise RuntimeError(
+            f"unsupported operation: more than one element of {name} refers to a single "
+            "memory location (an expanded or stride-0 tensor); pass a contiguous tensor or "
+            "clone() it first")
     return tensor
+
+
+def has_internal_overlap(tensor: torch.Tensor) -> bool:
+    """Whether two elements of ``tensor`` share memory through a stride-0 dimension, the
+    case torch's own ``out=`` checks refuse (other overlapping stride patterns are rare
+    and torch does not detect them either)."""
+    return any(stride == 0 and size > 1 for size, stride in zip(tensor.shape, tensor.stride()))
 
 
 def check_palette(palette: Any, device: torch.device, name: str = "palette") -> torch.Tensor:

@@ -8,8 +8,11 @@ onto its final name, so an interrupted run never leaves a half-written file; wit
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import re
+import time
 import zlib
 from pathlib import Path
 
@@ -20,9 +23,69 @@ class OutputExists(FileExistsError):
     """An output file is already there and the caller did not ask to overwrite it."""
 
 
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+STALE_AFTER_S = 60.0  # a dead writer's temporary file is removed once this old
+_TMP_PATTERN = re.compile(r"^\..+\.(\d+)\.tmp$")
+_writing: set[Path] = set()  # this process's temporary files being written now
+
+
 def tmp_name(path: Path) -> Path:
-    """The temporary sibling ``write_atomic`` writes first (hidden, per process)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """The temporary sibling ``write_atomic`` writes first: ``.NAME.PID.tmp`` (hidden, per
+    process). When that would be longer than a file name may be, ``NAME`` is shortened
+    and a hash of the whole name keeps it unique, so every legal output name has a legal
+    temporary name."""
+    suffix = f".{os.getpid()}.tmp"
+    name = os.fsencode(path.name)
+    if 1 + len(name) + len(suffix) > NAME_MAX:
+        digest = hashlib.sha1(name).hexdigest()[:16].encode()
+        keep = NAME_MAX - 1 - len(suffix) - len(digest) - 1
+        name = name[:keep] + b"~" + digest
+    return path.with_name(os.fsdecode(b"." + name) + suffix)
+
+
+def remove_own_temporaries() -> None:
+    """Remove the temporary files this process is writing (a SIGTERM handler's cleanup;
+    safe to call from a signal handler between two writes)."""
+    for tmp in list(_writing):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def remove_stale_temporaries(outdir: Path, dead_writers=()) -> list[Path]:
+    """Remove ``write_atomic``'s temporary files under ``outdir`` whose writer is gone
+    (killed before it could clean up): no process with their PID runs on this machine and
+    they were last written over ``STALE_AFTER_S`` ago (the age spares a live writer on
+    another machine sharing the directory), or their PID is in ``dead_writers`` (workers
+    this process saw die). Returns what was removed."""
+    removed = []
+    dead_writers = set(dead_writers)
+    for folder, _, names in os.walk(outdir):
+        for name in names:
+            match = _TMP_PATTERN.match(name)
+            if match is None:
+                continue
+            pid = int(match.group(1))
+            path = Path(folder) / name
+            try:
+                if pid in dead_writers or (not _pid_alive(pid) and
+                                           time.time() - path.stat().st_mtime > STALE_AFTER_S):
+                    path.unlink()
+                    removed.append(path)
+            except OSError:
+                continue  # another run removed it first
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
@@ -30,11 +93,12 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
 
     Without ``overwrite`` an existing ``path`` raises :class:`OutputExists` and is left
     untouched; the check and the rename are one step (a hard link) where the file system
-    allows it.
+    allows it. A full disk leaves no partial file: the temporary file goes either way.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
+    _writing.add(tmp)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -53,6 +117,7 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+        _writing.discard(tmp)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -36,7 +36,9 @@ principal point at the image centre. Points are in OpenCV camera axes (+x right,
 Reruns resume: an input whose outputs all exist is skipped (``OUT/manifest.jsonl`` records
 every input's outcome); one with only some outputs is redone; ``--overwrite`` redoes
 everything and removes this task's outputs of kinds not asked for (an old preview).
-Exit status: 0 when every input is done or skipped, 1 when any failed, 130 after Ctrl-C.
+Exit status: 0 when every input is done or skipped, 1 when any failed, 130 after Ctrl-C,
+143 after SIGTERM (either stops as Ctrl-C does: the files in flight finish, then the
+summary; see the README's Reliability notes).
 """
 
 from __future__ import annotations
@@ -296,7 +298,16 @@ def instances_command(max_distance, min_pixels, background, merge_distance,
 
 
 def _run(name: str, common: dict, **task_options) -> None:
-    """Build the task and the pipeline from the options, run it, report, exit."""
+    """Build the task and the pipeline from the options, run it, report, exit (130 for a
+    Ctrl-C that comes before or after the run itself, never click's "Aborted!")."""
+    try:
+        _run_local_or_ray(name, common, **task_options)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted before any file was decoded", err=True)
+        raise SystemExit(130) from None
+
+
+def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
     from pathlib import Path
 
     from tqdm import tqdm
@@ -316,6 +327,7 @@ def _run(name: str, common: dict, **task_options) -> None:
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
                               gpu_input=not common["no_gpu_input"])
+    _check_outdir(Path(common["outdir"]))
     sources, input_errors = expand_inputs(common["inputs"])
     pipeline = LocalPipeline(task, Path(common["outdir"]), options, on_error=_echo_error,
                              on_warning=_echo_warning)
@@ -355,6 +367,21 @@ def _run_ray(task, kinds, common: dict) -> None:
     _summarise(summary, common["quiet"], task)
 
 
+def _check_outdir(outdir) -> None:
+    """A one-line error, before any work, when OUTDIR cannot be created or written."""
+    import os
+
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot create the output directory {str(outdir)!r}: "
+            f"{exc.strerror or exc}") from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise click.ClickException(
+            f"cannot write to the output directory {str(outdir)!r}: permission denied")
+
+
 def _kinds(task, kinds, preview: bool) -> tuple:
     try:
         chosen = list(task.check_kinds(kinds))
@@ -390,16 +417,22 @@ def _echo_warning(item: str, message: str) -> None:
 
 
 def _summarise(summary: RunSummary, quiet: bool, task=None) -> None:
-    """Say what happened; exit 130 after Ctrl-C, 1 when an input failed."""
+    """Say what happened; exit 130 after Ctrl-C, 143 after SIGTERM, 1 when an input
+    failed or a manifest row could not be recorded."""
+    import signal
+
     if summary.interrupted:
         _report_interrupt(summary)
-        raise SystemExit(130)
+        raise SystemExit(128 + int(getattr(summary, "signal", None) or signal.SIGINT))
     if not quiet:
         click.echo(_summary_line(summary), err=True)
         if hasattr(task, "range_note"):  # decode colormap: the range the values were given
             click.echo(task.range_note(), err=True)
     if summary.failed:
         raise click.ClickException(f"{len(summary.failed)} input(s) failed; see the errors above")
+    if getattr(summary, "not_recorded", 0):
+        raise click.ClickException(f"{summary.not_recorded} manifest row(s) could not be "
+                                   "written; see the error above")
 
 
 def _summary_line(summary: RunSummary) -> str:
@@ -416,6 +449,10 @@ def _summary_line(summary: RunSummary) -> str:
 
 
 def _report_interrupt(summary: RunSummary) -> None:
+    import signal
+
+    if getattr(summary, "signal", None) == signal.SIGTERM:
+        click.echo("\nSIGTERM: stopping as for Ctrl-C", err=True)
     click.echo(f"\ninterrupted: wrote {summary.frames} frame(s); {len(summary.done)} input(s) "
                f"complete, {len(summary.unfinished)} not", err=True)
     for path in summary.unfinished[:_LISTED]:

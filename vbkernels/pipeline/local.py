@@ -32,7 +32,6 @@ written. So RAM holds about ``(read_ahead + 2 * batch_size)`` input frames plus
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import os
 import queue
 import signal
@@ -46,14 +45,16 @@ from pathlib import Path
 
 import torch
 
-from vbkernels.files import write_atomic
+from vbkernels.files import remove_stale_temporaries, write_atomic
 
 from . import gpu_input
 from .device import BatchDecoder, resolve_device, same_shape_batches
 from .manifest import ManifestRow, ManifestWriter, is_done, read_manifest, relative_output
 from .sources import Source, frame_count, output_stem, read_frames, read_image
+from .workers import PoolBroken, WorkerDied, WorkerPool
 
 _SHUTDOWN_GRACE_S = 10.0  # how long running worker tasks get to finish after Ctrl-C
+_POLL_S = 0.1             # how often the stop sequence looks for a second Ctrl-C
 
 
 class DecodeFailed(RuntimeError):
@@ -88,14 +89,21 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)  # input -> first error
     unfinished: list[str] = field(default_factory=list)  # inputs Ctrl-C left incomplete
     interrupted: bool = False
+    signal: int | None = None    # what interrupted it: signal.SIGINT or signal.SIGTERM
+    worker_deaths: int = 0       # worker processes that died (each failed its one input)
+    not_recorded: int = 0        # rows the manifest could not take (a full disk)
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped ``decode_files``; ``summary`` says what was written."""
+    """Ctrl-C (or SIGTERM) stopped ``decode_files``; ``summary`` says what was written."""
 
     def __init__(self, summary: RunSummary):
         super().__init__(f"interrupted after {summary.frames} frame(s)")
         self.summary = summary
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM in the main process during a run: stopped as Ctrl-C stops it."""
 
 
 @dataclass
@@ -120,16 +128,6 @@ def default_workers() -> int:
 # ------------------------------------------------------------------- worker-side calls
 
 
-def _worker_init(parent: int) -> None:
-    # Ctrl-C goes to the whole process group: the main process decides what stops; the
-    # workers finish the file they are on. SIGTERM (the fallback) unwinds, so
-    # write_atomic's cleanup still removes its temporary file.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    _exit_with_parent(parent)
-    single_threaded()
-
-
 def single_threaded() -> None:
     """One compute thread in this (forked) process. Besides sparing the cores, it keeps
     OpenMP out of its thread pool: a fork has none of the parent's pool threads, and GNU
@@ -145,20 +143,12 @@ def single_threaded() -> None:
             pass  # no system libgomp: nothing of ours uses it
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Linux: SIGTERM this worker when the main process dies however it dies (killed,
-    crashed), so no worker outlives it waiting on a queue that nobody feeds."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before prctl took effect
-        sys.exit(1)
+def describe(exc: BaseException) -> str:
+    """An exception as one line for an error message: its text, or its type when it has
+    none (a ``MemoryError`` has no text)."""
+    if isinstance(exc, MemoryError):
+        return f"out of memory{': ' + str(exc) if str(exc) else ''} (MemoryError)"
+    return str(exc) or type(exc).__name__
 
 
 def _read_file_bytes(path: Path) -> bytes:
@@ -178,7 +168,7 @@ def read_decode_write(task, path: Path, stem: Path, kinds) -> list[Path]:
     try:
         rgb = read_image(path)
     except Exception as exc:  # noqa: BLE001 - any reader error is this file's failure
-        raise ReadFailed(str(exc)) from None
+        raise ReadFailed(describe(exc)) from None
     try:
         outputs = BatchDecoder(task, torch.device("cpu")).submit([rgb]).result()
     except (RuntimeError, ValueError) as exc:
@@ -222,30 +212,52 @@ class _InlineExecutor:
         pass
 
 
-def make_pool(workers: int):
-    """A process pool whose workers exist before any thread or CUDA context is created
-    here (they are forked on Linux: no re-import of torch per worker)."""
+def make_pool(workers: int, on_death=None):
+    """A :class:`~.workers.WorkerPool` whose workers exist before any thread or CUDA
+    context is created here (they are forked on Linux: no re-import of torch per worker);
+    ``workers=0`` runs every call at once in this process."""
     if workers == 0:
         return _InlineExecutor()
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
-                                  initargs=(os.getpid(),),
-                                  mp_context=multiprocessing.get_context(method))
-    cf.wait([pool.submit(os.getpid) for _ in range(workers)])  # start them all now
-    return pool
+    return WorkerPool(workers, initializer=single_threaded, on_death=on_death)
 
 
 def _stop_pool(pool, futures) -> None:
-    """Cancel queued work, let running tasks finish (bounded), then end every worker."""
+    """Cancel queued work, let running tasks finish (at most ``_SHUTDOWN_GRACE_S``), then
+    end every worker. A second Ctrl-C (or SIGTERM) meanwhile ends them at once: each
+    removes its temporary file, so no partial output is left."""
     pool.shutdown(wait=False, cancel_futures=True)
-    running = [f for f in futures if not f.done()]
-    if running:
-        cf.wait(running, timeout=_SHUTDOWN_GRACE_S)
-    if any(not f.done() for f in futures):  # still busy after the grace period
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            if process.is_alive():
-                process.terminate()
-    pool.shutdown(wait=True)
+    deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+    with _signals_set(threading.Event()) as hurry:
+        while (any(not f.done() for f in futures) and not hurry.is_set()
+               and time.monotonic() < deadline):
+            cf.wait([f for f in futures if not f.done()], timeout=_POLL_S)
+        if any(not f.done() for f in futures) and hasattr(pool, "terminate"):
+            pool.terminate()
+        else:
+            pool.shutdown(wait=True)
+
+
+class _signals_set:  # noqa: N801 - used as a context manager, like a function
+    """Within: SIGINT and SIGTERM set ``event`` instead of raising (the main thread only;
+    elsewhere signals cannot be handled and nothing changes)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+        self.saved: dict = {}
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.saved[number] = signal.signal(number, lambda *_: self.event.set())
+        return self.event
+
+    def __exit__(self, *exc):
+        for number, handler in self.saved.items():
+            signal.signal(number, handler)
+
+
+def _raise_terminated(*_):
+    raise Terminated("SIGTERM")
 
 
 # ------------------------------------------------------------------------ video thread
@@ -379,22 +391,32 @@ class LocalPipeline:
         return sum(counts) if all(c is not None for c in counts) else None
 
     def run(self) -> RunSummary:
-        """Decode every planned input; ``KeyboardInterrupt`` ends the run cleanly with
-        ``summary.interrupted`` set (nothing half-written, every worker gone)."""
+        """Decode every planned input; Ctrl-C (``KeyboardInterrupt``) or SIGTERM ends the
+        run cleanly with ``summary.interrupted`` and ``summary.signal`` set (the files in
+        flight finish, nothing is half-written, every worker is gone)."""
         start = time.perf_counter()
-        pool = make_pool(self.workers) if self._states else None
+        dead_workers: list[int] = []
+        pool = make_pool(self.workers, lambda pid, task: dead_workers.append(pid)) \
+            if self._states else None
         completed = False
+        previous_term = _catch_sigterm()
         try:
             if pool is not None:
                 self._run(pool)
             completed = True
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self.summary.interrupted = True
+            self.summary.signal = signal.SIGTERM if isinstance(exc, Terminated) \
+                else signal.SIGINT
         finally:
+            _restore_sigterm(previous_term)
             if self._video is not None:
                 self._video.stop()
             if pool is not None:
                 self._finish(pool, completed)
+                self.summary.worker_deaths = getattr(pool, "deaths", 0)
+            if dead_workers:  # killed mid-write: their temporary files are still there
+                remove_stale_temporaries(self.outdir, dead_workers)
             if self._manifest is not None:
                 self._manifest.close()
             self.summary.seconds = time.perf_counter() - start
@@ -436,7 +458,7 @@ class LocalPipeline:
     def _finish(self, pool, completed: bool) -> None:
         if completed:
             pool.shutdown(wait=True)
-        else:  # Ctrl-C or an error: stop now, keeping every finished file
+        else:  # Ctrl-C, SIGTERM or an error: stop now, keeping every finished file
             _stop_pool(pool, [future for future, _ in self._writes])
         self._collect(block=False)  # writes that completed while stopping still count
         self.summary.unfinished = [str(s.source.path) for s in self._states if not s.finished]
@@ -469,8 +491,12 @@ class LocalPipeline:
                     rgb = self._image_result(future)
                     state.frames_read = 1
                     yield state, 0, rgb
+            except WorkerDied as exc:
+                self._fail(state, str(exc))
+            except PoolBroken as exc:
+                raise DecodeFailed(str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - any decoder error is one bad file
-                self._fail(state, f"cannot read: {exc}")
+                self._fail(state, f"cannot read: {describe(exc)}")
             state.reading = False
             self._maybe_finish(state)
 
@@ -533,6 +559,8 @@ class LocalPipeline:
             exc = future.exception()
             if isinstance(exc, DecodeFailedInWorker):
                 raise DecodeFailed(str(exc))
+            if isinstance(exc, PoolBroken):
+                raise DecodeFailed(str(exc))
             if isinstance(exc, ReadFailed):
                 state.frames_read = 0
                 self._fail(state, f"cannot read: {exc}")
@@ -545,7 +573,8 @@ class LocalPipeline:
                     self.progress.update(1)
             else:
                 state.frames_failed += 1
-                self._fail(state, f"cannot write: {exc}")
+                self._fail(state, str(exc) if isinstance(exc, WorkerDied)
+                           else f"cannot write: {describe(exc)}")
             self._maybe_finish(state)
         self._writes = remaining
 
@@ -585,11 +614,33 @@ class LocalPipeline:
         self._record(ManifestRow(item, 0, [], "failed", message))
 
     def _record(self, row: ManifestRow) -> None:
+        """Append ``row`` to the manifest. A row it cannot take (a full disk) is reported
+        and counted, and the run goes on: its outputs are whole, and an unrecorded input
+        is redone or skipped on the next run by the resume rule."""
         if not self.options.manifest:
             return
-        if self._manifest is None:
-            self._manifest = ManifestWriter(self.outdir)
-        self._manifest.append(row)
+        try:
+            if self._manifest is None:
+                self._manifest = ManifestWriter(self.outdir)
+            self._manifest.append(row)
+        except OSError as exc:
+            self.summary.not_recorded += 1
+            if self.summary.not_recorded == 1:
+                self.on_error(str(self.outdir / "manifest.jsonl"),
+                              f"cannot record rows: {describe(exc)}")
+
+
+def _catch_sigterm():
+    """SIGTERM stops a run as Ctrl-C does (schedulers send it before SIGKILL); the
+    previous handler, or None where this is not the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _warn(item: str, message: str) -> None:

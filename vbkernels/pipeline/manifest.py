@@ -11,6 +11,16 @@ appends each write whole, so several processes (local workers, Ray actors on one
 may append to one manifest without interleaving lines. Network file systems (NFS) do not
 promise that; give each machine its own manifest there.
 
+Rows are whole or absent: a write cut short (a full disk) is cut back off the file, and a
+writer that finds the file ending without a newline (a torn row left by a crash) starts on
+a new line, so its first row is never glued onto the torn one. ``read_manifest`` skips a
+torn or foreign line, with a warning for a torn last line.
+
+Paths that are not valid UTF-8 (Linux file names are bytes) are recorded losslessly: such a
+row is written with ``\\udcXX`` escapes, Python's ``surrogateescape`` form of each bad
+byte, which ``json.loads`` gives back exactly (``os.fsencode(row["path"])`` is the original
+name); every other row keeps its non-ASCII characters as they are.
+
 The resume rule (``is_done``): an input is skipped iff ALL its outputs exist. For an image
 those are the outputs of its one frame. A video's frame count is not known cheaply, so it is
 done iff its newest ``ok``/``skipped`` row lists every output the current output choice
@@ -20,8 +30,10 @@ some outputs (a run stopped mid-way) is redone and its partial outputs replaced.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -44,22 +56,45 @@ class ManifestRow:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        """One JSON line (no newline). Non-ASCII text stays as it is, except in a row
+        holding a surrogate-escaped (non-UTF-8) name: that row is all ``\\u`` escapes, so
+        the line is still UTF-8 and ``json.loads`` returns the same strings."""
+        text = json.dumps(asdict(self), ensure_ascii=False)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(asdict(self), ensure_ascii=True)
+        return text
 
 
 class ManifestWriter:
-    """Appends rows to ``OUT/manifest.jsonl`` (created when missing), one write per row."""
+    """Appends rows to ``OUT/manifest.jsonl`` (created when missing), one write per row;
+    each row is on the file whole or not at all (see the module docstring)."""
 
     def __init__(self, outdir: Path):
         self.path = Path(outdir) / MANIFEST_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._start_on_a_new_line()
+
+    def _start_on_a_new_line(self) -> None:
+        """A file ending without a newline holds a torn row: end it, so the torn row stays
+        one bad line and this writer's first row is read."""
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+            self._write(b"\n")
 
     def append(self, row: ManifestRow) -> None:
-        data = (row.to_json() + "\n").encode("utf-8")
+        self._write((row.to_json() + "\n").encode("utf-8"))
+
+    def _write(self, data: bytes) -> None:
         written = os.write(self._fd, data)
-        if written != len(data):  # a full disk; never leave half a line without saying so
-            raise OSError(f"short write to {self.path} ({written} of {len(data)} bytes)")
+        if written != len(data):  # a full disk: take the partial row back off the file
+            end = os.lseek(self._fd, 0, os.SEEK_CUR)  # O_APPEND: the end of our write
+            if os.fstat(self._fd).st_size == end:  # nobody appended since
+                os.ftruncate(self._fd, end - written)
+            raise OSError(errno.ENOSPC, f"short write to {self.path} ({written} of "
+                          f"{len(data)} bytes; the row was not recorded)")
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -74,21 +109,31 @@ class ManifestWriter:
 
 
 def read_manifest(outdir: Path) -> dict[str, ManifestRow]:
-    """The newest ``ok``/``skipped`` row per input key (see ``input_key``); a torn or
-    foreign line is ignored."""
+    """The newest ``ok``/``skipped`` row per input key (see ``input_key``). A foreign or
+    undecodable line is ignored; a last line without its newline (a row torn by a crash or
+    a full disk) is ignored with a ``RuntimeWarning``."""
     path = Path(outdir) / MANIFEST_NAME
     latest: dict[str, ManifestRow] = {}
     if not path.exists():
         return latest
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line in handle:
-            try:
-                row = ManifestRow(**json.loads(line))
-            except (ValueError, TypeError):
-                continue
-            if row.status in ("ok", "skipped"):
+            if not line.endswith(b"\n"):
+                warnings.warn(f"{path}: the last line has no newline (a row torn by a crash "
+                              "or a full disk); it is ignored", RuntimeWarning, stacklevel=2)
+                break
+            row = _parse_row(line)
+            if row is not None and row.status in ("ok", "skipped"):
                 latest[input_key(row.path)] = row
     return latest
+
+
+def _parse_row(line: bytes) -> ManifestRow | None:
+    try:
+        fields = json.loads(line)
+        return ManifestRow(**fields) if isinstance(fields, dict) else None
+    except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+        return None
 
 
 def input_key(path) -> str:
