@@ -84,6 +84,15 @@ def common_options(func):
                           "colormap: npy, distance, preview [default: npy,png; normals, "
                           "colormap: npy]."),
         click.option("--preview", is_flag=True, help="Also write colourised preview PNGs."),
+        click.option("--frames", "frame_choice", default=None, metavar="START:STOP:STEP",
+                     help="Videos: decode only these frames (a Python slice, STOP exclusive; "
+                          "outputs keep the video's frame numbers) [local engine]."),
+        click.option("--stack", is_flag=True,
+                     help="Videos: also write OUT/clip.<task>.npy, every frame's array in one "
+                          "(T, H, W[, 3]) file (and one per other .npy output)."),
+        click.option("--contact-sheet", is_flag=True,
+                     help="Videos: also write OUT/clip.<task>.contact.png, up to 16 frames' "
+                          "previews in a grid (implies --preview)."),
         click.option("--keep-suffix", is_flag=True,
                      help="Keep the input's suffix in output names (a.png.depth.npy), so "
                           "a.png and a.jpg do not collide."),
@@ -316,7 +325,8 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
         task = build_task(name, backend=common["backend"], **task_options)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
-    kinds = _kinds(task, common["kinds"], common["preview"])
+    kinds = _kinds(task, common["kinds"], common["preview"] or common["contact_sheet"])
+    frames = _frame_choice(common)
     if common["engine"] == "ray":
         return _run_ray(task, kinds, common)
     try:
@@ -326,7 +336,7 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
     options = PipelineOptions(kinds=kinds, device=device, batch_size=common["batch_size"],
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
-                              gpu_input=not common["no_gpu_input"])
+                              gpu_input=not common["no_gpu_input"], frames=frames)
     _check_outdir(Path(common["outdir"]))
     sources, input_errors = expand_inputs(common["inputs"])
     pipeline = LocalPipeline(task, Path(common["outdir"]), options, on_error=_echo_error,
@@ -340,6 +350,8 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
             summary = pipeline.run()
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
+    if not summary.interrupted:
+        _clip_outputs(task, kinds, common, sources)
     _summarise(summary, quiet, task)
 
 
@@ -364,7 +376,48 @@ def _run_ray(task, kinds, common: dict) -> None:
             summary = exc.summary
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
+    if not summary.interrupted:
+        _clip_outputs(task, kinds, common, expand_inputs(common["inputs"])[0])
     _summarise(summary, common["quiet"], task)
+
+
+def _frame_choice(common: dict):
+    """--frames as a slice (None: every frame); the local engine only, for now."""
+    from vbkernels.pipeline.clips import parse_frames
+
+    text = common["frame_choice"]
+    if text is None:
+        return None
+    if common["engine"] == "ray":
+        raise click.UsageError("--frames works with the local engine only (not --engine ray)")
+    try:
+        return parse_frames(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--frames") from None
+
+
+def _clip_outputs(task, kinds, common: dict, sources) -> None:
+    """--stack and --contact-sheet: whole-clip files for every video input that is done."""
+    from pathlib import Path
+
+    from vbkernels.pipeline.clips import stack_video, video_contact_sheet
+    from vbkernels.pipeline.manifest import read_manifest
+
+    if not (common["stack"] or common["contact_sheet"]):
+        return
+    outdir, keep = Path(common["outdir"]), common["keep_suffix"]
+    manifest = read_manifest(outdir)
+    written = []
+    for source in (s for s in sources if s.kind == "video"):
+        if common["stack"]:
+            written += [f"{path} {shape}" for path, shape in stack_video(
+                source, outdir, task.suffixes(kinds), keep_suffix=keep, manifest=manifest)]
+        if common["contact_sheet"]:
+            sheet = video_contact_sheet(source, outdir, task.kinds["preview"],
+                                        keep_suffix=keep, manifest=manifest)
+            written += [str(sheet)] if sheet is not None else []
+    if written and not common["quiet"]:
+        click.echo("whole-clip outputs: " + ", ".join(written), err=True)
 
 
 def _check_outdir(outdir) -> None:

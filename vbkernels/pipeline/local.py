@@ -48,6 +48,7 @@ import torch
 from vbkernels.files import remove_stale_temporaries, write_atomic
 
 from . import gpu_input
+from .clips import frame_numbers, select_frames, selected_count
 from .device import BatchDecoder, resolve_device, same_shape_batches
 from .manifest import ManifestRow, ManifestWriter, is_done, read_manifest, relative_output
 from .sources import Source, frame_count, output_stem, read_frames, read_image
@@ -116,6 +117,7 @@ class PipelineOptions:
     keep_suffix: bool = False
     gpu_input: bool = True                # nvJPEG / NVDEC on CUDA when installed
     manifest: bool = True
+    frames: slice | None = None           # videos: the frames to decode (clips.parse_frames)
 
 
 def default_workers() -> int:
@@ -387,7 +389,8 @@ class LocalPipeline:
     # -- running ----------------------------------------------------------------------
 
     def total_frames(self) -> int | None:
-        counts = [frame_count(s.source) for s in self._states]
+        counts = [selected_count(frame_count(s.source), self.options.frames)
+                  if s.source.kind == "video" else frame_count(s.source) for s in self._states]
         return sum(counts) if all(c is not None for c in counts) else None
 
     def run(self) -> RunSummary:
@@ -484,7 +487,8 @@ class LocalPipeline:
             self._collect(block=False)
             try:
                 if state.source.kind == "video":
-                    for index, rgb in enumerate(self._read_video(state)):
+                    numbers = frame_numbers(self.options.frames)
+                    for index, rgb in zip(numbers, self._read_video(state)):
                         state.frames_read += 1
                         yield state, index, rgb
                 else:
@@ -520,6 +524,7 @@ class LocalPipeline:
             frames = gpu_input.video_frames_on(source.path, self.device)
         else:
             frames = read_frames(source)
+        frames = select_frames(frames, self.options.frames)
         self._video = _VideoReader(frames, self.options.batch_size)
         try:
             yield from self._video
