@@ -328,6 +328,17 @@ def test_torch_func_jacfwd_and_jvp_match_jacrev(pair, name):
                                    rtol=1e-5, atol=1e-6)
 
 
+def test_segmentation_logits_under_vmap_and_jacfwd():
+    """Plain torch ops: the README says every torch.func transform works on it."""
+    x = torch.rand(2, 3, 4, 3, dtype=torch.float64)
+
+    def logits(v):
+        return vb.segmentation_logits(v, "voc", temperature=500.0)
+
+    torch.testing.assert_close(torch.func.vmap(logits)(x), torch.stack([logits(v) for v in x]))
+    torch.testing.assert_close(torch.func.jacfwd(logits)(x[0]), torch.func.jacrev(logits)(x[0]))
+
+
 def test_decoders_without_torch_func_rules_say_so():
     x = torch.randint(0, 256, (2, 3, 4, 3), dtype=torch.uint8)
     for fn in (lambda v: vb.decode_segmentation(v, "cityscapes"),
