@@ -21,6 +21,13 @@ colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repa
            float32 (``--outputs npy,distance``): distance to the colormap, 0..255 units
 ========== ============================== ============================================
 
+``--outputs ...,distance`` also writes ``NAME.depth|normals|seg.distance.npy``: each pixel's
+distance from the encoding (the walk, the unit-normal sphere, the nearest palette colour),
+and an input whose median distance is past a threshold gets one ``warning:`` line
+(docs/format.md, Checking inputs). Videos: ``--frames START:STOP:STEP`` picks frames,
+``--stack`` adds ``clip.<task>.npy`` (T, H, W[, 3]) and ``--contact-sheet``
+``clip.<task>.contact.png`` (``vbkernels.pipeline.clips``).
+
 16-bit depth PNG: ``value = round(depth_m * png_scale)`` with ``png_scale = 1000``
 (millimetres, the NYUv2/ScanNet convention) by default; ``--png-scale 256`` gives the KITTI
 depth benchmark's encoding (``depth_m = value / 256``). 0 means invalid: NaN, +inf (white)
