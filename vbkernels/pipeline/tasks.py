@@ -276,9 +276,13 @@ class NormalsTask(_DistanceCheck, Task):
         # A colour's distance from the sphere of radius 127.5 around mid-grey that unit
         # normals are painted on: |‖p - 127.5‖ - 127.5| = 127.5 |‖n‖ - 1| in 0..255 units.
         normals, norm = decode(rgb)
-        distance = (norm - 1.0).abs_().mul_(127.5)
-        return {"normals": normals,
-                **self._distance_outputs(distance, distance[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP])}
+
+        def distance(norms):
+            return (norms - 1.0).abs_().mul_(127.5)
+
+        sample = distance(norm[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP].clone())
+        full = distance(norm) if self.with_distance else None
+        return {"normals": normals, **self._distance_outputs(full, sample)}
 
     def _encode_one(self, kind, arrays):
         import vbkernels
