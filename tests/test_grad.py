@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import vbkernels as vb
-from tests.conftest import PAIR_IDS, PAIRS
+from tests.conftest import PAIR_IDS, PAIRS, is_interpreted
 from vbkernels._walk import SEGMENTS
 
 DEFAULT_LAM, DEFAULT_C = -3.0, 10.0 / 3.0
@@ -294,6 +294,8 @@ def test_torch_func_vmap_matches_the_batched_call(pair, name):
         x = x.to(device)
         for got, expected in zip(torch.func.vmap(fn)(x), fn(x)):
             torch.testing.assert_close(got, expected, equal_nan=True)
+        if is_interpreted(backend, device):  # seconds a call: the nesting is backend-blind
+            continue
         for got, expected in zip(torch.func.vmap(torch.func.vmap(fn), in_dims=1)(x),
                                  fn(x.transpose(0, 1))):
             torch.testing.assert_close(got, expected, equal_nan=True)
