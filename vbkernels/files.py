@@ -12,7 +12,7 @@ import hashlib
 import io
 import os
 import re
-import time
+import socket
 import zlib
 from pathlib import Path
 
@@ -24,17 +24,22 @@ class OutputExists(FileExistsError):
 
 
 NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
-STALE_AFTER_S = 60.0  # a dead writer's temporary file is removed once this old
-_TMP_PATTERN = re.compile(r"^\..+\.(\d+)\.tmp$")
+_TMP_PATTERN = re.compile(r"^\..+\.([0-9a-f]{8})\.(\d+)\.tmp$")
 _writing: set[Path] = set()  # this process's temporary files being written now
 
 
+def host_tag() -> str:
+    """8 hex digits naming this machine in temporary file names, so that a run can tell
+    its own machine's dead writers from live writers elsewhere sharing the directory."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def tmp_name(path: Path) -> Path:
-    """The temporary sibling ``write_atomic`` writes first: ``.NAME.PID.tmp`` (hidden, per
-    process). When that would be longer than a file name may be, ``NAME`` is shortened
-    and a hash of the whole name keeps it unique, so every legal output name has a legal
-    temporary name."""
-    suffix = f".{os.getpid()}.tmp"
+    """The temporary sibling ``write_atomic`` writes first: ``.NAME.HOST.PID.tmp`` (hidden,
+    per machine and process; see :func:`host_tag`). When that would be longer than a file
+    name may be, ``NAME`` is shortened and a hash of the whole name keeps it unique, so
+    every legal output name has a legal temporary name."""
+    suffix = f".{host_tag()}.{os.getpid()}.tmp"
     name = os.fsencode(path.name)
     if 1 + len(name) + len(suffix) > NAME_MAX:
         digest = hashlib.sha1(name).hexdigest()[:16].encode()
@@ -53,26 +58,22 @@ def remove_own_temporaries() -> None:
             pass
 
 
-def remove_stale_temporaries(outdir: Path, dead_writers=()) -> list[Path]:
-    """Remove ``write_atomic``'s temporary files under ``outdir`` whose writer is gone
-    (killed before it could clean up): no process with their PID runs on this machine and
-    they were last written over ``STALE_AFTER_S`` ago (the age spares a live writer on
-    another machine sharing the directory), or their PID is in ``dead_writers`` (workers
-    this process saw die). Returns what was removed."""
+def remove_stale_temporaries(outdir: Path) -> list[Path]:
+    """Remove ``write_atomic``'s temporary files under ``outdir`` whose writer is gone:
+    written on this machine by a process that no longer runs (killed before it could
+    clean up). Files of other machines sharing the directory are left to their own runs.
+    Returns what was removed."""
     removed = []
-    dead_writers = set(dead_writers)
+    host = host_tag()
     for folder, _, names in os.walk(outdir):
         for name in names:
             match = _TMP_PATTERN.match(name)
-            if match is None:
+            if match is None or match.group(1) != host or _pid_alive(int(match.group(2))):
                 continue
-            pid = int(match.group(1))
             path = Path(folder) / name
             try:
-                if pid in dead_writers or (not _pid_alive(pid) and
-                                           time.time() - path.stat().st_mtime > STALE_AFTER_S):
-                    path.unlink()
-                    removed.append(path)
+                path.unlink()
+                removed.append(path)
             except OSError:
                 continue  # another run removed it first
     return removed

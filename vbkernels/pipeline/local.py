@@ -262,6 +262,36 @@ def _raise_terminated(*_):
     raise Terminated("SIGTERM")
 
 
+class OutputClaims:
+    """Which input owns which output names, whatever the input kinds: an image owns its
+    stem (``OUT/a`` -> ``OUT/a.depth.npy`` ...), a video its folder and every name in it
+    (``OUT/clip/`` -> ``OUT/clip/000000.depth.npy`` ...). So ``clip.mp4`` and
+    ``clip/000000.png`` in one input folder clash, as two ``a.png`` do."""
+
+    def __init__(self):
+        self._images: dict[Path, object] = {}   # image stem -> input
+        self._videos: dict[Path, object] = {}   # video folder -> input
+        self._under: dict[Path, object] = {}    # every folder above an image stem -> input
+
+    def claim(self, source: Source, stem: Path):
+        """Record ``source`` (first frame's output stem ``stem``); the input whose outputs
+        it would overwrite, else None."""
+        if source.kind == "video":
+            folder = stem.parent
+            owner = self._videos.get(folder, self._under.get(folder))
+            if owner is None:
+                self._videos[folder] = source.path
+            return owner
+        owner = self._images.get(stem)
+        if owner is None:
+            owner = next((self._videos[p] for p in stem.parents if p in self._videos), None)
+        if owner is None:
+            self._images[stem] = source.path
+            for folder in stem.parents:
+                self._under.setdefault(folder, source.path)
+        return owner
+
+
 # ------------------------------------------------------------------------ video thread
 
 
@@ -351,17 +381,18 @@ class LocalPipeline:
         self.summary.inputs = len(sources) + len(input_errors)
         for item, message in input_errors:
             self._fail_input(item, message)
+        if self.outdir.is_dir():
+            remove_stale_temporaries(self.outdir)  # left by writers killed in earlier runs
         previous = read_manifest(self.outdir) if not self.options.overwrite else {}
-        claimed: dict[Path, Path] = {}
+        claims = OutputClaims()
         for source in sources:
-            base = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
-            base = base.parent if source.kind == "video" else base
-            if base in claimed:
+            stem = output_stem(source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
+            owner = claims.claim(source, stem)
+            if owner is not None:
                 hint = "" if self.options.keep_suffix else "; --keep-suffix keeps them apart"
                 self._fail_input(str(source.path), f"its outputs would overwrite those of "
-                                 f"{claimed[base]} (same name{hint})")
+                                 f"{owner} (same name{hint})")
                 continue
-            claimed[base] = source.path
             row = None if self.options.overwrite else is_done(
                 source, self.suffixes, self.outdir, keep_suffix=self.options.keep_suffix,
                 manifest=previous)
@@ -419,7 +450,7 @@ class LocalPipeline:
                 self._finish(pool, completed)
                 self.summary.worker_deaths = getattr(pool, "deaths", 0)
             if dead_workers:  # killed mid-write: their temporary files are still there
-                remove_stale_temporaries(self.outdir, dead_workers)
+                remove_stale_temporaries(self.outdir)
             if self._manifest is not None:
                 self._manifest.close()
             self.summary.seconds = time.perf_counter() - start

@@ -73,7 +73,7 @@ def expand_inputs(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
             # A named file with an unknown suffix is tried as an image: Pillow sniffs content.
             sources.append(Source(path, source_kind(path) or "image", PurePath(path.name)))
         elif glob.has_magic(str(item)):
-            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+            matches = glob_files(str(item))
             files = [p for p in matches if p.is_file() and source_kind(p)]
             if not files:
                 errors.append((str(item), "pattern matches no image or video files"))
@@ -81,6 +81,25 @@ def expand_inputs(inputs) -> tuple[list[Source], list[tuple[str, str]]]:
         else:
             errors.append((str(item), "no such file or directory"))
     return sources, errors
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """Sorted matches of a glob pattern, ``**`` matching any number of folders. ``**``
+    does not descend into symlinked folders (``glob.glob`` does, and a symlink loop then
+    yields every file again under each of up to 40 nested names). As with ``glob.glob``,
+    names starting with a dot are left out unless the pattern has a part starting with
+    one."""
+    if "**" not in pattern:
+        return sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+    parts = PurePath(pattern).parts
+    first_magic = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:first_magic]) if first_magic else Path(".")
+    rest = parts[first_magic:]
+    dots_asked = any(part.startswith(".") for part in rest)
+    found = [path for path in root.glob(str(PurePath(*rest)))
+             if dots_asked or not any(name.startswith(".")
+                                      for name in path.relative_to(root).parts)]
+    return sorted(found)
 
 
 def output_stem(source: Source, index: int, outdir: Path, *, keep_suffix: bool = False) -> Path:
@@ -138,7 +157,17 @@ def read_image(path: Path | BinaryIO) -> np.ndarray:
 
 
 def read_video(path: Path | BinaryIO) -> Iterator[np.ndarray]:
-    """Frames of a video file (or open binary file) through PyAV, FFmpeg threads on."""
+    """Frames of a video file (or open binary file) through PyAV, FFmpeg threads on.
+
+    A video is complete when its stream ends cleanly AND, where the container declares a
+    frame count (MP4/MOV do, MKV/WebM usually do not), exactly that many frames decoded.
+    Otherwise, after the frames that did decode, a ``ValueError`` says it is damaged or
+    cut short, so the pipeline fails it rather than record it as done. Both checks are
+    needed because with frame threading FFmpeg drops a frame that fails to decode without
+    an error (PyAV raises only with threading off): a packet the demuxer marks corrupt (a
+    file cut mid-packet) raises at once, and a frame lost to a decode error shows in the
+    count.
+    """
     try:
         import av
     except ImportError:
@@ -148,5 +177,15 @@ def read_video(path: Path | BinaryIO) -> Iterator[np.ndarray]:
             raise ValueError("file has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # let FFmpeg decode on several threads
-        for frame in container.decode(stream):
-            yield frame.to_ndarray(format="rgb24")
+        declared = stream.frames  # 0: the container does not say
+        count = 0
+        for packet in container.demux(stream):
+            if packet.is_corrupt:
+                raise ValueError(f"video data is damaged or cut short (a corrupt packet "
+                                 f"after {count} decoded frames)")
+            for frame in stream.decode(packet):
+                count += 1
+                yield frame.to_ndarray(format="rgb24")
+        if declared and count != declared:
+            raise ValueError(f"video is damaged or cut short: {count} frames decoded, its "
+                             f"container declares {declared}")

@@ -11,15 +11,26 @@ time, so a death fails exactly the task it was running (:class:`WorkerDied`), a 
 worker takes its place, and every other task goes on.
 
 A worker leaves when its parent does, however the parent ends: Linux's
-``PR_SET_PDEATHSIG`` sends it SIGTERM at once, and a watchdog thread (every platform)
-notices within :data:`WATCHDOG_S` that its parent process changed. SIGTERM in a worker
-removes the temporary file it may be writing (``vbkernels.files``) and exits with 143;
-SIGINT is ignored (Ctrl-C reaches the whole process group: the main process decides).
+``PR_SET_PDEATHSIG`` sends it SIGKILL at once (a signal Python cannot delay: a worker
+stuck in C code holding the GIL still goes), and a watchdog thread (every platform)
+notices within :data:`WATCHDOG_S` that its parent process changed. A temporary file it
+was writing is then removed by the next run (``vbkernels.files.remove_stale_temporaries``).
+SIGTERM (the pool's own ``terminate``, or anyone's ``kill``) removes the temporary file at
+once and exits with 143; SIGINT is ignored (Ctrl-C reaches the whole process group: the
+main process decides).
+
+Workers are forked (no re-import of torch each), and a forked child holds copies of the
+parent's objects but none of its threads. A garbage FFmpeg codec context (a video read
+that ended in an error leaves one in a reference cycle) that the child's garbage
+collector frees waits for ever on its decoding threads. So the parent collects its
+garbage and freezes the rest (``gc.freeze``) just before each fork: the child's collector
+never looks at anything it inherited.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import multiprocessing
 import os
 import signal
@@ -76,13 +87,13 @@ def _watch_parent(parent: int) -> None:
 
 
 def exit_with_parent(parent: int) -> None:
-    """SIGTERM this process when ``parent`` dies (Linux ``PR_SET_PDEATHSIG``), plus a
+    """SIGKILL this process when ``parent`` dies (Linux ``PR_SET_PDEATHSIG``), plus a
     watchdog thread that ends it within ``WATCHDOG_S`` where that is not available."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent:  # it died before prctl took effect
@@ -126,7 +137,12 @@ class _Worker:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, daemon=True,
                                        args=(child, parent, initializer, initargs))
-        self.process.start()
+        gc.collect()  # see the module docstring: nothing collectable crosses the fork
+        gc.freeze()
+        try:
+            self.process.start()
+        finally:
+            gc.unfreeze()
         child.close()  # our copy: the worker's end then closes when the worker dies
         self.task: tuple | None = None  # (future, fn, args) while busy
 
