@@ -112,3 +112,15 @@ def test_colormap_says_its_range_and_warns_when_values_sit_at_the_ends(tmp_path,
     default = _invoke("decode", "colormap", folder, "-o", tmp_path / "out3", "--colormap",
                       "turbo")
     assert "colormap values span vmin=0 .. vmax=1 (linear" in default.output
+
+
+def test_decode_file_writes_the_distance_output(tmp_path, images):
+    from vbkernels.pipeline import build_task, decode_file
+    from vbkernels.pipeline.sources import Source
+
+    folder = _save(tmp_path / "in", images["depth"][:1])
+    row = decode_file(build_task("depth"), Source.from_name(folder / "img0.png"),
+                      tmp_path / "out", kinds="npy,distance", device="cpu")
+    assert row.status == "ok", row
+    expected = vb.decode_depth(images["depth"][0], return_distance=True)[1]
+    assert np.array_equal(np.load(tmp_path / "out" / "img0.depth.distance.npy"), expected)
