@@ -124,3 +124,30 @@ def test_decode_file_writes_the_distance_output(tmp_path, images):
     assert row.status == "ok", row
     expected = vb.decode_depth(images["depth"][0], return_distance=True)[1]
     assert np.array_equal(np.load(tmp_path / "out" / "img0.depth.distance.npy"), expected)
+
+
+@pytest.mark.parametrize("task", ["depth", "normals", "seg"])
+def test_thresholds_separate_encoded_jpegs_from_wrong_images(task):
+    """The measured gap of docs/format.md, Checking inputs, as a regression guard: encoded
+    scenes after blur and JPEG q50 pass; colormap images (and the other tasks' images) warn."""
+    from vbkernels.pipeline import build_task
+    from vbkernels.scenes import degrade
+
+    truth = make_scenes(3, 48, 64, seed=3)
+    log_depth = truth["depth"].clamp(max=80.0).log()
+    low, high = float(log_depth.min()), float(log_depth.max())
+    wrong = [vb.encode_colormap(log_depth, name, vmin=low, vmax=high)
+             for name in ("turbo", "viridis", "plasma", "magma", "inferno", "Spectral", "gray")]
+    encoders = {"depth": lambda: vb.encode_depth(truth["depth"]),
+                "normals": lambda: vb.encode_normals(truth["normals"]),
+                "seg": lambda: vb.encode_segmentation(truth["semantic"], "cityscapes")}
+    wrong += [encode() for name, encode in encoders.items() if name != task]
+    decoder = build_task(task)
+
+    def warnings_for(rgb):
+        medians = decoder.decode(rgb)["median_distance"].numpy()
+        return [decoder.warning({"median_distance": m}) for m in medians]
+
+    assert warnings_for(degrade(encoders[task](), jpeg_quality=50)) == [None] * 3
+    for rgb in wrong:
+        assert all(warnings_for(rgb)), rgb.shape
