@@ -35,6 +35,10 @@ def test_output_directory_gets_the_default_name(tmp_path):
     out = _demo("-n", 1, "-o", tmp_path)
     assert f"panel of 1 scene written to {tmp_path / 'vbkernels_demo.png'}" in out
     assert Image.open(tmp_path / "vbkernels_demo.png").format == "PNG"
+    new_folder = tmp_path / "panels"  # a name without a suffix is a folder, created
+    out = _demo("-n", 1, "-o", new_folder)
+    assert f"written to {new_folder / 'vbkernels_demo.png'}" in out
+    assert Image.open(new_folder / "vbkernels_demo.png").format == "PNG"
 
 
 def test_speed_is_the_median_of_several_calls(monkeypatch):

@@ -43,7 +43,8 @@ DEFAULT_REPEATS = 5
               help="Kernel backend.")
 @click.option("-o", "--output", "panel_path", default=DEFAULT_PANEL, show_default=True,
               type=click.Path(path_type=Path),
-              help=f"Where to write the panel PNG (a directory gets {DEFAULT_PANEL} inside).")
+              help=f"Where to write the panel PNG (a folder, or a name without a suffix, "
+                   f"gets {DEFAULT_PANEL} inside).")
 @click.option("--no-panel", is_flag=True, help="Skip the PNG panel.")
 @click.option("--repeats", default=DEFAULT_REPEATS, show_default=True,
               type=click.IntRange(min=1),
@@ -93,7 +94,7 @@ def demo(count, height, width, seed, jpeg_quality, blur_sigma, h264, device, bac
         return
     from .io import write_atomic
 
-    if panel_path.is_dir():
+    if panel_path.is_dir() or not panel_path.suffix:  # a folder (created when missing)
         panel_path = panel_path / DEFAULT_PANEL
     write_atomic(panel_path, png, overwrite=True)
     click.echo(f"panel of {_scenes_shown(shown, count)} written to {panel_path.resolve()}")
