@@ -30,7 +30,6 @@ from vbkernels.pipeline import (
     read_manifest,
 )
 from vbkernels.pipeline import local as local_engine
-from vbkernels.pipeline.workers import WorkerDied, WorkerPool
 from vbkernels.scenes import make_scenes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,7 +192,7 @@ def test_ctrl_c_is_quick_and_a_second_one_still_exits_130(folder, tmp_path):
     process.send_signal(signal.SIGINT)
     stderr = _finish(process)
     assert process.returncode == 130, stderr
-    assert "Aborted" not in stderr and "Traceback" not in stderr
+    assert "Aborted" not in stderr and "Traceback" not in stderr and "died" not in stderr
     assert not _temporaries(out)
     assert not _left_alive(workers)
 
@@ -204,6 +203,8 @@ def _self_kill(seconds):
 
 
 def test_pool_replaces_a_dead_worker_and_fails_only_its_task():
+    from vbkernels.pipeline.workers import WorkerDied, WorkerPool
+
     pool = WorkerPool(2)
     try:
         slow = [pool.submit(time.sleep, 0.3) for _ in range(3)]
@@ -216,6 +217,23 @@ def test_pool_replaces_a_dead_worker_and_fails_only_its_task():
         assert pool.deaths == 1 and len(pool.pids()) == 2 and pids <= set(pool.pids())
     finally:
         pool.shutdown()
+
+
+def _exit_at_start():
+    os._exit(3)
+
+
+def test_a_pool_whose_workers_cannot_start_gives_up_instead_of_looping():
+    from vbkernels.pipeline.workers import PoolBroken, WorkerPool
+
+    pool = WorkerPool(1, initializer=_exit_at_start)
+    try:
+        with pytest.raises(PoolBroken, match="keep dying"):
+            pool.submit(os.getpid).result(timeout=60)
+        with pytest.raises(PoolBroken):  # later calls fail the same way, not with a raise
+            pool.submit(os.getpid).result(timeout=60)
+    finally:
+        pool.terminate()
 
 
 def test_a_worker_killed_mid_write_leaves_no_temporary_file(folder, tmp_path, monkeypatch):
@@ -331,6 +349,25 @@ def test_a_truncated_video_fails_and_is_redone(tmp_path):
     complete = decode_files([whole], "depth", tmp_path / "ok", workers=0, device="cpu",
                             kinds="npy")
     assert complete.frames == 30 and not complete.failed
+    damaged = tmp_path / "damaged.mp4"  # whole, but one packet mid-stream is garbage
+    _remux_with_garbage(av, whole, damaged, 15)
+    summary = decode_files([damaged], "depth", tmp_path / "bad", workers=0, device="cpu",
+                           kinds="npy")
+    assert list(summary.failed) == [str(damaged)] and summary.frames < 30
+
+
+def _remux_with_garbage(av, source, target, index):
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for i, packet in enumerate(inp.demux(inp.streams.video[0])):
+            if packet.dts is None:
+                continue
+            if i == index:
+                bad = av.Packet(b"\x00\x00\x00\x01\x65" + bytes(range(256)) * 4)
+                bad.pts, bad.dts, bad.time_base = packet.pts, packet.dts, packet.time_base
+                packet = bad
+            packet.stream = stream
+            out.mux(packet)
 
 
 def test_a_file_name_that_is_not_utf8_is_recorded_losslessly(folder, tmp_path):
@@ -411,7 +448,34 @@ def test_a_full_disk_fails_inputs_and_leaves_only_whole_files(folder, tmp_path):
         for line in text.splitlines():
             json.loads(line)
     finally:
-        subprocess.run(["umount", str(out)], check=False)
+        subprocess.run(["umount", "-l", str(out)], check=False)  # -l: even if busy
+
+
+def test_a_manifest_on_a_full_disk_does_not_stop_the_run(folder, tmp_path):
+    """Before: the manifest append's ENOSPC escaped as a traceback and ended the run."""
+    out = tmp_path / "full"
+    why = _mount_tmpfs(out, "64k")
+    if why:
+        pytest.skip(why)
+    try:
+        earlier = b"{}" + b" " * 4093 + b"\n"  # one whole page: the next row needs another
+        (out / "manifest.jsonl").write_bytes(earlier)
+        fd = os.open(out / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, bytes(4096)):
+                pass
+        except OSError:
+            pass  # the disk is full
+        finally:
+            os.close(fd)
+        inputs = sorted(folder.glob("*.png"))[:2]
+        summary = decode_files(inputs, "depth", out, workers=0, device="cpu", kinds="npy")
+        assert sorted(summary.failed) == [str(p) for p in inputs]
+        assert summary.not_recorded == 2
+        assert (out / "manifest.jsonl").read_bytes() == earlier
+        assert not _temporaries(out) and not list(out.glob("*.npy"))
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)  # -l: even if busy
 
 
 def test_a_double_star_glob_does_not_follow_symlink_loops(folder, tmp_path):
@@ -441,7 +505,7 @@ def test_an_unwritable_output_directory_is_a_one_line_error(folder, tmp_path):
 
 
 def test_memory_error_has_a_reason(folder, tmp_path, monkeypatch):
-    def no_memory(path):
+    def no_memory(path, max_pixels="pillow"):
         raise MemoryError
 
     monkeypatch.setattr(local_engine, "read_image", no_memory)
@@ -451,6 +515,21 @@ def test_memory_error_has_a_reason(folder, tmp_path, monkeypatch):
     summary = pipeline.run()
     assert summary.failed == {str(folder / "f000.png"): "cannot read: out of memory "
                                                         "(MemoryError)"}
+
+
+def test_max_pixels_on_the_command_line(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from vbkernels.cli import main
+
+    args = ["decode", "depth", str(folder / "f000.png"), "-o", str(tmp_path / "out"),
+            "--workers", "0", "--device", "cpu", "--quiet"]
+    refused = CliRunner().invoke(main, [*args, "--max-pixels", "12287"])
+    assert refused.exit_code == 1
+    assert "128 x 96 = 12288 pixels, over the limit of 12287" in refused.output
+    assert CliRunner().invoke(main, [*args, "--max-pixels", "12288"]).exit_code == 0
+    bad = CliRunner().invoke(main, [*args, "--max-pixels", "lots"])
+    assert bad.exit_code == 2 and "pillow or none" in bad.output
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu", "numpy"])

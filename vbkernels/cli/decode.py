@@ -69,6 +69,26 @@ BACKEND_CHOICE = click.Choice(["auto", *BACKEND_NAMES])
 _LISTED = 10  # inputs named in the Ctrl-C summary
 
 
+class _MaxPixels(click.ParamType):
+    """``pillow``, ``none`` or a whole number >= 1."""
+
+    name = "N|none"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() in ("pillow", "none"):
+            return None if value.strip().lower() == "none" else "pillow"
+        try:
+            number = int(value.replace("_", ""))
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"expected a whole number >= 1, pillow or none; got {value!r}", param,
+                      ctx)
+        return number
+
+
 def common_options(func):
     """Options every decode subcommand shares (applied bottom-up, shown top-down)."""
     options = [
@@ -108,6 +128,11 @@ def common_options(func):
         click.option("--no-gpu-input", is_flag=True,
                      help="On CUDA, read JPEGs and videos on the CPU even when nvJPEG "
                           "(torchvision) or NVDEC (torchcodec) is installed."),
+        click.option("--max-pixels", default="pillow", show_default=True, metavar="N|none",
+                     type=_MaxPixels(),
+                     help="Refuse (fail) images with more pixels: pillow = Pillow's "
+                          "decompression-bomb limit (178956970 unless PIL.Image."
+                          "MAX_IMAGE_PIXELS is changed), a number, or none."),
         click.option("--quiet", is_flag=True, help="No progress bar or summary."),
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True,
@@ -343,7 +368,8 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
     options = PipelineOptions(kinds=kinds, device=device, batch_size=common["batch_size"],
                               workers=common["workers"], overwrite=common["overwrite"],
                               keep_suffix=common["keep_suffix"],
-                              gpu_input=not common["no_gpu_input"], frames=frames)
+                              gpu_input=not common["no_gpu_input"],
+                              max_pixels=common["max_pixels"], frames=frames)
     _check_outdir(Path(common["outdir"]))
     sources, input_errors = expand_inputs(common["inputs"])
     pipeline = LocalPipeline(task, Path(common["outdir"]), options, on_error=_echo_error,
@@ -368,6 +394,9 @@ def _run_ray(task, kinds, common: dict) -> None:
 
     from vbkernels.distributed import decode_files
 
+    if common["max_pixels"] != "pillow":
+        raise click.UsageError("--max-pixels works with --engine local; the Ray engine's "
+                               "actors refuse images past Pillow's limit")
     with tqdm(unit="frame", disable=common["quiet"], dynamic_ncols=True,
               desc=f"decode {task.name} (ray)") as progress:
         try:

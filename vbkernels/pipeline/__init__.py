@@ -61,9 +61,10 @@ The local engine
 ----------------
 ``decode_files(inputs, task, output, **options)`` (options: ``PipelineOptions`` fields —
 ``kinds, device, batch_size, workers, overwrite, keep_suffix, gpu_input, manifest,
-frames`` —
-plus ``build_task`` options when ``task`` is a name) returns a ``RunSummary``. See
-``vbkernels.pipeline.local`` for the stages, the memory bound and Ctrl-C behaviour.
+max_pixels, frames`` — plus ``build_task`` options when ``task`` is a name) returns a
+``RunSummary``. See ``vbkernels.pipeline.local`` for the stages, the memory bound and
+Ctrl-C/SIGTERM behaviour, and ``vbkernels.pipeline.workers`` for the worker processes
+(one task each, replaced when one dies, never outliving the command).
 """
 
 from .device import BatchDecoder, PendingBatch, resolve_device

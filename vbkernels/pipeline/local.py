@@ -22,6 +22,11 @@ travel between the processes pickled through the pool's pipes (a copy each way, 
 by a thread of the main process); handing them over in shared memory would save those
 copies and is the next step for many-core GPU machines.
 
+The workers are a :class:`~.workers.WorkerPool`: a worker that dies (the out-of-memory
+killer) fails only the input it was on and is replaced; none outlives the main process.
+Ctrl-C and SIGTERM stop a run the same way (``run``): queued files are dropped, the files
+in flight finish, and a second signal ends the workers at once.
+
 Memory bound: at most ``read_ahead`` frames read ahead (default ``2 * workers`` or one
 batch, whichever is larger; a video thread holds at most one batch), one batch being
 formed, one batch in flight on the device, and ``2 * workers`` frames' outputs being
@@ -117,6 +122,9 @@ class PipelineOptions:
     keep_suffix: bool = False
     gpu_input: bool = True                # nvJPEG / NVDEC on CUDA when installed
     manifest: bool = True
+    # Images with more pixels are refused (a failed input): "pillow" = Pillow's own
+    # decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS), an int, or None (none).
+    max_pixels: int | str | None = "pillow"
     frames: slice | None = None           # videos: the frames to decode (clips.parse_frames)
 
 
@@ -153,7 +161,12 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _read_file_bytes(path: Path) -> bytes:
+def _read_file_bytes(path: Path, max_pixels: int | str | None = "pillow") -> bytes:
+    """A JPEG's bytes for nvJPEG, after the pixel limit is checked on its header (Pillow
+    reads only the header to give the size)."""
+    from .png import check_image_size
+
+    check_image_size(path, max_pixels)
     return Path(path).read_bytes()
 
 
@@ -165,10 +178,11 @@ class DecodeFailedInWorker(Exception):
     """``read_decode_write``'s decode failed: the run stops, as a failed batch stops it."""
 
 
-def read_decode_write(task, path: Path, stem: Path, kinds) -> list[Path]:
+def read_decode_write(task, path: Path, stem: Path, kinds,
+                      max_pixels: int | str | None = "pillow") -> list[Path]:
     """One image's whole chain in this (worker) process, on the CPU: the written paths."""
     try:
-        rgb = read_image(path)
+        rgb = read_image(path, max_pixels)
     except Exception as exc:  # noqa: BLE001 - any reader error is this file's failure
         raise ReadFailed(describe(exc)) from None
     try:
@@ -362,6 +376,9 @@ class LocalPipeline:
             raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        from .png import pixel_limit
+
+        pixel_limit(options.max_pixels)  # a bad value fails here, not once per file
         self.read_ahead = max(2 * self.workers, options.batch_size)
         self.max_writes = max(2 * self.workers, 2)
         self.on_error = on_error or (lambda item, message: None)
@@ -372,6 +389,7 @@ class LocalPipeline:
         self._states: list[InputState] = []
         self._manifest: ManifestWriter | None = None
         self._video: _VideoReader | None = None
+        self._stopping = False  # the run is being stopped: workers ended by it are not errors
 
     # -- planning ---------------------------------------------------------------------
 
@@ -485,7 +503,8 @@ class LocalPipeline:
             stem = output_stem(state.source, 0, self.outdir, keep_suffix=self.options.keep_suffix)
             state.frames_read, state.reading = 1, False
             self._writes.append((pool.submit(read_decode_write, self.task, state.source.path,
-                                             stem, self.kinds), state))
+                                             stem, self.kinds, self.options.max_pixels),
+                                 state))
         while self._writes:
             self._collect(block=True)
 
@@ -493,6 +512,7 @@ class LocalPipeline:
         if completed:
             pool.shutdown(wait=True)
         else:  # Ctrl-C, SIGTERM or an error: stop now, keeping every finished file
+            self._stopping = True
             _stop_pool(pool, [future for future, _ in self._writes])
         self._collect(block=False)  # writes that completed while stopping still count
         self.summary.unfinished = [str(s.source.path) for s in self._states if not s.finished]
@@ -540,8 +560,8 @@ class LocalPipeline:
         if source.kind == "video":
             return None  # read by a thread when its turn comes
         if gpu_input.on_device(source, self.device, self.options.gpu_input):
-            return pool.submit(_read_file_bytes, source.path)
-        return pool.submit(read_image, source.path)
+            return pool.submit(_read_file_bytes, source.path, self.options.max_pixels)
+        return pool.submit(read_image, source.path, self.options.max_pixels)
 
     def _image_result(self, future):
         result = future.result()
@@ -593,6 +613,8 @@ class LocalPipeline:
             if future.cancelled():
                 continue
             exc = future.exception()
+            if isinstance(exc, WorkerDied) and self._stopping:
+                continue  # ended by the stop itself (a second Ctrl-C): unfinished, not failed
             if isinstance(exc, DecodeFailedInWorker):
                 raise DecodeFailed(str(exc))
             if isinstance(exc, PoolBroken):

@@ -16,6 +16,13 @@ rows) the native route measured 2x Pillow and 1.4x libspng per core.
 The CRC check is ours: libspng as pyspng calls it returns pixels from files with flipped
 bytes in their image data without an error, where Pillow raises.
 
+Memory follows the image, never the file: files are read in 64 KiB pieces (Pillow reads
+the same open file when it decides), the image data is inflated as it streams into a
+buffer of exactly the size IHDR implies, and more data than that is a ``ValueError``
+(corrupt, or a decompression bomb; Pillow ignores such excess). Images over the pixel
+limit (:func:`pixel_limit`: Pillow's own refusal size by default) and 16-bit PNGs
+(Pillow reduces 16-bit RGB and RGBA to their high byte) are refused on every route.
+
 For a GPU, :func:`inflate_png` does only the CPU half of a PNG decode (chunk walk, CRC,
 inflate with ISA-L or zlib) and leaves the per-row filters to the device
 (``vbkernels.triton.png_unfilter``); :func:`unfilter` is the NumPy version of that half.
@@ -26,12 +33,14 @@ not a read route.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
@@ -156,24 +165,277 @@ def png_route() -> str:
     return "pillow" if _pyspng is None else "pyspng"
 
 
-def read_png(source: Source, *, name: str | None = None) -> np.ndarray:
+def read_png(source: Source, *, name: str | None = None,
+             max_pixels: int | str | None = "pillow") -> np.ndarray:
     """A PNG file (path, bytes or open binary file) as a new (H, W, 3) uint8 array,
     pixel-identical to Pillow's ``convert("RGB")``; ``ValueError`` naming the file
-    (``name``, else the path) when it cannot be read."""
-    data, name = _read_source(source, name)
-    header = parse_png(data)
-    if header is not None:
-        unfilter_rows = _native_unfilter()
-        if unfilter_rows is not None:
-            pixels = _read_native(data, header, unfilter_rows)
-            if pixels is not None:
-                return pixels
-        elif _pyspng is not None:
+    (``name``, else the path) when it cannot be read, is over ``max_pixels`` (see
+    :func:`pixel_limit`), is 16-bit, or its image data inflates past the size its IHDR
+    declares (a decompression bomb; Pillow ignores the excess, this refuses the file).
+
+    Memory is bounded by the image, not the file: the file is read in 64 KiB pieces and
+    the image data is inflated as it streams, into a buffer of the size IHDR implies."""
+    with _opened(source, name) as (stream, name):
+        return _read_png_stream(stream, name, pixel_limit(max_pixels))
+
+
+def _read_png_stream(stream: BinaryIO, name: str, limit: int | None) -> np.ndarray:
+    start = stream.tell()
+    _check_ihdr(stream.read(8 + 8 + 13), name, limit)
+    stream.seek(start)
+    pixels = _read_fast(stream, name, limit)
+    if pixels is not None:
+        return pixels
+    stream.seek(start)
+    return _read_with_pillow(stream, name, max_pixels=limit)
+
+
+def _read_fast(stream: BinaryIO, name: str, limit: int | None) -> np.ndarray | None:
+    """The fast route's pixels, or None to let Pillow decide."""
+    unfilter_rows = _native_unfilter()
+    if unfilter_rows is None:
+        return _read_pyspng(stream, name) if _pyspng is not None else None
+    decoded = _stream_png(stream, name)
+    if decoded is None:
+        return None
+    header, filtered = decoded
+    pixels = np.empty((header.height, header.width, header.channels), np.uint8)
+    if unfilter_rows(filtered.ctypes.data, header.height, header.width, header.channels,
+                     pixels.ctypes.data) != 0:
+        return None
+    return _to_rgb(pixels)
+
+
+def _read_pyspng(stream: BinaryIO, name: str) -> np.ndarray | None:
+    """libspng on the whole file, for files no larger than an honest PNG of their image
+    can be; anything larger (a bomb's extra data) is streamed by :func:`_stream_png` and
+    unfiltered in NumPy instead, so memory stays bounded by the image either way."""
+    start = stream.tell()
+    head = stream.read(8 + 8 + 13)
+    stream.seek(start)
+    header = _accepted_ihdr(head[16:]) if len(head) == 29 else None
+    if header is None:
+        return None
+    width, height, channels = header
+    honest = 2 * height * (1 + width * channels) + (1 << 20)
+    data = stream.read(honest + 1)
+    if len(data) <= honest:
+        if parse_png(data) is None:
+            return None
+        try:
+            return _pyspng.load(data, format="RGB")
+        except RuntimeError:
+            return None  # libspng refused something our walk did not check: Pillow decides
+    stream.seek(start)
+    decoded = _stream_png(stream, name)
+    if decoded is None:
+        return None
+    try:
+        return _to_rgb(unfilter(decoded[1], decoded[0].channels, name=name))
+    except ValueError:
+        return None
+
+
+_PIECE = 1 << 16  # bytes read from a file at a time
+
+
+def _stream_png(stream: BinaryIO, name: str) -> tuple[PngHeader, np.ndarray] | None:
+    """Walk the chunks of a PNG stream the fast route takes (as :func:`parse_png` does,
+    CRCs included), inflating its image data as it comes into a buffer of the size IHDR
+    implies: ``(header, filtered rows)``, or None to let Pillow decide (a bad CRC, a
+    truncated file, a stream that does not inflate). ``ValueError`` when the image data
+    inflates past that size."""
+    if stream.read(8) != PNG_SIGNATURE:
+        return None
+    header = inflater = None
+    seen_idat = idat_done = False
+    while True:
+        head = stream.read(8)
+        if len(head) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", head)
+        if length > 0x7FFFFFFF:
+            return None
+        crc = _crc32(kind)
+        if header is None:
+            if kind != b"IHDR" or length != 13:
+                return None
+            body = stream.read(13)
+            crc = _crc32(body, crc)
+            accepted = _accepted_ihdr(body) if len(body) == 13 else None
+            if accepted is None:
+                return None
+            header = PngHeader(*accepted, ())
+            inflater = _BoundedInflate(header.height * (1 + header.row_bytes), name)
+        elif kind == b"IDAT":
+            if idat_done:
+                return None
+            seen_idat = True
+            crc = _read_body(stream, length, crc, inflater.feed)
+        elif kind == b"IEND":
+            if not seen_idat or _crc32(b"", crc) != _read_crc(stream):
+                return None
+            return (header, inflater.rows(header.height)) if inflater.complete() else None
+        elif kind == b"acTL" or (not kind[0] & 0x20 and kind not in _CRITICAL_OK) \
+                or kind == b"IHDR":
+            return None  # animated (Pillow shows frame 0), unknown critical, or repeated IHDR
+        else:
+            idat_done = seen_idat
+            crc = _read_body(stream, length, crc)
+        if crc is None or crc != _read_crc(stream):
+            return None
+
+
+def _read_body(stream: BinaryIO, length: int, crc: int, consume=None) -> int | None:
+    """Read a chunk's body in pieces, updating its CRC; None when the file ends first."""
+    while length:
+        piece = stream.read(min(length, _PIECE))
+        if not piece:
+            return None
+        length -= len(piece)
+        crc = _crc32(piece, crc)
+        if consume is not None and not consume(piece):
+            return None
+    return crc
+
+
+def _read_crc(stream: BinaryIO) -> int | None:
+    data = stream.read(4)
+    return struct.unpack(">I", data)[0] if len(data) == 4 else None
+
+
+class _BoundedInflate:
+    """A zlib stream inflated piece by piece into a buffer of exactly ``size`` bytes:
+    more output than that is a ``ValueError`` (corrupt, or a decompression bomb), so no
+    stream costs more memory than its image."""
+
+    def __init__(self, size: int, name: str, inflater: str = "auto"):
+        self.buffer = np.empty(size, np.uint8)
+        self.filled = 0
+        self.name = name
+        self._inflate = zlib.decompressobj() if inflater == "zlib" else _decompressobj()
+
+    def feed(self, data: bytes) -> bool:
+        """Inflate ``data``; False when the stream is not valid zlib (Pillow decides)."""
+        size = len(self.buffer)
+        while data:
+            room = size - self.filled
             try:
-                return _pyspng.load(data, format="RGB")
-            except RuntimeError:
-                pass  # libspng refused something our walk did not check: Pillow decides
-    return _read_with_pillow(data, name)
+                # max_length 0 means "unlimited" to zlib: ask for one byte past a full buffer
+                out = self._inflate.decompress(data, room or 1)
+            except zlib.error:
+                return False
+            if len(out) > room:
+                self._too_much()
+            self.buffer[self.filled:self.filled + len(out)] = np.frombuffer(out, np.uint8)
+            self.filled += len(out)
+            tail = self._inflate.unconsumed_tail
+            if not out and len(tail) == len(data):
+                return True  # nothing more comes out of this input (end of stream)
+            data = tail
+        return True
+
+    def complete(self) -> bool:
+        """Whether the image data filled the buffer exactly; ``ValueError`` when the
+        inflater still holds output past it (its last input fully consumed, the excess
+        not yet drawn out)."""
+        if self.filled != len(self.buffer):
+            return False
+        try:
+            more = self._inflate.decompress(b"", 1)
+        except zlib.error:
+            more = b""
+        if more:
+            self._too_much()
+        return True
+
+    def _too_much(self):
+        raise ValueError(f"{_prefix(self.name)}PNG image data inflates past the "
+                         f"{len(self.buffer)} bytes its IHDR declares (corrupt, or a "
+                         f"decompression bomb)")
+
+    def rows(self, height: int) -> np.ndarray:
+        return self.buffer.reshape(height, -1)
+
+
+def _decompressobj():
+    """ISA-L's streaming inflater when installed (about twice zlib's speed), else zlib's."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return zlib.decompressobj()
+    return _IsalInflate(isal_zlib)
+
+
+class _IsalInflate:
+    """ISA-L's decompressobj with its errors as ``zlib.error`` (they are not a subclass)."""
+
+    def __init__(self, isal_zlib):
+        self._error = isal_zlib.error
+        self._inflate = isal_zlib.decompressobj()
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        try:
+            return self._inflate.decompress(data, max_length)
+        except self._error as exc:
+            raise zlib.error(str(exc)) from None
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._inflate.unconsumed_tail
+
+
+def pixel_limit(max_pixels: int | str | None = "pillow") -> int | None:
+    """The most pixels an image may have: ``"pillow"`` (the default) is the size at which
+    Pillow's ``Image.open`` refuses an image as a decompression bomb, twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (178,956,970 unless changed; None there: no limit); an
+    int sets it; None: no limit. Both routes refuse larger images with a ``ValueError``."""
+    if max_pixels == "pillow":
+        from PIL import Image
+
+        return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be an integer >= 1, 'pillow' or None, got "
+                         f"{max_pixels!r}")
+    return max_pixels
+
+
+def _check_pixels(width: int, height: int, name: str, limit: int | None) -> None:
+    if limit is not None and width * height > limit:
+        raise ValueError(f"{_prefix(name)}image is {width} x {height} = {width * height} "
+                         f"pixels, over the limit of {limit} (a decompression bomb? raise "
+                         "max_pixels, on the command line --max-pixels)")
+
+
+def check_image_size(path, max_pixels: int | str | None = "pillow", *,
+                     name: str = "") -> None:
+    """``ValueError`` when the image file at ``path`` has more than ``max_pixels`` pixels
+    (see :func:`pixel_limit`), from its header alone; for readers that are not this
+    module's (nvJPEG on the GPU)."""
+    from PIL import Image, UnidentifiedImageError
+
+    limit = pixel_limit(max_pixels)
+    if limit is None:
+        return
+    try:
+        with open(path, "rb") as handle, _open_with_limit(Image, handle, None) as img:
+            _check_pixels(*img.size, name, limit)
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        return  # not for this check to say: the reader reports it
+
+
+def _check_ihdr(head: bytes, name: str, limit: int | None) -> None:
+    """Refuse, from its IHDR alone, a PNG over the pixel limit or with 16 bits a channel
+    (Pillow would give RGB and RGBA ones reduced to their high byte)."""
+    if len(head) < 29 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return
+    width, height, depth = struct.unpack(">IIB", head[16:25])
+    if depth == 16:
+        raise ValueError(f"{_prefix(name)}16-bit PNG (colour type {head[25]}) is not 8-bit "
+                         "colour: the decoders take 8 bits a channel; convert it first")
+    _check_pixels(width, height, name, limit)
 
 
 def _native_unfilter():
@@ -188,20 +450,6 @@ def _native_unfilter():
         return None
 
 
-def _read_native(data: bytes, header: PngHeader, unfilter_rows) -> np.ndarray | None:
-    """Inflate (ISA-L when installed: about twice zlib's speed) and unfilter in C++; None
-    when the stream or a filter byte is bad, so that Pillow gives its own verdict."""
-    try:
-        filtered = _inflate(data, header, next(iter(inflaters().values())), "")
-    except ValueError:
-        return None
-    pixels = np.empty((header.height, header.width, header.channels), np.uint8)
-    if unfilter_rows(filtered.ctypes.data, header.height, header.width, header.channels,
-                     pixels.ctypes.data) != 0:
-        return None
-    return _to_rgb(pixels)
-
-
 def _to_rgb(pixels: np.ndarray) -> np.ndarray:
     """(H, W, channels) -> (H, W, 3) as Pillow's ``convert("RGB")``: alpha dropped, grey
     repeated in R, G and B."""
@@ -213,14 +461,20 @@ def _to_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(pixels[..., :1], 3, axis=-1)
 
 
-def read_image(source: Source, *, name: str | None = None) -> np.ndarray:
+def read_image(source: Source, *, name: str | None = None,
+               max_pixels: int | str | None = "pillow") -> np.ndarray:
     """Any image Pillow reads (path, bytes or open binary file) as a new (H, W, 3) uint8
-    array: PNGs through :func:`read_png`, the rest through Pillow's ``convert("RGB")``.
-    ``ValueError`` naming the file for a corrupt, truncated or non-8-bit image."""
-    data, name = _read_source(source, name)
-    if bytes(data[:8]) == PNG_SIGNATURE:
-        return read_png(data, name=name)
-    return _read_with_pillow(data, name)
+    array: PNGs through :func:`read_png`, the rest through Pillow's ``convert("RGB")``,
+    both read from the file in pieces. ``ValueError`` naming the file for a corrupt,
+    truncated, non-8-bit or over-``max_pixels`` image (see :func:`pixel_limit`)."""
+    with _opened(source, name) as (stream, name):
+        limit = pixel_limit(max_pixels)
+        start = stream.tell()
+        signature = stream.read(8)
+        stream.seek(start)
+        if signature == PNG_SIGNATURE:
+            return _read_png_stream(stream, name, limit)
+        return _read_with_pillow(stream, name, max_pixels=limit)
 
 
 def _prefix(name: str) -> str:
@@ -228,21 +482,35 @@ def _prefix(name: str) -> str:
     return f"{name}: " if name else ""
 
 
-def _read_source(source: Source, name: str | None) -> tuple[bytes, str]:
+@contextlib.contextmanager
+def _opened(source: Source, name: str | None):
+    """``(seekable binary stream, name)`` for a path (opened here, closed after), bytes
+    (a view, not a copy) or a binary file (read whole first only when not seekable)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "<bytes>" if name is None else name
-    if isinstance(source, (str, os.PathLike)):
-        return Path(source).read_bytes(), str(source) if name is None else name
-    if hasattr(source, "read"):
-        return source.read(), (getattr(source, "name", None) or "<file>") if name is None else name
-    raise TypeError(f"source must be a path, bytes or a binary file, got {type(source).__name__}")
+        yield io.BytesIO(source), "<bytes>" if name is None else name
+    elif isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            yield handle, str(source) if name is None else name
+    elif hasattr(source, "read"):
+        label = (getattr(source, "name", None) or "<file>") if name is None else name
+        seekable = getattr(source, "seekable", lambda: False)()
+        yield (source if seekable else io.BytesIO(source.read())), str(label)
+    else:
+        raise TypeError(f"source must be a path, bytes or a binary file, got "
+                        f"{type(source).__name__}")
 
 
-def _read_with_pillow(data: bytes, name: str) -> np.ndarray:
+_PILLOW_LIMIT = threading.Lock()
+
+
+def _read_with_pillow(stream, name: str, max_pixels: int | None = None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        stream = io.BytesIO(stream)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with _open_with_limit(Image, stream, max_pixels) as img:
+            _check_pixels(*img.size, name, max_pixels)
             img.load()
             if img.mode not in _PILLOW_MODES:
                 raise ValueError(f"image mode {img.mode!r} is not 8-bit colour")
@@ -251,7 +519,24 @@ def _read_with_pillow(data: bytes, name: str) -> np.ndarray:
         raise ValueError(f"{_prefix(name)}not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
             Image.DecompressionBombError) as exc:
-        raise ValueError(f"{_prefix(name)}cannot read image: {exc}") from exc
+        message = str(exc)
+        if name and message.startswith(_prefix(name)):
+            raise
+        raise ValueError(f"{_prefix(name)}cannot read image: {message}") from exc
+
+
+def _open_with_limit(Image, stream, limit: int | None):  # noqa: N803 - the PIL module
+    """``Image.open`` with our pixel limit in charge: Pillow's own check is lifted for
+    the call (under a lock: it is a module global) and ours runs on ``img.size``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _PILLOW_LIMIT:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                return Image.open(stream)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
 
 
 # --- The CPU half of a GPU decode, and the NumPy unfilter ---------------------------------
@@ -288,22 +573,23 @@ def inflate_png(data: bytes, *, inflater: str = "auto", name: str = "<bytes>"):
     found = inflaters()
     if inflater != "auto" and inflater not in found:
         raise ValueError(f"inflater must be 'auto' or one of {sorted(found)}, got {inflater!r}")
-    inflate = next(iter(found.values())) if inflater == "auto" else found[inflater]
-    return header, _inflate(data, header, inflate, name)
+    return header, _inflate(data, header, next(iter(found)) if inflater == "auto" else inflater,
+                            name)
 
 
 def _inflate(data: bytes, header: PngHeader, inflate, name: str) -> np.ndarray:
+    """The image data of an in-memory PNG as (H, 1 + row bytes) rows, inflated into a
+    buffer of that size (``inflate`` names the inflater; output past it is refused as a
+    bomb, never allocated)."""
     view = memoryview(data)
-    stream = b"".join(view[s] for s in header.idat)
-    size = header.height * (1 + header.row_bytes)
-    try:
-        raw = inflate(stream, size)
-    except zlib.error as exc:
-        raise ValueError(f"{_prefix(name)}PNG image data does not inflate: {exc}") from exc
-    if len(raw) < size:
-        raise ValueError(f"{_prefix(name)}PNG image data ends after {len(raw)} of {size} bytes")
-    # Bytes past the image are ignored, as Pillow does.
-    return np.frombuffer(raw, np.uint8, size).reshape(header.height, -1)
+    bounded = _BoundedInflate(header.height * (1 + header.row_bytes), name, inflate)
+    for chunk in header.idat:
+        if not bounded.feed(view[chunk]):
+            raise ValueError(f"{_prefix(name)}PNG image data does not inflate")
+    if not bounded.complete():
+        raise ValueError(f"{_prefix(name)}PNG image data ends after {bounded.filled} of "
+                         f"{len(bounded.buffer)} bytes")
+    return bounded.rows(header.height)
 
 
 def unfilter(filtered: np.ndarray, channels: int, *, name: str = "<bytes>") -> np.ndarray:

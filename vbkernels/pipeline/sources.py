@@ -146,14 +146,15 @@ def frames_from_bytes(data: bytes, name: str) -> Iterator[np.ndarray]:
         yield read_image(io.BytesIO(data))
 
 
-def read_image(path: Path | BinaryIO) -> np.ndarray:
+def read_image(path: Path | BinaryIO, max_pixels: int | str | None = "pillow") -> np.ndarray:
     """One image file (or open binary file) as (H, W, 3) uint8; every image read of the
-    pipeline goes through here. PNGs take the fast exact route of :mod:`.png` (pyspng
-    behind a CRC check when installed), everything else Pillow. ``ValueError`` for anything
-    that is not an 8-bit image (the caller names the file)."""
+    pipeline goes through here. PNGs take the fast exact route of :mod:`.png`, everything
+    else Pillow, both reading the file in pieces. ``ValueError`` for anything that is not
+    an 8-bit image or has more than ``max_pixels`` pixels (``"pillow"``: Pillow's own
+    decompression-bomb limit; see :func:`.png.pixel_limit`; the caller names the file)."""
     from .png import read_image as read_any
 
-    return read_any(path, name="")
+    return read_any(path, name="", max_pixels=max_pixels)
 
 
 def read_video(path: Path | BinaryIO) -> Iterator[np.ndarray]:

@@ -30,12 +30,14 @@ never looks at anything it inherited.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import gc
 import multiprocessing
 import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import wait as wait_for
 
@@ -83,7 +85,7 @@ def _watch_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
             _die()
-        threading.Event().wait(WATCHDOG_S)
+        time.sleep(WATCHDOG_S)
 
 
 def exit_with_parent(parent: int) -> None:
@@ -108,6 +110,7 @@ def _worker_main(conn, parent: int, initializer, initargs) -> None:
     exit_with_parent(parent)
     if initializer is not None:
         initializer(*initargs)
+    conn.send(None)  # ready: no task is sent before, so a failed start blames none
     while True:
         try:
             item = conn.recv()
@@ -137,14 +140,23 @@ class _Worker:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_worker_main, daemon=True,
                                        args=(child, parent, initializer, initargs))
-        gc.collect()  # see the module docstring: nothing collectable crosses the fork
-        gc.freeze()
-        try:
-            self.process.start()
-        finally:
-            gc.unfreeze()
+        self.process.start()  # inside _frozen_heap (see the module docstring)
         child.close()  # our copy: the worker's end then closes when the worker dies
+        self.ready = False              # its initializer ran (it said so)
         self.task: tuple | None = None  # (future, fn, args) while busy
+
+
+@contextlib.contextmanager
+def _frozen_heap():
+    """Collect this process's garbage and freeze the rest for the forks made inside, so a
+    child's collector never frees (and never waits on) anything it inherited. One
+    collection (~0.15 s with torch loaded) covers every worker started together."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class WorkerPool:
@@ -163,12 +175,15 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._queue: deque = deque()
         self._closing = False
+        self._broken: str | None = None
         self._idle_deaths = 0
         self._budget = _IDLE_DEATHS * workers
         self.deaths = 0
         self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
         # Workers start here, before the pool's thread exists (fork with one thread).
-        self._workers = [_Worker(self._context, *self._spawn_args) for _ in range(workers)]
+        with _frozen_heap():
+            self._workers = [_Worker(self._context, *self._spawn_args)
+                             for _ in range(workers)]
         self._thread = threading.Thread(target=self._manage, daemon=True, name="vbk-pool")
         self._thread.start()
 
@@ -177,6 +192,9 @@ class WorkerPool:
     def submit(self, fn, *args) -> cf.Future:
         future: cf.Future = cf.Future()
         with self._lock:
+            if self._broken is not None:
+                future.set_exception(PoolBroken(self._broken))
+                return future
             if self._closing:
                 raise RuntimeError("cannot submit to a pool that is shutting down")
             self._queue.append((future, fn, args))
@@ -232,12 +250,13 @@ class WorkerPool:
                 with self._lock:
                     if self._closing and not busy and not self._queue:
                         break
-                ready = wait_for([self._wake_r] + [w.conn for w in busy]
+                listening = [w for w in self._workers if w.task is not None or not w.ready]
+                ready = wait_for([self._wake_r] + [w.conn for w in listening]
                                  + [w.process.sentinel for w in self._workers])
                 if self._wake_r in ready:
                     while self._wake_r.poll():
                         self._wake_r.recv_bytes()
-                for worker in busy:
+                for worker in listening:
                     if worker.conn in ready:
                         self._receive(worker)
                 for worker in list(self._workers):
@@ -254,7 +273,7 @@ class WorkerPool:
 
     def _dispatch(self) -> None:
         for worker in self._workers:
-            if worker.task is not None or not worker.process.is_alive():
+            if worker.task is not None or not worker.ready or not worker.process.is_alive():
                 continue
             with self._lock:
                 if not self._queue:
@@ -272,6 +291,13 @@ class WorkerPool:
                 future.set_exception(exc)
 
     def _receive(self, worker: _Worker) -> None:
+        if not worker.ready:
+            try:
+                worker.conn.recv()
+                worker.ready = True
+            except (EOFError, OSError):
+                pass  # died starting: _replace counts it
+            return
         future = worker.task[0]
         try:
             ok, value = worker.conn.recv()
@@ -310,11 +336,13 @@ class WorkerPool:
         if self._idle_deaths > self._budget:
             self._break(f"worker processes keep dying before they run anything ({reason})")
             return
-        self._workers.append(_Worker(self._context, *self._spawn_args))
+        with _frozen_heap():
+            self._workers.append(_Worker(self._context, *self._spawn_args))
 
     def _break(self, message: str) -> None:
         with self._lock:
             self._closing = True
+            self._broken = message
             queued = list(self._queue)
             self._queue.clear()
         for future, _, _ in queued:
