@@ -283,3 +283,40 @@ def test_compiled_calls_use_the_registered_custom_op():
                              backend=keep)
     assert torch.equal(compiled(rgb), vb.decode_depth(rgb, backend="cpu"))
     assert "vbkernels_cpu.decode_depth" in graphs[0].code
+
+
+def test_float_image_in_another_range_warns_once_per_call_site():
+    """issue 24, item 2: decode_depth(rgb.float()) with 0..255 values gave +inf for most
+    pixels, silently. 0..255 and [-1, 1] floats warn (once per line, at the caller's line);
+    [0, 1] floats a little outside (random_rgb's, clamped by contract) and uint8 do not."""
+    import warnings
+
+    from tests.conftest import random_rgb
+
+    rgb = random_rgb((2, 40, 50, 3), torch.uint8, seed=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            vb.decode_depth(rgb.float())  # the 0..255 mistake
+        vb.decode_normals(rgb.numpy() / 127.5 - 1.0)  # a generator's [-1, 1] output
+        vb.decode_depth(random_rgb((2, 40, 50, 3), torch.float32, seed=4))
+        vb.decode_segmentation(random_rgb((40, 50, 3), torch.float64, seed=5), "voc")
+        vb.decode_depth(rgb)
+    assert [str(w.message).split(",")[0] for w in caught] == [
+        "rgb is a float image with values above 1.5", "rgb is a float image with values below -0.5"]
+    assert all(w.filename == __file__ for w in caught), [w.filename for w in caught]
+    assert "divide by 255" in str(caught[0].message)
+
+
+def test_float_range_check_reads_no_device_values():
+    """The check looks at CPU data only, and not under torch.func or torch.compile, where
+    reading a value would sync the device or break the graph (docs/format.md, Images)."""
+    import warnings
+
+    from vbkernels._checks import warn_float_range
+
+    meta = torch.empty(1, 4, 4, 3, device="meta")  # any value read would raise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_float_range(meta)
+        torch.func.vmap(vb.decode_depth)(torch.full((2, 3, 4, 5, 3), 200.0))

@@ -136,3 +136,27 @@ def test_palette_objects_go_straight_into_the_api(name):
     rgb = vbkernels.encode_segmentation(labels, palette)
     assert rgb[0, 2].tolist() == list(palette.ignore_color)
     assert torch.equal(vbkernels.decode_segmentation(rgb, palette), labels)
+
+
+@pytest.mark.parametrize("name", BUILTIN_PALETTES)
+def test_palette_names_go_wherever_a_palette_goes(name, tmp_path):
+    """issue 24, item 7: decode_segmentation(rgb, "cityscapes") raised a TypeError."""
+    from vbkernels.cli.previews import seg_preview_png
+
+    palette = load_palette(name)
+    labels = torch.tensor([[0, len(palette) - 1, palette.ignore_index]])
+    rgb = vbkernels.encode_segmentation(labels, name)
+    assert torch.equal(rgb, vbkernels.encode_segmentation(labels, palette))
+    assert torch.equal(vbkernels.decode_segmentation(rgb, name), labels)
+    assert torch.equal(vbkernels.segmentation_logits(rgb.float() / 255, name.upper()),
+                       vbkernels.segmentation_logits(rgb.float() / 255, palette))
+    path = tmp_path / "p.csv"
+    path.write_text(palette_to_csv(palette))
+    assert torch.equal(vbkernels.decode_segmentation(rgb, path), labels)
+    assert torch.equal(vbkernels.decode_segmentation(rgb, str(path)), labels)
+    assert seg_preview_png(labels.numpy(), name)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_palette_name_in_the_api_names_the_choices():
+    with pytest.raises(ValueError, match="cityscapes"):
+        vbkernels.decode_segmentation(torch.zeros(1, 1, 3, dtype=torch.uint8), "citiscapes")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import vbkernels
 from tests.conftest import backend_device_pairs
 from vbkernels import depth_to_points, normal_consistency, normals_from_depth, points, write_ply
 from vbkernels._dispatch import load_backend
@@ -492,3 +493,20 @@ def test_point_ops_backend_errors_and_gradients():
     assert depth.grad is not None and bool(torch.isfinite(depth.grad).all())
     with pytest.raises(RuntimeError, match="autograd"):
         depth_to_points(depth, CAMERA, out=torch.empty(5, 6, 3, dtype=torch.float64))
+
+
+def test_voxel_downsample_means_per_voxel_and_drops_non_finite():
+    points = np.array([[0.01, 0.02, 1.01], [0.09, 0.08, 1.09], [-0.01, 0.0, 1.0],
+                       [np.nan, 0.0, 1.0], [0.5, 0.5, np.inf], [0.55, 0.5, 1.0]], np.float32)
+    colours = np.array([[0, 0, 0], [255, 255, 255], [1, 2, 3], [9, 9, 9], [9, 9, 9],
+                        [10, 20, 30]], np.uint8)
+    got, got_colours = vbkernels.voxel_downsample(torch.from_numpy(points), 0.1,
+                                                  colors=colours)
+    # voxels by cell index: (-1, 0, 10), (0, 0, 10), (5, 5, 10)
+    np.testing.assert_allclose(got, [[-0.01, 0.0, 1.0], [0.05, 0.05, 1.05], [0.55, 0.5, 1.0]],
+                               rtol=1e-6)
+    assert got.dtype == np.float32
+    assert got_colours.tolist() == [[1, 2, 3], [128, 128, 128], [10, 20, 30]]
+    assert vbkernels.voxel_downsample(points[:0], 1.0)[0].shape == (0, 3)
+    with pytest.raises(ValueError, match="voxel_size must be > 0"):
+        vbkernels.voxel_downsample(points, 0.0)

@@ -22,7 +22,14 @@ from ._api import (
 from ._dispatch import available_backends
 from .colormap import decode_colormap, encode_colormap
 from .instances import Instances, decode_instances
-from .points import depth_to_points, normal_consistency, normals_from_depth, write_ply
+from .points import (
+    depth_to_points,
+    normal_consistency,
+    normals_from_depth,
+    voxel_downsample,
+    write_ply,
+)
+from .video import encode_video
 
 # Load the backends now rather than at the first call: torch.compile cannot trace imports.
 # Set TRITON_INTERPRET=1 before importing vbkernels to run the Triton kernels on CPU.
@@ -43,12 +50,14 @@ __all__ = [
     "encode_depth",
     "encode_normals",
     "encode_segmentation",
+    "encode_video",
     "hilbert_project",
     "hilbert_walk",
     "inverse_power_transform",
     "normal_consistency",
     "normals_from_depth",
     "power_transform",
+    "voxel_downsample",
     "write_ply",
     "segmentation_logits",
 ]

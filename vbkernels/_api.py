@@ -86,11 +86,34 @@ def _needs_grad(tensor: torch.Tensor) -> bool:
     return tensor.requires_grad and torch.is_grad_enabled()
 
 
+def _transformed() -> bool:
+    """Whether a ``torch.func`` transform (vmap, grad, jvp, jacfwd, ...) is running: its
+    tensors have no storage for a kernel to write into, so the differentiable decoders go
+    through their ``autograd.Function`` (which has ``vmap`` and ``jvp`` rules) and the
+    others refuse (see ``_refuse_transforms``)."""
+    return torch._C._are_functorch_transforms_active()
+
+
+_TRANSFORMABLE = "decode_depth, hilbert_project and decode_normals (and segmentation_logits)"
+
+
+def _refuse_transforms(name: str) -> None:
+    """A decoder with no ``torch.func`` rules says so, instead of failing on a tensor
+    without storage."""
+    if _transformed():
+        raise RuntimeError(
+            f"{name} does not support torch.func transforms (vmap, grad, vjp, jvp, jacrev, "
+            f"jacfwd); {_TRANSFORMABLE} do. Call it outside the transform, or loop over the "
+            "batch")
+
+
 def _refuse_out_with_grad(out: Any, needs_grad: bool) -> None:
-    """``out=`` cannot carry a gradient (as in torch's own ``out=`` arguments)."""
+    """``out=`` cannot carry a gradient (as in torch's own ``out=`` arguments), nor a
+    ``torch.func`` transform's batched or dual tensors."""
     if needs_grad and out is not None:
-        raise RuntimeError("out= does not support autograd: the input requires grad; drop "
-                           "out= or call under torch.no_grad()")
+        raise RuntimeError("out= does not support autograd or torch.func transforms: the "
+                           "input requires grad or is transformed; drop out= (or call "
+                           "under torch.no_grad())")
 
 
 def _temperature(value: Any) -> float | None:
@@ -160,12 +183,13 @@ def hilbert_project(rgb: Array, *, layout: str = "auto", temperature: float | No
     img = _image(rgb, layout)
     temperature = _temperature(temperature)
     needs_grad = _needs_grad(img.tensor)
-    _refuse_out_with_grad(out, needs_grad)
+    functional = needs_grad or _transformed()
+    _refuse_out_with_grad(out, functional)
     chosen, op = _select("hilbert_project", backend, img.tensor, needs_grad)
     if temperature is not None:
         return _new_result(img, ref_grad.soft_walk_position(img.view, temperature)[0], out)
-    if needs_grad:
-        return _new_result(img, _autograd.HilbertProject.apply(img.view, chosen.name))
+    if functional:
+        return _new_result(img, _autograd.function("hilbert_project").apply(img.view, chosen.name))
     t = _scalar_output(img, _t_dtype(img), out)
     if not img.empty:
         op(img.view, t.kernel)
@@ -219,9 +243,10 @@ def decode_depth(rgb: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C,
     img = _image(rgb, layout)
     temperature = _temperature(temperature)
     needs_grad = _needs_grad(img.tensor)
-    _refuse_out_with_grad(out, needs_grad)
+    functional = needs_grad or _transformed()
+    _refuse_out_with_grad(out, functional)
     chosen, op = _select("decode_depth", backend, img.tensor, needs_grad)
-    if needs_grad or temperature is not None:
+    if functional or temperature is not None:
         return _differentiable_depth(img, chosen.name, lam, c, max_depth, return_distance,
                                      temperature, out)
     depth = _scalar_output(img, _t_dtype(img), out)
@@ -240,7 +265,7 @@ def _differentiable_depth(img: Image, backend: str, lam: float, c: float,
     """decode_depth as new tensors with a backward: the backend's kernel through the
     functional op of ``_autograd``; with a temperature, depth from the smooth ``t``."""
     if temperature is None or return_distance:
-        depth, distance = _autograd.DecodeDepth.apply(img.view, lam, c, max_depth,
+        depth, distance = _autograd.function("decode_depth").apply(img.view, lam, c, max_depth,
                                                        return_distance, backend)
     if temperature is not None:
         t, u = ref_grad.soft_walk_position(img.view, temperature)
@@ -353,6 +378,7 @@ def encode_depth(depth: Array, *, lam: float = DEFAULT_LAM, c: float = DEFAULT_C
                  [ 64,   0, 255],
                  [255, 255, 255]]], dtype=torch.uint8)
     """
+    _refuse_transforms("encode_depth")
     lam, c = chk.power_params(lam, c)
     dtype = chk.rgb_dtype(dtype)
     tensor, numpy_io = chk.real_tensor(depth, "depth")
@@ -388,6 +414,7 @@ def hilbert_walk(t: Array, *, dtype: DType = torch.float32, backend: str = "auto
                 [0.0000, 1.0000, 0.5000],
                 [1.0000, 1.0000, 1.0000]])
     """
+    _refuse_transforms("hilbert_walk")
     dtype = chk.rgb_dtype(dtype)
     tensor, numpy_io = chk.real_tensor(t, "t")
     if dtype == torch.uint8 and tensor.numel() and torch.isnan(tensor.min()):
@@ -448,9 +475,10 @@ def decode_normals(rgb: Array, *, layout: str = "auto", convention: str = "openg
     out_dtype = chk.normals_dtype(out_dtype)
     img = _image(rgb, layout)
     needs_grad = _needs_grad(img.tensor)
-    _refuse_out_with_grad(out, needs_grad)
+    functional = needs_grad or _transformed()
+    _refuse_out_with_grad(out, functional)
     chosen, op = _select("decode_normals", backend, img.tensor, needs_grad)
-    if needs_grad:
+    if functional:
         return _differentiable_normals(img, chosen.name, flip_yz, eps, out_dtype, return_norm)
     normals = _output(out, tuple(img.tensor.shape), out_dtype, img.tensor.device, img.numpy_io,
                       tuple(img.view.shape), channels_first=img.layout == "chw")
@@ -466,7 +494,7 @@ def decode_normals(rgb: Array, *, layout: str = "auto", convention: str = "openg
 def _differentiable_normals(img: Image, backend: str, flip_yz: bool, eps: float,
                             out_dtype: torch.dtype, return_norm: bool):
     """decode_normals as new tensors with a backward (the functional op of ``_autograd``)."""
-    normals, norm = _autograd.DecodeNormals.apply(img.view, flip_yz, eps, out_dtype,
+    normals, norm = _autograd.function("decode_normals").apply(img.view, flip_yz, eps, out_dtype,
                                                   return_norm, backend)
     normals = normals.reshape(img.batch + img.hw + (3,))
     if img.layout == "chw":
@@ -500,6 +528,7 @@ def encode_normals(normals: Array, *, convention: str = "opengl", dtype: DType =
         tensor([[255, 128, 128],
                 [128, 128,   0]], dtype=torch.uint8)
     """
+    _refuse_transforms("encode_normals")
     flip_yz = chk.flip_yz(convention)
     dtype = chk.rgb_dtype(dtype)
     tensor, numpy_io = chk.real_tensor(normals, "normals")
@@ -601,6 +630,7 @@ def decode_segmentation(rgb: Array, palette: Any, *, max_distance: float | None 
         >>> decode_segmentation(rgb, [[0, 0, 0], [255, 0, 0]])
         tensor([[1, 0]])
     """
+    _refuse_transforms("decode_segmentation")
     img = _image(rgb, layout)
     colours, ignore_index, ignore_color = palette_arguments(palette, ignore_index, ignore_color)
     if ignore_color is not None:
@@ -770,6 +800,7 @@ def encode_segmentation(labels: Array, palette: Any, *,
     """
     palette, _, ignore_color = palette_arguments(palette, None, ignore_color,
                                                  default_color=(0, 0, 0))
+    _refuse_transforms("encode_segmentation")
     tensor, numpy_io = chk.as_tensor(labels, "labels")
     if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"labels must be an integer tensor, got {tensor.dtype}")

@@ -13,7 +13,11 @@ The front end calls each op through a ``torch.autograd.Function`` with the same 
 (``HilbertProject``, ``DecodeDepth``, ``DecodeNormals``): a custom op's own autograd
 registration serves eager autograd and ``torch.compile(fullgraph=True)`` (the op is opaque,
 the backward traceable), but not ``torch.func`` transforms, which need an
-``autograd.Function`` with ``setup_context``. Through the Function all three work.
+``autograd.Function`` with ``setup_context``. Through the Function all three work. Inside a
+``torch.func`` transform the front end takes subclasses with ``vmap`` rules (a vmapped batch
+runs as one larger batch of the same kernel) and ``jvp`` rules (each pixel's gradient from
+the reference backward, dotted with the tangent), so ``vmap``, ``jvp`` and ``jacfwd`` work
+too; Dynamo cannot trace a Function with ``jvp``, so compiled code sees the plain classes.
 
 Only the input image is saved for the backward; no intermediate of the forward is kept.
 """
@@ -188,8 +192,39 @@ decode_normals.register_autograd(_decode_normals_backward, setup_context=_save_i
 # --------------------------------------------------------------------------- torch.func
 
 
+def _save_for_both(ctx, inputs, output) -> None:
+    """Saves the input for the backward and for ``jvp`` (forward mode, as jacfwd uses)."""
+    _save_input(ctx, inputs, output)
+    ctx.save_for_forward(inputs[0])
+
+
+def _batched(function, info, in_dims, rgb, *arguments):
+    """The ``vmap`` rule of the three Functions below: the kernels are per pixel, so a
+    vmapped (B, N, H, W, 3) batch runs as one (B*N, H, W, 3) call of the same Function
+    (which keeps its backward), and the outputs are split back into (B, N, ...)."""
+    if in_dims[0] is None:  # only the image can be batched: the other arguments are not tensors
+        outputs = function.apply(rgb, *arguments)
+        return outputs, (None,) * len(outputs) if isinstance(outputs, tuple) else None
+    rgb = rgb.movedim(in_dims[0], 0)
+    outputs = function.apply(rgb.reshape((-1,) + tuple(rgb.shape[2:])), *arguments)
+    if not isinstance(outputs, tuple):
+        return outputs.reshape((info.batch_size, -1) + tuple(outputs.shape[1:])), 0
+    # An output not asked for is an empty (0,) placeholder: unbatched.
+    split = tuple(o.reshape((info.batch_size, -1) + tuple(o.shape[1:])) if o.ndim > 1 else o
+                  for o in outputs)
+    return split, tuple(0 if o.ndim > 1 else None for o in outputs)
+
+
+def _pixel_jvp(backward, rgb: torch.Tensor, rgb_tangent: torch.Tensor) -> torch.Tensor:
+    """Forward-mode derivative of a per-pixel scalar map: each pixel's gradient (the
+    backward of a unit output) dotted with the image's tangent."""
+    gradient = backward(torch.ones(rgb.shape[:-1], dtype=rgb.dtype, device=rgb.device))
+    return (gradient * rgb_tangent).sum(-1)
+
+
 class HilbertProject(torch.autograd.Function):
-    """``HilbertProject.apply(rgb, backend)``: the op, usable under ``torch.func``."""
+    """``HilbertProject.apply(rgb, backend)``: the op as an autograd Function, for eager
+    autograd, ``torch.compile`` and the reverse-mode ``torch.func`` transforms."""
 
     @staticmethod
     def forward(rgb, backend):
@@ -219,3 +254,85 @@ class DecodeNormals(torch.autograd.Function):
 
     setup_context = staticmethod(_save_input)
     backward = staticmethod(_decode_normals_backward)
+
+
+# The same Functions with ``vmap`` and ``jvp`` rules, for use inside torch.func transforms
+# only: Dynamo cannot trace an autograd.Function that defines ``jvp`` (it graph-breaks), so
+# the plain classes above stay what eager code and torch.compile see.
+
+
+class HilbertProjectFunc(HilbertProject):
+    """HilbertProject plus ``vmap`` and forward mode (``jvp``, ``jacfwd``)."""
+
+    setup_context = staticmethod(_save_for_both)
+
+    @staticmethod
+    def jvp(ctx, rgb_tangent, _):
+        (rgb,) = ctx.saved_tensors
+        return _pixel_jvp(lambda ones: ref_grad.hilbert_project_backward(rgb, ones), rgb,
+                          rgb_tangent).to(_t_dtype(rgb))
+
+    @staticmethod
+    def vmap(info, in_dims, rgb, backend):
+        return _batched(HilbertProjectFunc, info, in_dims, rgb, backend)
+
+
+class DecodeDepthFunc(DecodeDepth):
+    """DecodeDepth plus ``vmap`` and forward mode."""
+
+    setup_context = staticmethod(_save_for_both)
+
+    @staticmethod
+    def jvp(ctx, rgb_tangent, *_):
+        (rgb,) = ctx.saved_tensors
+        lam, c, max_depth, with_distance, _ = ctx.arguments
+        depth = _pixel_jvp(lambda ones: ref_grad.decode_depth_backward(
+            rgb, ones, None, lam, c, max_depth), rgb, rgb_tangent).to(_t_dtype(rgb))
+        if not with_distance:
+            return depth, _scalar_map(rgb, torch.float32, False)
+        distance = _pixel_jvp(lambda ones: ref_grad.decode_depth_backward(
+            rgb, None, ones, lam, c, max_depth), rgb, rgb_tangent)
+        return depth, distance.to(torch.float32)
+
+    @staticmethod
+    def vmap(info, in_dims, rgb, *arguments):
+        return _batched(DecodeDepthFunc, info, in_dims, rgb, *arguments)
+
+
+class DecodeNormalsFunc(DecodeNormals):
+    """DecodeNormals plus ``vmap`` and forward mode."""
+
+    setup_context = staticmethod(_save_for_both)
+
+    @staticmethod
+    def jvp(ctx, rgb_tangent, *_):
+        (rgb,) = ctx.saved_tensors
+        flip_yz, eps, out_dtype, with_norm, _ = ctx.arguments
+
+        def component(axis):  # row `axis` of each pixel's 3x3 Jacobian, dotted with the tangent
+            def backward(ones):
+                unit = torch.zeros(rgb.shape, dtype=rgb.dtype, device=rgb.device)
+                unit[..., axis] = ones
+                return ref_grad.decode_normals_backward(rgb, unit, None, flip_yz, eps)
+            return _pixel_jvp(backward, rgb, rgb_tangent)
+
+        normals = torch.stack([component(axis) for axis in range(3)], -1).to(out_dtype)
+        if not with_norm:
+            return normals, _scalar_map(rgb, torch.float32, False)
+        norm = _pixel_jvp(lambda ones: ref_grad.decode_normals_backward(
+            rgb, None, ones, flip_yz, eps), rgb, rgb_tangent)
+        return normals, norm.to(torch.float32)
+
+    @staticmethod
+    def vmap(info, in_dims, rgb, *arguments):
+        return _batched(DecodeNormalsFunc, info, in_dims, rgb, *arguments)
+
+
+def function(name: str) -> type[torch.autograd.Function]:
+    """The Function for ``name`` (hilbert_project, decode_depth, decode_normals): with the
+    ``vmap``/``jvp`` rules inside a torch.func transform, else the plain one."""
+    transformed = torch._C._are_functorch_transforms_active()
+    plain, func = {"hilbert_project": (HilbertProject, HilbertProjectFunc),
+                   "decode_depth": (DecodeDepth, DecodeDepthFunc),
+                   "decode_normals": (DecodeNormals, DecodeNormalsFunc)}[name]
+    return func if transformed else plain

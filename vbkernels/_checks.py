@@ -9,6 +9,8 @@ transform parameters before any work.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,7 +115,57 @@ def image(rgb: Any, layout: str) -> Image:
     check_image_dtype(tensor)
     layout = resolve_layout(tuple(tensor.shape), layout)
     view, batch = image_view(tensor, layout)
+    warn_float_range(view)
     return Image(tensor, view, batch, layout, numpy_io)
+
+
+# docs/format.md, Images: a float image is read in [0, 1], and values a little outside are
+# clamped on purpose; only data that looks like another range is flagged.
+_SAMPLED_PIXELS = 4096  # at most this many pixels are looked at, spread over the batch
+_TOO_HIGH = 1.5  # above: 0..255 data passed as float (a wrong range, not a rounding excess)
+_TOO_LOW = -0.5  # below: a generator's [-1, 1] output passed without (x + 1) / 2
+
+
+def warn_float_range(view: torch.Tensor) -> None:
+    """``warnings.warn`` when a float image on the CPU (a tensor or a NumPy array) looks
+    like 0..255 or [-1, 1] data rather than [0, 1] (issue: 0..255 floats decode to +inf).
+
+    Looked at: a strided sample of at most ``_SAMPLED_PIXELS`` pixels, so the cost is a
+    few microseconds whatever the image size. Not looked at: CUDA (and other device)
+    tensors, where reading a value would make the host wait for the device, and tensors
+    under ``torch.compile`` or a ``torch.func`` transform, whose values are not concrete.
+    The warning names the caller's line and, with Python's default filter, is shown once
+    per line.
+    """
+    if (not view.is_floating_point() or view.device.type != "cpu" or view.numel() == 0
+            or torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()):
+        return
+    n, height, width = view.shape[:3]
+    step = max(1, math.isqrt(n * height * width // _SAMPLED_PIXELS))
+    sample = view[:, ::step, ::step].detach()
+    low, high = torch.aminmax(sample.nan_to_num(0.5))
+    # Fixed texts: Python's filter shows a warning once per line and text.
+    if high > _TOO_HIGH:
+        message = (f"rgb is a float image with values above {_TOO_HIGH}, like 0..255 data; "
+                   "float images are read in [0, 1] (values outside are clamped): pass "
+                   "uint8, or divide by 255")
+    elif low < _TOO_LOW:
+        message = (f"rgb is a float image with values below {_TOO_LOW}, like [-1, 1] data; "
+                   "float images are read in [0, 1] (values outside are clamped): pass "
+                   "(x + 1) / 2")
+    else:
+        return
+    warnings.warn(message, UserWarning, stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points ``warnings.warn`` at the first frame outside this
+    package (the user's call), however deep inside vbkernels the check runs."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def torch_dtype(dtype: Any, name: str) -> torch.dtype:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import _checks as chk
-from ._api import Array, DType, _encoded_output, _needs_grad, _scalar_output
+from ._api import Array, DType, _encoded_output, _needs_grad, _refuse_transforms, _scalar_output
 from ._dispatch import select
 from .colormaps import ColormapTable, colormap_table, polyline
 
@@ -123,6 +123,7 @@ def decode_colormap(rgb: Array, colormap: Any, *, vmin: float = 0.0, vmax: float
         >>> decode_colormap(rgb, "turbo", vmax=50.0)
         tensor([[ 2.0508, 25.0977, 48.9258]])
     """
+    _refuse_transforms("decode_colormap")
     img = chk.image(rgb, layout)
     table = colormap_table(colormap)
     vmin, vmax = _scale_params(vmin, vmax, scale)
@@ -216,6 +217,7 @@ def encode_colormap(values: Array, colormap: Any, *, vmin: float = 0.0, vmax: fl
     table = colormap_table(colormap)
     vmin, vmax = _scale_params(vmin, vmax, scale)
     dtype = chk.rgb_dtype(dtype)
+    _refuse_transforms("encode_colormap")
     tensor, numpy_io = chk.as_tensor(values, "values")
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise TypeError(f"values must be real numbers, got {tensor.dtype}")

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks as chk
+from ._api import _refuse_transforms
 from ._dispatch import select
 from .reference import instances as ref
 
@@ -148,6 +149,7 @@ def decode_instances(rgb: torch.Tensor | np.ndarray, *,
         >>> found.counts, found.palette
         (tensor(1), tensor([[200.,  30.,  30.]]))
     """
+    _refuse_transforms("decode_instances")
     img = chk.image(rgb, layout)
     tensor, view, batch = img.tensor, img.view, img.batch
     params = _params(background, max_distance, min_pixels, merge_distance)

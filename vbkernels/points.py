@@ -325,6 +325,58 @@ def write_ply(path: str | os.PathLike, points: Array, *, colors: Array | None = 
     return len(vertices)
 
 
+def voxel_downsample(points: Array, voxel_size: float, *, colors: Array | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """One point per occupied cube of side ``voxel_size``: the mean of the points in it (and
+    of their colours), as Open3D's ``voxel_down_sample`` does. Non-finite points are dropped.
+
+    Voxels are the cells ``floor(p / voxel_size)`` of a grid anchored at the origin (the
+    camera), so the result does not depend on which other points are present. Output rows
+    are ordered by voxel (x, then y, then z cell index), so it is the same on every run.
+
+    Args:
+        points: ``(..., 3)`` points (a tensor on any device or an array); leading dims are
+            flattened.
+        voxel_size: edge of a voxel, in the points' units, ``> 0``.
+        colors: optional ``(..., 3)`` colours, uint8 or float in [0, 1]: averaged per voxel
+            and rounded to uint8.
+
+    Returns:
+        ``(points, colors)``: ``(M, 3)`` float32 (float64 for float64 points) NumPy arrays,
+        ``colors`` uint8 or None.
+
+    Example::
+
+        >>> cloud = np.array([[0.01, 0.0, 1.0], [0.03, 0.0, 1.0], [0.5, 0.0, 1.0]])
+        >>> voxel_downsample(cloud, 0.1)[0]
+        array([[0.02, 0.  , 1.  ],
+               [0.5 , 0.  , 1.  ]])
+    """
+    size = chk.finite_float(voxel_size, "voxel_size")
+    if not size > 0:
+        raise ValueError(f"voxel_size must be > 0, got {size}")
+    tensor, _ = chk.real_tensor(points, "points")
+    if tensor.ndim < 1 or tensor.shape[-1] != 3:
+        raise ValueError(f"points must have shape (..., 3), got {tuple(tensor.shape)}")
+    xyz = tensor.detach().cpu().numpy().reshape(-1, 3)
+    rgb = None if colors is None else _colors(colors, tuple(tensor.shape)).reshape(-1, 3)
+    keep = np.isfinite(xyz).all(axis=1)
+    xyz = xyz[keep]
+    cells = np.floor(xyz.astype(np.float64) / size).astype(np.int64)
+    _, voxel, counts = np.unique(cells, axis=0, return_inverse=True, return_counts=True)
+    voxel = voxel.reshape(-1)
+
+    def mean(values: np.ndarray) -> np.ndarray:  # per voxel; bincount is ~10x np.add.at
+        sums = [np.bincount(voxel, weights=values[:, i], minlength=len(counts))
+                for i in range(3)]
+        return np.stack(sums, axis=1) / counts[:, None]
+
+    out_points = mean(xyz).astype(xyz.dtype if xyz.dtype == np.float64 else np.float32)
+    if rgb is None:
+        return out_points, None
+    return out_points, np.rint(mean(rgb[keep].astype(np.float64))).astype(np.uint8)
+
+
 def ply_bytes(points: Array, *, colors: Array | None = None, normals: Array | None = None,
               labels: Array | None = None) -> bytes:
     """The contents :func:`write_ply` writes (the CLI's workers write files themselves)."""

@@ -53,7 +53,12 @@ def make_scenes(n: int, height: int, width: int, *, seed: int = 0, device="cpu")
     Returns a dict of torch tensors on ``device``: ``depth`` (n, H, W) float32 metres,
     ``normals`` (n, H, W, 3) float32 unit vectors (OpenGL camera frame), ``semantic``
     (n, H, W) int64 Cityscapes train ids in [0, 19), ``instance`` (n, H, W) int64 (0 =
-    stuff, 1..M objects). The same ``seed`` gives the same scenes.
+    stuff, 1..M objects), and the camera each image was rendered with: ``intrinsics``
+    (n, 3, 3) float32 pinhole matrices in pixels (``[[f, 0, cx], [0, f, cy], [0, 0, 1]]``,
+    OpenCV's pixel convention: pixel (u, v) at integer coordinates, so
+    ``cx = (W - 1) / 2``, ``cy = (H - 1) / 2``), which ``depth_to_points(depth,
+    scenes["intrinsics"])`` takes as they are, and ``fov`` (n,) float32, the horizontal
+    field of view in degrees (drawn in [55, 75]). The same ``seed`` gives the same scenes.
     """
     for name, value in (("n", n), ("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -88,7 +93,23 @@ def make_scenes(n: int, height: int, width: int, *, seed: int = 0, device="cpu")
         "normals": normals.reshape(shape + (3,)).contiguous(),
         "semantic": semantic.reshape(shape).contiguous(),
         "instance": instance.reshape(shape).contiguous(),
+        "intrinsics": _intrinsics(params["fov"], height, width),
+        "fov": torch.rad2deg(params["fov"]),
     }
+
+
+def _intrinsics(fov: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(n, 3, 3) pinhole matrices of the cameras ``_camera_rays`` casts from: its pixel
+    centres sit at ``u + 0.5 - W/2`` focal units from the axis, i.e. principal point
+    ``(W - 1) / 2`` in OpenCV's integer pixel coordinates."""
+    focal = (width / 2) / torch.tan(fov / 2)
+    matrices = torch.zeros(fov.shape + (3, 3), dtype=torch.float32, device=fov.device)
+    matrices[:, 0, 0] = focal
+    matrices[:, 1, 1] = focal
+    matrices[:, 0, 2] = (width - 1) / 2
+    matrices[:, 1, 2] = (height - 1) / 2
+    matrices[:, 2, 2] = 1.0
+    return matrices
 
 
 def _draw_layout(n: int, seed: int) -> dict:

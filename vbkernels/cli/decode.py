@@ -21,6 +21,13 @@ colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repa
            float32 (``--outputs npy,distance``): distance to the colormap, 0..255 units
 ========== ============================== ============================================
 
+``--outputs ...,distance`` also writes ``NAME.depth|normals|seg.distance.npy``: each pixel's
+distance from the encoding (the walk, the unit-normal sphere, the nearest palette colour),
+and an input whose median distance is past a threshold gets one ``warning:`` line
+(docs/format.md, Checking inputs). Videos: ``--frames START:STOP:STEP`` picks frames,
+``--stack`` adds ``clip.<task>.npy`` (T, H, W[, 3]) and ``--contact-sheet``
+``clip.<task>.contact.png`` (``vbkernels.pipeline.clips``).
+
 16-bit depth PNG: ``value = round(depth_m * png_scale)`` with ``png_scale = 1000``
 (millimetres, the NYUv2/ScanNet convention) by default; ``--png-scale 256`` gives the KITTI
 depth benchmark's encoding (``depth_m = value / 256``). 0 means invalid: NaN, +inf (white)
@@ -116,9 +123,20 @@ def common_options(func):
                      help="Processes that read and write files [default: one per core; "
                           "0 = all in this process]."),
         click.option("--outputs", "kinds", default=None, metavar="KINDS",
-                     help="Comma list of npy, png (alias png16), preview; colormap: npy, "
-                          "distance, preview [default: npy,png; normals, colormap: npy]."),
+                     help="Comma list of npy, png (alias png16), preview, distance (each "
+                          "pixel's distance to the encoding, NAME.<task>.distance.npy); "
+                          "colormap: npy, distance, preview [default: npy,png; normals, "
+                          "colormap: npy]."),
         click.option("--preview", is_flag=True, help="Also write colourised preview PNGs."),
+        click.option("--frames", "frame_choice", default=None, metavar="START:STOP:STEP",
+                     help="Videos: decode only these frames (a Python slice, STOP exclusive; "
+                          "outputs keep the video's frame numbers) [local engine]."),
+        click.option("--stack", is_flag=True,
+                     help="Videos: also write OUT/clip.<task>.npy, every frame's array in one "
+                          "(T, H, W[, 3]) file (and one per other .npy output)."),
+        click.option("--contact-sheet", is_flag=True,
+                     help="Videos: also write OUT/clip.<task>.contact.png, up to 16 frames' "
+                          "previews in a grid (implies --preview)."),
         click.option("--keep-suffix", is_flag=True,
                      help="Keep the input's suffix in output names (a.png.depth.npy), so "
                           "a.png and a.jpg do not collide."),
@@ -184,6 +202,53 @@ class _Numbers(click.ParamType):
         return numbers
 
 
+_PLY_OPTIONS = ("intrinsics", "fov", "ply_max_depth", "ply_max_distance", "ply_stride",
+                "ply_voxel")
+
+
+def _point_cloud_options(func):
+    """--ply and its camera and thinning options (decode depth and decode colormap)."""
+    options = [
+        click.option("--ply", is_flag=True,
+                     help="Also write NAME.ply, the decoded depth as a point cloud coloured "
+                          "by the input (needs --intrinsics or --fov)."),
+        click.option("--intrinsics", default=None, metavar="FX,FY,CX,CY", type=_Numbers(4),
+                     help="Camera of the point cloud, in pixels (pixel centres at integers)."),
+        click.option("--fov", default=None, type=float, metavar="DEGREES",
+                     help="Camera of the point cloud: a pinhole with this horizontal field of "
+                          "view, centred on the image."),
+        click.option("--ply-max-depth", default=None, type=float, metavar="DEPTH",
+                     help="Leave out points whose depth is beyond this (the sky)."),
+        click.option("--ply-max-distance", default=None, type=float, metavar="UNITS",
+                     help="Leave out points whose colour is farther than this (0..255 units) "
+                          "from the encoding (the walk, or the colormap)."),
+        click.option("--ply-stride", default=1, show_default=True, type=click.IntRange(min=1),
+                     metavar="N", help="Keep every Nth row and column of points."),
+        click.option("--ply-voxel", default=None, type=float, metavar="SIZE",
+                     help="One point per voxel of this size (the mean of its points and "
+                          "colours), as Open3D's voxel_down_sample."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _ply_choice(task_name: str, common: dict) -> dict:
+    """Pop the point-cloud options from ``common``; add the ply output kind for --ply."""
+    from vbkernels.pipeline.tasks import TASKS
+
+    ply = common.pop("ply")
+    options = {key: common.pop(key) for key in _PLY_OPTIONS}
+    if ply:
+        kinds = common["kinds"] or ",".join(TASKS[task_name].default_kinds)
+        common["kinds"] = kinds + ",ply"
+    thinning = [f"--{key.replace('_', '-')}" for key in _PLY_OPTIONS[2:]
+                if options[key] not in (None, 1)]
+    if thinning and not ply and "ply" not in (common["kinds"] or ""):
+        raise click.UsageError(f"{', '.join(thinning)} shape the point cloud: add --ply")
+    return options
+
+
 @decode.command("depth")
 @common_options
 @click.option("--lam", default=-3.0, show_default=True, type=float,
@@ -199,22 +264,12 @@ class _Numbers(click.ParamType):
 @click.option("--vmax", default=None, type=float,
               help="Preview colour scale end in metres; fix both so a video's previews "
                    "share one scale.")
-@click.option("--ply", is_flag=True,
-              help="Also write NAME.ply, the depth as a point cloud coloured by the input "
-                   "(needs --intrinsics or --fov).")
-@click.option("--intrinsics", default=None, metavar="FX,FY,CX,CY", type=_Numbers(4),
-              help="Camera of the point cloud, in pixels (pixel centres at integers).")
-@click.option("--fov", default=None, type=float, metavar="DEGREES",
-              help="Camera of the point cloud: a pinhole with this horizontal field of view, "
-                   "centred on the image.")
-def depth_command(lam, c, max_depth, png_scale, vmin, vmax, ply, intrinsics, fov, **common):
+@_point_cloud_options
+def depth_command(lam, c, max_depth, png_scale, vmin, vmax, **common):
     """Metric depth (metres) from cube-walk RGB."""
-    if ply:
-        from vbkernels.pipeline.tasks import DepthTask
-
-        common["kinds"] = (common["kinds"] or ",".join(DepthTask.default_kinds)) + ",ply"
+    ply = _ply_choice("depth", common)
     _run("depth", common, lam=lam, c=c, max_depth=max_depth, png_scale=png_scale, vmin=vmin,
-         vmax=vmax, intrinsics=intrinsics, fov=fov)
+         vmax=vmax, **ply)
 
 
 @decode.command("normals")
@@ -255,11 +310,14 @@ def seg_command(palette, max_distance, **common):
                    "(painted in 1/value, as disparity; vmin at the top of the map).")
 @click.option("--max-distance", default=None, type=float,
               help="Pixels farther than this (0..255 units) from the colormap get NaN.")
+@_point_cloud_options
 def colormap_command(colormap, vmin, vmax, scale, max_distance, **common):
     """Values (e.g. depth) from images painted with a colormap, as plt.imsave(..., cmap=)
-    writes them; --outputs npy,distance adds each pixel's distance to the colormap."""
+    writes them; --outputs npy,distance adds each pixel's distance to the colormap, --ply
+    the values as depth of a point cloud."""
+    ply = _ply_choice("colormap", common)
     _run("colormap", common, colormap=colormap, vmin=vmin, vmax=vmax, scale=scale,
-         max_distance=max_distance)
+         max_distance=max_distance, **ply)
 
 
 class _Background(click.ParamType):
@@ -329,7 +387,8 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
         task = build_task(name, backend=common["backend"], **task_options)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
-    kinds = _kinds(task, common["kinds"], common["preview"])
+    kinds = _kinds(task, common["kinds"], common["preview"] or common["contact_sheet"])
+    frames = _frame_choice(common)
     common["storage"] = _storage_options(common)
     if common["engine"] == "ray":
         return _run_ray(task, kinds, outdir, common)
@@ -343,13 +402,14 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
                               gpu_input=not common["no_gpu_input"],
                               max_pixels=common["max_pixels"], dry_run=common["dry_run"],
                               format=common["output_format"], shard_size=common["shard_size"],
-                              storage_options=common["storage"])
+                              storage_options=common["storage"], frames=frames)
     if isinstance(outdir, Path) and not common["dry_run"]:
         _check_outdir(outdir)
     sources, input_errors = expand_inputs(common["inputs"])
     try:
         pipeline = make_pipeline(task, outdir, options,
-                                 on_error=None if common["dry_run"] else _echo_error)
+                                 on_error=None if common["dry_run"] else _echo_error,
+                                 on_warning=_echo_warning)
         pipeline.plan(sources, input_errors)
     except (ValueError, ImportError) as exc:
         raise click.UsageError(str(exc)) from None
@@ -365,7 +425,9 @@ def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
             summary = pipeline.run()
         except DecodeFailed as exc:
             raise click.ClickException(f"decoding failed: {exc}") from None
-    _summarise(summary, quiet)
+    if not summary.interrupted:
+        _clip_outputs(task, kinds, common, sources)
+    _summarise(summary, quiet, task)
 
 
 def _run_ray(task, kinds, outdir, common: dict) -> None:
@@ -405,7 +467,48 @@ def _run_ray(task, kinds, outdir, common: dict) -> None:
             raise click.ClickException(str(exc)) from None
         except ImportError as exc:
             raise click.UsageError(str(exc)) from None
-    _summarise(summary, common["quiet"])
+    if not summary.interrupted:
+        _clip_outputs(task, kinds, common, expand_inputs(common["inputs"])[0])
+    _summarise(summary, common["quiet"], task)
+
+
+def _frame_choice(common: dict):
+    """--frames as a slice (None: every frame); the local engine only, for now."""
+    from vbkernels.pipeline.clips import parse_frames
+
+    text = common["frame_choice"]
+    if text is None:
+        return None
+    if common["engine"] == "ray":
+        raise click.UsageError("--frames works with the local engine only (not --engine ray)")
+    try:
+        return parse_frames(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--frames") from None
+
+
+def _clip_outputs(task, kinds, common: dict, sources) -> None:
+    """--stack and --contact-sheet: whole-clip files for every video input that is done."""
+    from pathlib import Path
+
+    from vbkernels.pipeline.clips import stack_video, video_contact_sheet
+    from vbkernels.pipeline.manifest import read_manifest
+
+    if not (common["stack"] or common["contact_sheet"]):
+        return
+    outdir, keep = Path(common["outdir"]), common["keep_suffix"]
+    manifest = read_manifest(outdir)
+    written = []
+    for source in (s for s in sources if s.kind == "video"):
+        if common["stack"]:
+            written += [f"{path} {shape}" for path, shape in stack_video(
+                source, outdir, task.suffixes(kinds), keep_suffix=keep, manifest=manifest)]
+        if common["contact_sheet"]:
+            sheet = video_contact_sheet(source, outdir, task.kinds["preview"],
+                                        keep_suffix=keep, manifest=manifest)
+            written += [str(sheet)] if sheet is not None else []
+    if written and not common["quiet"]:
+        click.echo("whole-clip outputs: " + ", ".join(written), err=True)
 
 
 def _storage_options(common: dict) -> dict | None:
@@ -484,7 +587,16 @@ def _echo_error(item: str, message: str) -> None:
     click.echo(f"error: {item}: {message}", err=True)
 
 
-def _summarise(summary: RunSummary, quiet: bool) -> None:
+def _echo_warning(item: str, message: str) -> None:
+    """One line on stderr, above the progress bar rather than inside it."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {item}: {message}", file=sys.stderr)
+
+
+def _summarise(summary: RunSummary, quiet: bool, task=None) -> None:
     """Say what happened; exit 130 after Ctrl-C, 143 after SIGTERM, 1 when an input
     failed or a manifest row could not be recorded."""
     import signal
@@ -494,6 +606,8 @@ def _summarise(summary: RunSummary, quiet: bool) -> None:
         raise SystemExit(128 + int(getattr(summary, "signal", None) or signal.SIGINT))
     if not quiet:
         click.echo(_summary_line(summary), err=True)
+        if hasattr(task, "range_note"):  # decode colormap: the range the values were given
+            click.echo(task.range_note(), err=True)
     if summary.failed:
         raise click.ClickException(f"{len(summary.failed)} input(s) failed; see the errors above")
     if getattr(summary, "not_recorded", 0):

@@ -58,10 +58,14 @@ class Palette:
 def palette_arguments(palette, ignore_index=None, ignore_color=None, *, default_color=None):
     """Split what a caller passed as ``palette`` into ``(colours, ignore_index, ignore_color)``.
 
-    ``palette`` is a :class:`Palette` or anything (K, 3) (tensor, array, nested lists). The
-    explicit ``ignore_index``/``ignore_color`` arguments win; ``None`` means the Palette's
-    own, else 255 and ``default_color`` (``None``: no ignore colour).
+    ``palette`` is a :class:`Palette`, a built-in palette's name or a palette file (both
+    through :func:`load_palette`, so ``"cityscapes"`` means ``load_palette("cityscapes")``),
+    or anything (K, 3) (tensor, array, nested lists). The explicit
+    ``ignore_index``/``ignore_color`` arguments win; ``None`` means the Palette's own, else
+    255 and ``default_color`` (``None``: no ignore colour).
     """
+    if isinstance(palette, (str, Path)):
+        palette = load_palette(palette)
     if isinstance(palette, Palette):
         colours = palette.colors
         default_index, default_color = palette.ignore_index, palette.ignore_color

@@ -18,6 +18,12 @@ plain picklable data:
   ``png16`` is another name for ``png``), so encoding runs wherever the caller likes.
 - ``task.suffixes(kinds)`` -> ``[".depth.npy", ".depth.png", ...]``; ``kinds=None`` is
   the task's default (everything but the preview).
+- ``task.for_kinds(kinds)``: the task set up for those kinds (depth, normals and seg
+  decode the full per-pixel ``distance`` map only for the ``distance`` kind); every
+  engine calls it. ``task.warning(arrays)``: one frame's one-line warning or None (most
+  pixels far from the encoding; a colormap frame at the map's ends); ``write_frame``
+  hands it back on its list of paths (``.warning``), and the local engine reports the
+  first one per input (docs/format.md, Checking inputs).
 
 *Read* — ``expand_inputs(inputs) -> (sources, errors)`` (paths, directories, globs);
 ``read_frames(source)`` yields (H, W, 3) uint8 frames; ``frames_from_bytes(data, name)``
@@ -34,6 +40,11 @@ asynchronous download (keep one batch pending to overlap).
 
 *Write* — ``write_frame(task, arrays, stem, kinds)`` encodes and writes atomically
 (``vbkernels.files.write_atomic``) and returns the paths.
+
+*Whole clips* — ``vbkernels.pipeline.clips``: ``select_frames``/``frame_numbers`` (the
+``frames`` option, ``--frames``), ``stack_video`` (one ``(T, ...)`` ``.npy`` per output,
+``--stack``) and ``video_contact_sheet`` (``--contact-sheet``), built after the run from
+the frames the manifest lists.
 
 *One file* — ``decode_file(task, source, outdir, data=..., kinds=..., device=...)`` runs
 all of the above for one file in the calling process and returns its manifest row (a bad
@@ -57,8 +68,8 @@ The local engine
 ----------------
 ``decode_files(inputs, task, output, **options)`` (options: ``PipelineOptions`` fields —
 ``kinds, device, batch_size, workers, overwrite, keep_suffix, gpu_input, manifest,
-dry_run, max_pixels, format, shard_size, storage_options`` — plus ``build_task`` options
-when ``task`` is a name) returns a ``RunSummary``. ``output`` passes
+dry_run, max_pixels, frames, format, shard_size, storage_options`` — plus ``build_task``
+options when ``task`` is a name) returns a ``RunSummary``. ``output`` passes
 ``outputs.check_output`` first (a local directory, a ``file://`` URI, or an object-store URI
 that ``vbkernels.storage`` can write; any other ``scheme://`` is ``UnsupportedOutput``,
 before any work). See ``vbkernels.pipeline.local`` for the stages, the memory bound and

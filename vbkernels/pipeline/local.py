@@ -55,6 +55,7 @@ from vbkernels.files import remove_stale_temporaries, write_atomic
 from vbkernels.storage import PartManifestWriter, open_store, put_summary, read_part_manifest
 
 from . import gpu_input
+from .clips import frame_numbers, select_frames, selected_count
 from .device import BatchDecoder, resolve_device, same_shape_batches
 from .manifest import ManifestRow, ManifestWriter, is_done, read_manifest, relative_output
 from .outputs import check_output
@@ -81,6 +82,7 @@ class InputState:
     error: str | None = None
     outputs: list[str] = field(default_factory=list)
     finished: bool = False
+    warned: bool = False  # its one warning (the first frame's that has one) was given
 
     @property
     def complete(self) -> bool:
@@ -134,6 +136,7 @@ class PipelineOptions:
     format: str = "files"                 # files | webdataset | parquet (vbkernels.storage)
     shard_size: int | str = "512MB"       # input bytes per shard (sharded formats)
     storage_options: dict | None = None   # object-store client options (--storage-option)
+    frames: slice | None = None           # videos: the frames to decode (clips.parse_frames)
 
 
 def default_workers() -> int:
@@ -201,14 +204,21 @@ def read_decode_write(task, path: Path, stem: Path, kinds, store=None,
                        store)
 
 
-def write_frame(task, arrays: dict, stem: Path, kinds, store=None) -> list[Path]:
+class Written(list):
+    """The paths ``write_frame`` wrote, and ``warning``: the task's one-line warning about
+    the frame (``Task.warning``: e.g. most pixels far from the encoding), or None."""
+
+    warning: str | None = None
+
+
+def write_frame(task, arrays: dict, stem: Path, kinds, store=None) -> Written:
     """Encode one frame's arrays and write each output atomically; the written paths.
 
     With an object ``store`` (``vbkernels.storage``), ``stem`` is relative to its root and
     each output is one whole-object put (nothing is committed if it fails).
     Outputs of an input that is being (re)done replace what is there: the decision to
     redo it was taken before any frame was read (see ``manifest.is_done``)."""
-    written = []
+    written = Written()
     for suffix, data in task.encode(arrays, kinds).items():
         path = stem.with_name(stem.name + suffix)
         if store is None:
@@ -216,6 +226,7 @@ def write_frame(task, arrays: dict, stem: Path, kinds, store=None) -> list[Path]
         else:
             store.put(path.as_posix(), data)
         written.append(path)
+    written.warning = task.warning(arrays)
     return written
 
 
@@ -372,7 +383,7 @@ class LocalPipeline:
 
     def __init__(self, task, outdir: Path, options: PipelineOptions,
                  on_error: Callable[[str, str], None] | None = None,
-                 progress=None):
+                 progress=None, on_warning: Callable[[str, str], None] | None = None):
         self.task = task
         self.options = options
         target = check_output(outdir)  # a local folder (Path) or an object-store URI (str)
@@ -381,6 +392,7 @@ class LocalPipeline:
                       else None)
         self.outdir = target if self.store is None else Path(".")
         self.kinds = task.check_kinds(options.kinds)
+        self.task = task.for_kinds(self.kinds)
         self.suffixes = task.suffixes(self.kinds)
         self.device = resolve_device(options.device)
         self.workers = default_workers() if options.workers is None else options.workers
@@ -394,6 +406,7 @@ class LocalPipeline:
         self.read_ahead = max(2 * self.workers, options.batch_size)
         self.max_writes = max(2 * self.workers, 2)
         self.on_error = on_error or (lambda item, message: None)
+        self.on_warning = on_warning or _warn
         self.progress = progress  # anything with update(n) (a tqdm bar), or None
         self.summary = RunSummary()
         self.run_info = RunInfo(self.engine, self._backend())
@@ -474,7 +487,8 @@ class LocalPipeline:
         return [state.source for state in self._states]
 
     def total_frames(self) -> int | None:
-        counts = [frame_count(s.source) for s in self._states]
+        counts = [selected_count(frame_count(s.source), self.options.frames)
+                  if s.source.kind == "video" else frame_count(s.source) for s in self._states]
         return sum(counts) if all(c is not None for c in counts) else None
 
     def run(self) -> RunSummary:
@@ -572,7 +586,8 @@ class LocalPipeline:
             self._collect(block=False)
             try:
                 if state.source.kind == "video":
-                    for index, rgb in enumerate(self._read_video(state)):
+                    numbers = frame_numbers(self.options.frames)
+                    for index, rgb in zip(numbers, self._read_video(state)):
                         state.frames_read += 1
                         yield state, index, rgb
                 else:
@@ -608,6 +623,7 @@ class LocalPipeline:
             frames = gpu_input.video_frames_on(source.path, self.device)
         else:
             frames = read_frames(source)
+        frames = select_frames(frames, self.options.frames)
         self._video = _VideoReader(frames, self.options.batch_size)
         try:
             yield from self._video
@@ -657,6 +673,7 @@ class LocalPipeline:
             elif exc is None:
                 state.frames_written += 1
                 state.outputs += [relative_output(p, self.outdir) for p in future.result()]
+                self._warn_once(state, getattr(future.result(), "warning", None))
                 self.summary.frames += 1
                 if self.progress is not None:
                     self.progress.update(1)
@@ -682,6 +699,12 @@ class LocalPipeline:
         else:
             self._record(ManifestRow(path, state.frames_written, sorted(state.outputs),
                                      "failed", state.error))
+
+    def _warn_once(self, state: InputState, warning: str | None) -> None:
+        """One warning per input: a video's first frame that has one speaks for it."""
+        if warning and not state.warned:
+            state.warned = True
+            self.on_warning(str(state.source.path), warning)
 
     def _fail(self, state: InputState, message: str) -> None:
         """The first error of a planned input (its row is written when it finishes)."""
@@ -793,19 +816,29 @@ def _restore_sigterm(previous) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _warn(item: str, message: str) -> None:
+    """The default ``on_warning``: a Python warning naming the input, at the caller's line."""
+    import warnings
 
-def decode_files(inputs, task, output, *, on_error=None, progress=None,
+    from vbkernels._checks import _caller_stacklevel
+
+    warnings.warn(f"{item}: {message}", UserWarning, stacklevel=_caller_stacklevel())
+
+
+def decode_files(inputs, task, output, *, on_error=None, progress=None, on_warning=None,
                  **options) -> RunSummary:
     """Decode ``inputs`` (paths, directories, globs) with ``task`` (a ``Task`` or a task
     name) into ``output`` on this machine; ``options`` are ``PipelineOptions`` fields plus,
-    for a task name, ``build_task``'s options. Returns the run's summary; Ctrl-C raises
+    for a task name, ``build_task``'s options. ``on_warning(input, message)`` hears the one
+    warning per input that does not look like the task's encoding (default:
+    ``warnings.warn``). Returns the run's summary; Ctrl-C raises
     :class:`Interrupted` (a ``KeyboardInterrupt`` carrying the summary) after a clean stop."""
     from .sources import expand_inputs
 
     outdir = check_output(output)  # before anything is listed or read
     task, pipeline_options = split_options(task, options)
     sources, errors = expand_inputs(inputs)
-    pipeline = make_pipeline(task, outdir, pipeline_options, on_error, progress)
+    pipeline = make_pipeline(task, outdir, pipeline_options, on_error, progress, on_warning)
     pipeline.plan(sources, errors)
     summary = pipeline.run()
     if summary.interrupted:
@@ -813,11 +846,13 @@ def decode_files(inputs, task, output, *, on_error=None, progress=None,
     return summary
 
 
-def make_pipeline(task, output, options: PipelineOptions, on_error=None, progress=None):
+def make_pipeline(task, output, options: PipelineOptions, on_error=None, progress=None,
+                  on_warning=None):
     """The local engine for ``options.format``: per-frame files (``LocalPipeline``) or
-    shards (``vbkernels.pipeline.sharded.ShardedPipeline``); ``output`` a folder or URI."""
+    shards (``vbkernels.pipeline.sharded.ShardedPipeline``, which has no per-input
+    warnings yet); ``output`` a folder or URI."""
     if options.format == "files":
-        return LocalPipeline(task, output, options, on_error, progress)
+        return LocalPipeline(task, output, options, on_error, progress, on_warning)
     from .sharded import ShardedPipeline
 
     return ShardedPipeline(task, output, options, on_error, progress)
@@ -835,4 +870,4 @@ def split_options(task, options: dict):
         task = build_task(task, **task_options)
     elif task_options:
         raise TypeError(f"unknown options {sorted(task_options)} (task already built)")
-    return task, pipeline_options
+    return task.for_kinds(pipeline_options.kinds), pipeline_options

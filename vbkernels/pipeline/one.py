@@ -24,6 +24,7 @@ def decode_file(task, source: Source, outdir: Path, *, data: bytes | None = None
     file is a row, not an exception). Pass a ``decoder`` to reuse its CUDA streams."""
     outdir = Path(outdir)
     kinds = task.check_kinds(kinds)
+    task = task.for_kinds(kinds)  # e.g. the full distance map for the distance output
     decoder = decoder or BatchDecoder(task, resolve_device(device))
     frames = (frames_from_bytes(data, str(source.name)) if data is not None
               else read_frames(source))

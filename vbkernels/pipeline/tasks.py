@@ -13,6 +13,9 @@ normals    NAME.normals.npy float32 (H,W,3) NAME.normals.preview.png (normals as
 seg        NAME.seg.npy    uint8 (K <= 256) NAME.seg.preview.png (palette colours)
                            else int32
            NAME.seg.png    label PNG: 8-bit when every label fits in uint8, else 16-bit
+depth,     NAME.<task>.distance.npy float32, 0..255 units (the ``distance`` kind, not a
+normals,   default): each pixel's distance to the encoding (the depth walk, the sphere of
+seg        unit normals, the nearest palette colour)
 instances  NAME.instances.npy int32       NAME.instances.preview.png
            NAME.instances.png uint16 (-1 'near no colour' written as 65535)
 colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repainted
@@ -23,6 +26,7 @@ colormap   NAME.colormap.npy float32      NAME.colormap.preview.png (values repa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -43,15 +47,43 @@ def _previews():
     return previews
 
 
+# The per-input check of how far the pixels are from the encoding (``Task.warning``) reads
+# the distance of every 4th row and column: 1/16 of the pixels, plenty for a median.
+_SAMPLE_STEP = 4
+
+
+def _median_distance(sample: torch.Tensor) -> torch.Tensor:
+    """(N,) median of each frame's (H', W') distances, on their device (no host read)."""
+    if sample[0].numel() == 0:
+        return torch.zeros(sample.shape[0], dtype=torch.float32, device=sample.device)
+    return sample.flatten(1).float().nanmedian(dim=1).values
+
+
 @dataclass(frozen=True)
 class Task:
-    """Base of the four tasks. ``decode`` maps an (N, H, W, 3) uint8 batch on its device to
-    a dict of (N, ...) tensors; ``encode`` turns one frame's arrays into file contents."""
+    """Base of the five tasks. ``decode`` maps an (N, H, W, 3) uint8 batch on its device to
+    a dict of (N, ...) tensors; ``encode`` turns one frame's arrays into file contents;
+    ``warning`` says, from one frame's arrays, when the input looks like something else."""
 
     name: ClassVar[str]
     kinds: ClassVar[dict[str, str]]  # output kind -> file suffix
     default_kinds: ClassVar[tuple[str, ...]]
     backend: str = "auto"
+    # Decode the full per-pixel distance map too (for the "distance" output kind): set by
+    # for_kinds, so a run that does not write it does not compute or copy it.
+    with_distance: bool = False
+
+    def for_kinds(self, kinds=None) -> Task:
+        """This task set up for the output ``kinds`` (the full distance map only when the
+        ``distance`` kind is among them). The engines call it with their kinds."""
+        wanted = "distance" in self.check_kinds(kinds)
+        return self if wanted == self.with_distance else dataclasses.replace(
+            self, with_distance=wanted)
+
+    def warning(self, arrays: dict[str, np.ndarray]) -> str | None:
+        """A one-line warning about one frame's input (e.g. most pixels far from the
+        encoding: the wrong task or palette), or None."""
+        return None
 
     def suffixes(self, kinds=None) -> list[str]:
         """File suffixes (``.depth.npy`` ...) of the chosen output kinds, in a fixed order."""
@@ -85,23 +117,54 @@ class Task:
         raise NotImplementedError
 
 
+class _DistanceCheck:
+    """Depth, normals and seg: a ``distance`` output and the per-input warning when the
+    median pixel is far from the encoding (docs/format.md, Checking inputs).
+
+    ``far`` (0..255 units) comes from measurements (docs/format.md): the median distance of
+    encoded scenes after JPEG q50 or H.264 stays at or under 2 (walk, palette) or 1
+    (sphere), and that of colormap, normal, depth or segmentation images decoded as the
+    wrong task is 24 or more (walk, palette) and 7 or more (sphere), except jet, which
+    runs along the depth walk for half its length."""
+
+    far: ClassVar[float]
+    encoding: ClassVar[str]  # what the distance is measured to, for the message
+    hint: ClassVar[str]
+
+    def _distance_outputs(self, distance: torch.Tensor | None, sample: torch.Tensor) -> dict:
+        """The check's per-frame median, and the full map when it was decoded."""
+        outputs = {"median_distance": _median_distance(sample)}
+        if distance is not None:
+            outputs["distance"] = distance
+        return outputs
+
+    def warning(self, arrays):
+        median = arrays.get("median_distance")
+        if median is None or not float(median) > self.far:
+            return None
+        return (f"median distance {float(median):.0f}/255 from the {self.encoding} "
+                f"(over {self.far:g} means most pixels are not this encoding): {self.hint}")
+
+    def _distance_npy(self, arrays) -> bytes:
+        if "distance" not in arrays:
+            raise ValueError("the distance output needs the task set up for it: "
+                             "task.for_kinds(kinds)")
+        return npy_bytes(arrays["distance"])
+
+
 @dataclass(frozen=True)
-class DepthTask(Task):
-    name: ClassVar[str] = "depth"
-    kinds: ClassVar[dict[str, str]] = {"npy": ".depth.npy", "png": ".depth.png",
-                                       "preview": ".depth.preview.png", "ply": ".ply"}
-    default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
-    lam: float = -3.0
-    c: float = 10 / 3
-    max_depth: float | None = None
-    png_scale: float = 1000.0
-    vmin: float | None = None
-    vmax: float | None = None
-    # The camera of the "ply" output: (fx, fy, cx, cy), or a horizontal field of view in
-    # degrees for an assumed pinhole camera centred on the image (see camera()).
+class _PointCloud:
+    """The ``ply`` output of the depth and colormap tasks: the decoded values as z-depth,
+    back-projected with a camera, coloured by the input frame, thinned on request."""
+
+    # The camera: (fx, fy, cx, cy), or a horizontal field of view in degrees for an assumed
+    # pinhole camera centred on the image (see camera()).
     intrinsics: tuple | None = None
     fov: float | None = None
-    dtype: str = "float32"  # of the .npy output: float32, or float16 (half the bytes)
+    ply_max_depth: float | None = None     # drop points whose depth is beyond this
+    ply_max_distance: float | None = None  # drop points whose colour is this far off the encoding
+    ply_stride: int = 1                    # keep every Nth row and column
+    ply_voxel: float | None = None         # one point per voxel of this size (mean)
 
     @property
     def has_camera(self) -> bool:
@@ -118,47 +181,110 @@ class DepthTask(Task):
         f = width / (2.0 * math.tan(math.radians(self.fov) / 2.0))
         return (f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
+    def _ply(self, depth: np.ndarray, rgb, distance) -> bytes:
+        """Back-project the full frame (so the camera is the frame's), then keep what the
+        cut-offs and the stride keep, then voxel-downsample."""
+        from vbkernels.points import depth_to_points, ply_bytes, voxel_downsample
+
+        if rgb is None:
+            raise ValueError("the ply output needs intrinsics or fov")
+        points = depth_to_points(depth, self.camera(*depth.shape))
+        keep = np.isfinite(points).all(axis=-1)
+        with np.errstate(invalid="ignore"):
+            if self.ply_max_depth is not None:
+                keep &= depth <= self.ply_max_depth
+            if self.ply_max_distance is not None:
+                keep &= distance <= self.ply_max_distance
+        step = self.ply_stride
+        keep = keep[::step, ::step]
+        points, colours = points[::step, ::step][keep], np.asarray(rgb)[::step, ::step][keep]
+        if self.ply_voxel is not None:
+            points, colours = voxel_downsample(points, self.ply_voxel, colors=colours)
+        return ply_bytes(points, colors=colours)
+
+
+@dataclass(frozen=True)
+class DepthTask(_DistanceCheck, _PointCloud, Task):
+    name: ClassVar[str] = "depth"
+    kinds: ClassVar[dict[str, str]] = {"npy": ".depth.npy", "png": ".depth.png",
+                                       "preview": ".depth.preview.png", "ply": ".ply",
+                                       "distance": ".depth.distance.npy"}
+    default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    far: ClassVar[float] = 16.0
+    encoding: ClassVar[str] = "depth walk"
+    hint: ClassVar[str] = "is this a colormap image? try `vbkernels decode colormap`"
+    lam: float = -3.0
+    c: float = 10 / 3
+    max_depth: float | None = None
+    png_scale: float = 1000.0
+    vmin: float | None = None
+    vmax: float | None = None
+    dtype: str = "float32"  # of the .npy output: float32, or float16 (half the bytes)
+
     def decode(self, rgb):
         import vbkernels
 
-        depth = vbkernels.decode_depth(rgb, lam=self.lam, c=self.c, max_depth=self.max_depth,
-                                       backend=self.backend)
-        # The point cloud is coloured by the input frame: keep it only when it can be used.
-        return {"depth": depth, "rgb": rgb} if self.has_camera else {"depth": depth}
+        def decode(image, with_distance):
+            return vbkernels.decode_depth(image, lam=self.lam, c=self.c,
+                                          max_depth=self.max_depth,
+                                          return_distance=with_distance, backend=self.backend)
+
+        # The full distance map for the distance output, and for the point cloud's cut-off.
+        if self.with_distance or (self.has_camera and self.ply_max_distance is not None):
+            depth, distance = decode(rgb, True)
+            sample = distance[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP]
+        else:
+            depth, distance = decode(rgb, False), None
+            sample = decode(rgb[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP], True)[1]
+        outputs = {"depth": depth, **self._distance_outputs(distance, sample)}
+        if self.has_camera:  # the point cloud is coloured by the input frame
+            outputs["rgb"] = rgb
+        return outputs
 
     def _encode_one(self, kind, arrays):
         depth = arrays["depth"]
         if kind == "npy":
             return npy_bytes(depth.astype(self.dtype, copy=False))
+        if kind == "distance":
+            return self._distance_npy(arrays)
         if kind == "ply":
-            return self._ply(depth, arrays.get("rgb"))
+            return self._ply(depth, arrays.get("rgb"), arrays.get("distance"))
         if kind == "png":  # zlib level 1: depth of generated frames is noise-like (see png_bytes)
             return png_bytes(depth_to_png16(depth, self.png_scale), compress_level=1)
         scale = {k: v for k, v in (("vmin", self.vmin), ("vmax", self.vmax)) if v is not None}
         return _previews().depth_preview_png(depth, **scale)
 
-    def _ply(self, depth, rgb):
-        from vbkernels.points import depth_to_points, ply_bytes
-
-        if rgb is None:
-            raise ValueError("the ply output needs intrinsics or fov")
-        points = depth_to_points(depth, self.camera(*depth.shape))
-        return ply_bytes(points, colors=rgb)
-
 
 @dataclass(frozen=True)
-class NormalsTask(Task):
+class NormalsTask(_DistanceCheck, Task):
     name: ClassVar[str] = "normals"
-    kinds: ClassVar[dict[str, str]] = {"npy": ".normals.npy", "preview": ".normals.preview.png"}
+    kinds: ClassVar[dict[str, str]] = {"npy": ".normals.npy", "preview": ".normals.preview.png",
+                                       "distance": ".normals.distance.npy"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy",)
+    far: ClassVar[float] = 6.0
+    encoding: ClassVar[str] = "sphere of unit normals"
+    hint: ClassVar[str] = ("is this a normal map? (depth, colormap and segmentation images "
+                           "are not)")
     convention: str = "opengl"
     dtype: str = "float32"  # of the .npy output: float32, or float16 (half the bytes)
 
     def decode(self, rgb):
         import vbkernels
 
-        return {"normals": vbkernels.decode_normals(rgb, convention=self.convention,
-                                                    backend=self.backend)}
+        def decode(image):
+            return vbkernels.decode_normals(image, convention=self.convention, return_norm=True,
+                                            backend=self.backend)
+
+        # A colour's distance from the sphere of radius 127.5 around mid-grey that unit
+        # normals are painted on: |‖p - 127.5‖ - 127.5| = 127.5 |‖n‖ - 1| in 0..255 units.
+        normals, norm = decode(rgb)
+
+        def distance(norms):
+            return (norms - 1.0).abs_().mul_(127.5)
+
+        sample = distance(norm[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP].clone())
+        full = distance(norm) if self.with_distance else None
+        return {"normals": normals, **self._distance_outputs(full, sample)}
 
     def _encode_one(self, kind, arrays):
         import vbkernels
@@ -166,16 +292,23 @@ class NormalsTask(Task):
         normals = arrays["normals"]
         if kind == "npy":
             return npy_bytes(normals.astype(self.dtype, copy=False))
+        if kind == "distance":
+            return self._distance_npy(arrays)
         colours = vbkernels.encode_normals(torch.from_numpy(normals), convention=self.convention)
         return png_bytes(colours.numpy())
 
 
 @dataclass(frozen=True)
-class SegTask(Task):
+class SegTask(_DistanceCheck, Task):
     name: ClassVar[str] = "seg"
     kinds: ClassVar[dict[str, str]] = {"npy": ".seg.npy", "png": ".seg.png",
-                                       "preview": ".seg.preview.png"}
+                                       "preview": ".seg.preview.png",
+                                       "distance": ".seg.distance.npy"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy", "png")
+    far: ClassVar[float] = 16.0
+    encoding: ClassVar[str] = "palette's colours"
+    hint: ClassVar[str] = ("painted with another palette (see --palette)? or not a "
+                           "segmentation image?")
     palette: Any = None  # a vbkernels.palettes.Palette
     max_distance: float | None = None
 
@@ -189,15 +322,27 @@ class SegTask(Task):
 
         # The Palette itself, so pixels painted in its ignore colour decode to its ignore
         # index (encode -> decode round-trips every label).
-        labels = vbkernels.decode_segmentation(
-            rgb, self.palette, max_distance=self.max_distance, out_dtype=self.label_dtype,
-            backend=self.backend)
-        return {"labels": labels}
+        def decode(image):
+            return vbkernels.decode_segmentation(
+                image, self.palette, max_distance=self.max_distance,
+                out_dtype=self.label_dtype, return_distance=True, backend=self.backend)
+
+        if self.with_distance:
+            labels, distance = decode(rgb)
+            sample = distance[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP]
+        else:  # the labels without distances, the check's distances on the sample only
+            labels, distance = vbkernels.decode_segmentation(
+                rgb, self.palette, max_distance=self.max_distance,
+                out_dtype=self.label_dtype, backend=self.backend), None
+            sample = decode(rgb[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP])[1]
+        return {"labels": labels, **self._distance_outputs(distance, sample)}
 
     def _encode_one(self, kind, arrays):
         labels = arrays["labels"]
         if kind == "npy":
             return npy_bytes(labels)
+        if kind == "distance":
+            return self._distance_npy(arrays)
         if kind == "png":
             return png_bytes(labels_to_png(labels))
         return _previews().seg_preview_png(labels, self.palette)
@@ -233,12 +378,18 @@ class InstancesTask(Task):
         return _previews().instance_preview_png(labels)
 
 
+# A decoded colormap position within one colour step of either end of the map: the colour
+# of values at or beyond vmin or vmax when painted (plt.imsave clips them to the ends).
+_END_STEP = 1.0 / 255.0
+_ENDS_SHARE = 0.5  # warn when more than half of a frame's pixels sit at the ends
+
+
 @dataclass(frozen=True)
-class ColormapTask(Task):
+class ColormapTask(_PointCloud, Task):
     name: ClassVar[str] = "colormap"
     kinds: ClassVar[dict[str, str]] = {"npy": ".colormap.npy",
                                        "distance": ".colormap.distance.npy",
-                                       "preview": ".colormap.preview.png"}
+                                       "preview": ".colormap.preview.png", "ply": ".ply"}
     default_kinds: ClassVar[tuple[str, ...]] = ("npy",)
     colormap: Any = None  # a vbkernels.colormaps.ColormapTable
     vmin: float = 0.0
@@ -254,15 +405,49 @@ class ColormapTask(Task):
         values, distance = vbkernels.decode_colormap(
             rgb, self.colormap.painted, vmin=self.vmin, vmax=self.vmax, scale=self.scale,
             max_distance=self.max_distance, return_distance=True, backend=self.backend)
-        return {"values": values, "distance": distance}
+        outputs = {"values": values, "distance": distance, "ends": self._ends_share(values)}
+        if self.has_camera:  # the point cloud is coloured by the input frame
+            outputs["rgb"] = rgb
+        return outputs
+
+    def _ends_share(self, values: torch.Tensor) -> torch.Tensor:
+        """(N,) share of each frame's pixels within one colour step of either end of the
+        map, on the device (no host read). NaN (rejected) pixels count as not at an end."""
+        low, high, v = self.vmin, self.vmax, values.double()
+        if self.scale == "log":
+            low, high, v = math.log(low), math.log(high), v.log()
+        elif self.scale == "inverse":
+            low, high, v = 1.0 / low, 1.0 / high, 1.0 / v
+        position = (v - low) / (high - low)
+        ends = (position < _END_STEP) | (position > 1.0 - _END_STEP)
+        if values[0].numel() == 0:
+            return torch.zeros(values.shape[0], dtype=torch.float64, device=values.device)
+        return ends.flatten(1).double().mean(dim=1)
+
+    def warning(self, arrays):
+        share = arrays.get("ends")
+        if share is None or not float(share) > _ENDS_SHARE:
+            return None
+        return (f"{float(share):.0%} of the pixels decode to the ends of the colormap, "
+                f"vmin={self.vmin:g} or vmax={self.vmax:g} ({self.scale}): was it painted "
+                "with a wider range (values beyond vmin/vmax are clipped to the end "
+                "colours)? set --vmin/--vmax to the range it was painted with")
+
+    def range_note(self) -> str:
+        """What the summary says about the value range (the defaults are 0..1)."""
+        return (f"colormap values span vmin={self.vmin:g} .. vmax={self.vmax:g} ({self.scale} "
+                "scale; --vmin/--vmax set the range the images were painted with)")
 
     def _encode_one(self, kind, arrays):
         if kind == "npy":
             return npy_bytes(arrays["values"])
         if kind == "distance":
             return npy_bytes(arrays["distance"])
-        return _previews().colormap_preview_png(arrays["values"], self.colormap, vmin=self.vmin,
-                                                vmax=self.vmax, scale=self.scale)
+        if kind == "ply":
+            return self._ply(arrays["values"], arrays.get("rgb"), arrays["distance"])
+        return _previews().colormap_preview_png(
+            arrays["values"], self.colormap, vmin=self.vmin, vmax=self.vmax, scale=self.scale,
+            label=f"{self.vmin:g}..{self.vmax:g} ({self.scale})")
 
 
 TASKS = {task.name: task for task in (DepthTask, NormalsTask, SegTask, InstancesTask,
@@ -273,8 +458,10 @@ def build_task(name: str, **options) -> Task:
     """The task ``name`` (depth, normals, seg, instances, colormap) with the CLI's options,
     checked.
 
-    Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax,
-    intrinsics`` (fx, fy, cx, cy) ``, fov`` (degrees, in (0, 180));
+    Options: ``backend`` for all; depth ``lam, c, max_depth, png_scale, vmin, vmax``;
+    depth and colormap, for the ``ply`` output: ``intrinsics`` (fx, fy, cx, cy), ``fov``
+    (degrees, in (0, 180)), ``ply_max_depth``, ``ply_max_distance`` (0..255 units off the
+    walk or colormap), ``ply_stride`` (int >= 1), ``ply_voxel`` (> 0);
     normals ``convention``; seg ``palette`` (a name, file or Palette), ``max_distance``;
     instances ``max_distance, min_pixels, background, merge_distance, split_components``;
     colormap ``colormap`` (see :func:`load_colormap`), ``vmin, vmax, scale, max_distance``.
@@ -326,7 +513,16 @@ def _depth_options(options: dict) -> dict:
 
 
 def _camera_options(options: dict) -> dict:
-    from vbkernels._checks import finite_float
+    from vbkernels._checks import finite_float, optional_positive
+
+    for key in ("ply_max_depth", "ply_max_distance"):
+        options[key] = optional_positive(options.get(key), key)
+    stride = options.get("ply_stride", 1)
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"ply_stride must be an integer >= 1, got {stride!r}")
+    voxel = options.get("ply_voxel")
+    if voxel is not None and not finite_float(voxel, "ply_voxel") > 0:
+        raise ValueError(f"ply_voxel must be > 0, got {voxel!r}")
 
     intrinsics, fov = options.get("intrinsics"), options.get("fov")
     if intrinsics is not None and fov is not None:
@@ -381,7 +577,7 @@ def _colormap_options(options: dict) -> dict:
     options["vmin"], options["vmax"] = _scale_params(
         options.get("vmin", 0.0), options.get("vmax", 1.0), options.get("scale", "linear"))
     options["max_distance"] = _max_distance(options.get("max_distance"))
-    return options
+    return _camera_options(options)
 
 
 def load_colormap(spec) -> Any:
