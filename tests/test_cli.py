@@ -18,6 +18,7 @@ from vbkernels.cli.previews import INSTANCE_COLOURS
 from vbkernels.instances import decode_instances
 from vbkernels.palettes import load_palette
 from vbkernels.pipeline import depth_to_png16
+from vbkernels.pipeline.sources import frame_rgb
 from vbkernels.scenes import make_scenes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def test_decode_video_streams_every_frame(tmp_path, encoded):
     frames = np.concatenate([encoded["depth"], encoded["depth"][::-1]])  # 6 frames, 20x28
     _write_mp4(tmp_path / "clip.mp4", frames)
     with av.open(str(tmp_path / "clip.mp4")) as container:
-        decoded_frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        decoded_frames = [frame_rgb(f) for f in container.decode(video=0)]
     result = _invoke("decode", "depth", tmp_path / "clip.mp4", "-o", tmp_path / "out",
                      "--batch-size", 4)
     assert result.exit_code == 0, result.output

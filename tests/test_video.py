@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import vbkernels as vb
+from vbkernels.pipeline.sources import frame_rgb
 from vbkernels.scenes import make_scenes
 
 av = pytest.importorskip("av")
@@ -14,7 +15,7 @@ av = pytest.importorskip("av")
 
 def _read(path) -> np.ndarray:
     with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        return np.stack([frame_rgb(f) for f in container.decode(video=0)])
 
 
 @pytest.fixture(scope="module")

@@ -379,7 +379,9 @@ def _h264_round_trip(batch: torch.Tensor, crf: int) -> torch.Tensor:
             container.mux(packet)
     buffer.seek(0)
     with av.open(buffer, mode="r") as container:
-        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        from vbkernels.pipeline.sources import frame_rgb
+
+        decoded = [frame_rgb(f) for f in container.decode(video=0)]
     if len(decoded) != n:
         raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {n}")
     return torch.from_numpy(np.stack(decoded)[:, :height, :width].copy())

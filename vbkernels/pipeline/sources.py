@@ -185,6 +185,25 @@ def read_image(path: Path | BinaryIO, max_pixels: int | str | None = "pillow") -
     return read_any(path, name="", max_pixels=max_pixels)
 
 
+_REFORMAT_THREADS = True  # False once PyAV turned down ``threads=`` (PyAV < 14)
+
+
+def frame_rgb(frame) -> np.ndarray:
+    """A decoded PyAV video frame as (H, W, 3) uint8 RGB, converted by swscale on ONE
+    thread. PyAV keeps one converter per Python thread; with FFmpeg's slice threads in it, a
+    process forked from another thread (the worker pool replaces a dead worker from its own
+    thread) frees that converter in the child, where its threads do not exist, and hangs
+    for ever (see ``vbkernels.pipeline.workers``). A one-thread converter frees safely; the
+    conversion is a small part of a frame's decode."""
+    global _REFORMAT_THREADS
+    if _REFORMAT_THREADS:
+        try:
+            return frame.to_ndarray(format="rgb24", threads=1)
+        except TypeError:  # an older PyAV without the argument (and without slice threads)
+            _REFORMAT_THREADS = False
+    return frame.to_ndarray(format="rgb24")
+
+
 def read_video(path: Path | BinaryIO) -> Iterator[np.ndarray]:
     """Frames of a video file (or open binary file) through PyAV, FFmpeg threads on.
 
@@ -214,7 +233,7 @@ def read_video(path: Path | BinaryIO) -> Iterator[np.ndarray]:
                                  f"after {count} decoded frames)")
             for frame in stream.decode(packet):
                 count += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield frame_rgb(frame)
         if declared and count != declared:
             raise ValueError(f"video is damaged or cut short: {count} frames decoded, its "
                              f"container declares {declared}")

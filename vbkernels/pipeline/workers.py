@@ -25,6 +25,15 @@ that ended in an error leaves one in a reference cycle) that the child's garbage
 collector frees waits for ever on its decoding threads. So the parent collects its
 garbage and freezes the rest (``gc.freeze``) just before each fork: the child's collector
 never looks at anything it inherited.
+
+A fork from a thread (a replacement worker is started by the pool's thread) has a second
+hazard: the child clears the other threads' states, freeing their thread-local objects, and
+PyAV keeps a per-thread ``VideoReformatter`` whose FFmpeg slice threads do not exist in
+the child, so freeing it there waits for ever. vbkernels converts every video frame with
+one-thread reformatters (``sources.frame_rgb``), which are safe to free; for anything else
+that leaves such state behind, a worker that has not started within ``_START_TIMEOUT_S`` is
+killed and counts as a death, and ``shutdown`` kills a worker that does not leave within
+``_EXIT_GRACE_S``, so neither a run nor its end waits for ever.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ from vbkernels.files import remove_own_temporaries
 
 WATCHDOG_S = 0.2          # how often a worker checks that its parent is alive
 _TERMINATE_GRACE_S = 2.0  # SIGTERMed workers that have not exited by then get SIGKILL
+# A worker that has not said it is ready by then is stuck in its start (see the module
+# docstring, "a fork from a thread") and is killed: it counts as a death before any task.
+_START_TIMEOUT_S = 60.0
+_EXIT_GRACE_S = 10.0      # shutdown(): workers told to leave that are still there get SIGKILL
 _IDLE_DEATHS = 3          # per worker slot: deaths with no task before the pool gives up
 
 
@@ -143,6 +156,7 @@ class _Worker:
         self.process.start()  # inside _frozen_heap (see the module docstring)
         child.close()  # our copy: the worker's end then closes when the worker dies
         self.ready = False              # its initializer ran (it said so)
+        self.started = time.monotonic()
         self.task: tuple | None = None  # (future, fn, args) while busy
 
 
@@ -217,8 +231,11 @@ class WorkerPool:
         self._wake()
         if wait:
             self._thread.join()
-            for worker in self._workers:
-                worker.process.join()
+            for worker in self._workers:  # told to leave: bounded, a stuck one is killed
+                worker.process.join(_EXIT_GRACE_S)
+                if worker.process.is_alive():
+                    worker.process.kill()
+                    worker.process.join()
 
     def terminate(self) -> None:
         """End every worker now (SIGTERM: each removes its temporary file; SIGKILL after
@@ -251,8 +268,11 @@ class WorkerPool:
                     if self._closing and not busy and not self._queue:
                         break
                 listening = [w for w in self._workers if w.task is not None or not w.ready]
+                starting = any(not w.ready for w in self._workers)
                 ready = wait_for([self._wake_r] + [w.conn for w in listening]
-                                 + [w.process.sentinel for w in self._workers])
+                                 + [w.process.sentinel for w in self._workers],
+                                 timeout=1.0 if starting else None)
+                self._kill_stuck_starts()
                 if self._wake_r in ready:
                     while self._wake_r.poll():
                         self._wake_r.recv_bytes()
@@ -270,6 +290,16 @@ class WorkerPool:
                     pass
             self._wake_r.close()
             self._wake_w.close()
+
+    def _kill_stuck_starts(self) -> None:
+        """SIGKILL workers still not ready after ``_START_TIMEOUT_S``; their sentinels then
+        fire and ``_replace`` counts each as a death before any task (so a start that
+        always hangs ends in ``PoolBroken``, never in a run that waits for ever)."""
+        now = time.monotonic()
+        for worker in self._workers:
+            if (not worker.ready and now - worker.started > _START_TIMEOUT_S
+                    and worker.process.is_alive()):
+                worker.process.kill()
 
     def _dispatch(self) -> None:
         for worker in self._workers:
