@@ -587,3 +587,39 @@ def test_an_expanded_out_is_refused_as_torch_refuses_it(backend):
     out = torch.empty(1, 5).expand(4, 5)
     with pytest.raises(RuntimeError, match="more than one element"):
         vbkernels.decode_depth(rgb, out=out, backend=backend)
+
+
+_VIDEO_THEN_REPLACE = """
+import os, signal, sys
+import numpy as np
+from vbkernels.pipeline.sources import read_video
+from vbkernels.pipeline.workers import WorkerDied, WorkerPool
+from vbkernels.video import encode_video
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+frames = np.random.default_rng(0).integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
+encode_video(frames, sys.argv[1], codec="yuv444p")
+assert len(list(read_video(sys.argv[1]))) == 3  # frames converted on this (main) thread
+pool = WorkerPool(1)
+try:
+    try:
+        pool.submit(die).result(timeout=30)
+    except WorkerDied:
+        pass
+    print(pool.submit(os.getpid).result(timeout=30) in pool.pids(), flush=True)
+finally:
+    pool.shutdown()
+"""
+
+
+@linux_only
+def test_a_worker_replaced_after_a_video_read_starts(tmp_path):
+    """Before: PyAV's per-thread frame converter (with FFmpeg slice threads) of the main
+    thread was freed in the replacement worker, forked from the pool's thread, and that
+    worker hung for ever in pthread_cond_destroy, and so did the pool's shutdown."""
+    pytest.importorskip("av")
+    result = subprocess.run([sys.executable, "-c", _VIDEO_THEN_REPLACE, str(tmp_path / "v.mp4")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr

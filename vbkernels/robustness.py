@@ -95,7 +95,7 @@ def _h264(pix_fmt: str, crf: int) -> Callable[[np.ndarray], tuple[np.ndarray, in
         with av.open(buffer, mode="r") as container:
             from vbkernels.pipeline.sources import frame_rgb
 
-        decoded = [frame_rgb(f) for f in container.decode(video=0)]
+            decoded = [frame_rgb(f) for f in container.decode(video=0)]
         if len(decoded) != n:
             raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {n}")
         return np.stack(decoded)[:, :height, :width].copy(), size

@@ -368,8 +368,18 @@ def _run(name: str, common: dict, **task_options) -> None:
     try:
         _run_local_or_ray(name, common, **task_options)
     except KeyboardInterrupt:
+        _ignore_further_interrupts()
         click.echo("\ninterrupted before any file was decoded", err=True)
         raise SystemExit(130) from None
+
+
+def _ignore_further_interrupts() -> None:
+    """The run has stopped and the command is on its way out with 130: another Ctrl-C
+    from here on would only break the exit itself (a KeyboardInterrupt traceback from
+    an exit handler), so it is ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_local_or_ray(name: str, common: dict, **task_options) -> None:
@@ -602,6 +612,7 @@ def _summarise(summary: RunSummary, quiet: bool, task=None) -> None:
     import signal
 
     if summary.interrupted:
+        _ignore_further_interrupts()
         _report_interrupt(summary)
         raise SystemExit(128 + int(getattr(summary, "signal", None) or signal.SIGINT))
     if not quiet:
