@@ -102,3 +102,56 @@ def compile_for_sm90(script: str) -> str:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+# ------------------------------------------------------------------ processes and inputs
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc; no psutil needed)."""
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (Linux /proc)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def write_images_and_clip(folder, names, seed: int, *, even_shape=(16, 24),
+                          odd_shape=(12, 20)):
+    """Random RGB PNGs at ``names`` (the i-th ``even_shape`` or ``odd_shape`` by parity,
+    subfolders made) and a 3-frame 24x16 yuv444p H.264 ``clip.mp4``: the small mixed
+    input folder of the storage tests. Returns ``folder``."""
+    import av
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i, name in enumerate(names):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shape = even_shape if i % 2 == 0 else odd_shape
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / name)
+    with av.open(str(folder / "clip.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 24, 16, "yuv444p"
+        for _ in range(3):
+            rgb = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    return folder

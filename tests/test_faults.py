@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 import vbkernels
+from tests.helpers import child_pids, process_alive
 from vbkernels import files
 from vbkernels.pipeline import (
     LocalPipeline,
@@ -51,32 +52,11 @@ def folder(tmp_path_factory):
     return path
 
 
-def _children(pid):
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _left_alive(pids, within=3.0):
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(process_alive(p) for p in pids):
         time.sleep(0.05)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if process_alive(p)]
 
 
 # The command with a 10-minute stop grace: a stop that waits out its grace period (the
@@ -101,7 +81,7 @@ def _wait_for_outputs(process, out, count=1, pattern="*.depth.npy"):
     while len(list(out.glob(pattern))) < count and time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         time.sleep(0.02)
-    workers = _children(process.pid)
+    workers = child_pids(process.pid)
     assert len(workers) == 2, workers
     return workers
 
@@ -230,7 +210,7 @@ def test_a_worker_stuck_in_c_code_still_dies_with_its_parent():
     try:
         worker = int(parent.stdout.readline())
         time.sleep(0.5)  # the task has started
-        assert _alive(worker)
+        assert process_alive(worker)
     finally:
         parent.kill()
         parent.wait()  # not communicate(): a surviving worker holds the pipe open

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 import vbkernels
+from tests.helpers import child_pids, process_alive
 from vbkernels.pipeline import (
     BatchDecoder,
     LocalPipeline,
@@ -302,27 +303,6 @@ def test_name_clash_fails_the_second_input(tmp_path):
     assert (tmp_path / "kept" / "a.png.depth.npy").exists()
 
 
-def _children(pid):
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc for worker processes")
 def test_ctrl_c_stops_cleanly(tmp_path):
     pytest.importorskip("matplotlib")
@@ -340,7 +320,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
         while not list(out.glob("long/*.depth.npy")) and time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
-        workers = _children(process.pid)
+        workers = child_pids(process.pid)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
     finally:
@@ -351,7 +331,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     written = int(stderr.split("interrupted: wrote ")[1].split()[0])
     assert 0 < written < 80 and len(list(out.glob("long/*.depth.npy"))) >= written
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
-    assert len(workers) >= 2 and not [pid for pid in workers if _alive(pid)]
+    assert len(workers) >= 2 and not [pid for pid in workers if process_alive(pid)]
     rows = (out / "manifest.jsonl").read_text() if (out / "manifest.jsonl").exists() else ""
     assert '"ok"' not in rows  # the video is not done: a rerun redoes it
 

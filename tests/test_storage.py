@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.helpers import write_images_and_clip
 from vbkernels.cli import main
 from vbkernels.storage import (
     LocalStore,
@@ -37,22 +38,7 @@ def s3(tmp_path_factory):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Four small encoded-depth PNGs (two sizes, one in a subfolder) and a 3-frame video."""
-    import av
-
-    folder = tmp_path_factory.mktemp("storage") / "in"
-    rng = np.random.default_rng(3)
-    for i, name in enumerate(NAMES):
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        shape = (16, 24) if i % 2 == 0 else (12, 20)
-        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / name)
-    with av.open(str(folder / "clip.mp4"), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 24, 16, "yuv444p"
-        for _ in range(3):
-            rgb = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        container.mux(stream.encode())
-    return folder
+    return write_images_and_clip(tmp_path_factory.mktemp("storage") / "in", NAMES, 3)
 
 
 def decode(inputs, out, *args, task="depth"):

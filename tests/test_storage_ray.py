@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
 
+from tests.helpers import write_images_and_clip
 from vbkernels.cli import main
 from vbkernels.storage import open_store
 from vbkernels.storage.local_s3 import make_bucket, requests, s3_server
@@ -24,21 +24,7 @@ FRAMES = len(IMAGES) + 3  # and a 3-frame video
 
 
 def make_inputs(folder):
-    import av
-
-    rng = np.random.default_rng(11)
-    for i, name in enumerate(IMAGES):
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        shape = (16, 24) if i % 2 else (12, 20)
-        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(folder / name)
-    with av.open(str(folder / "clip.mp4"), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 24, 16, "yuv444p"
-        for _ in range(3):
-            rgb = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        container.mux(stream.encode())
-    return folder
+    return write_images_and_clip(folder, IMAGES, 11, even_shape=(12, 20), odd_shape=(16, 24))
 
 
 @pytest.fixture(scope="module")
