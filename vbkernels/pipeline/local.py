@@ -653,11 +653,12 @@ class LocalPipeline:
         for at least one first)."""
         if block and self._writes:
             cf.wait([f for f, _ in self._writes], return_when=cf.FIRST_COMPLETED)
-        remaining = deque()
-        for future, state in self._writes:
-            if not future.done():
-                remaining.append((future, state))
-                continue
+        # Each finished write leaves the queue before it is counted: a Ctrl-C that lands
+        # in the middle (a KeyboardInterrupt between two lines here) must not leave a
+        # counted write queued, for the stop's last _collect would count it again.
+        for item in [item for item in self._writes if item[0].done()]:
+            self._writes.remove(item)
+            future, state = item
             if future.cancelled():
                 continue
             exc = future.exception()
@@ -682,7 +683,6 @@ class LocalPipeline:
                 self._fail(state, str(exc) if isinstance(exc, WorkerDied)
                            else f"cannot write: {describe(exc)}")
             self._maybe_finish(state)
-        self._writes = remaining
 
     # -- bookkeeping ------------------------------------------------------------------
 
